@@ -1,0 +1,43 @@
+"""Consensus of crowd annotations: STAPLE, majority vote, point/polyline/polygon fusion, metrics.
+
+Pure functions over NumPy arrays (no I/O). See DESIGN.md, section "Consensus".
+"""
+
+from crowdseg.consensus.metrics import (
+    boundary_points,
+    dice,
+    hausdorff95,
+    jaccard,
+    match_points,
+    modified_hausdorff,
+    point_precision_recall,
+    sensitivity_specificity,
+)
+from crowdseg.consensus.points import PointClustering, RaterPointScore, cluster_points, crowd_quality
+from crowdseg.consensus.staple import (
+    StapleResult,
+    majority_vote,
+    staple,
+    staple_e_step,
+    staple_m_step,
+)
+
+__all__ = [
+    "PointClustering",
+    "RaterPointScore",
+    "StapleResult",
+    "boundary_points",
+    "cluster_points",
+    "crowd_quality",
+    "dice",
+    "hausdorff95",
+    "jaccard",
+    "majority_vote",
+    "match_points",
+    "modified_hausdorff",
+    "point_precision_recall",
+    "sensitivity_specificity",
+    "staple",
+    "staple_e_step",
+    "staple_m_step",
+]
