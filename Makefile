@@ -1,0 +1,46 @@
+# The two commands of the README: `make up` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+WEB_STAMP := web/dist/index.html
+CACHE ?= $(HOME)/.cache/crowdseg
+
+.PHONY: up test install web lint typecheck unit servers clean
+
+up: install
+	$(VENV)/bin/crowdseg up
+
+install: $(STAMP) $(WEB_STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The web UI is optional until web/package.json exists.
+$(WEB_STAMP): $(shell find web -type f -not -path 'web/node_modules/*' -not -path 'web/dist/*' 2>/dev/null)
+	@if [ -f web/package.json ]; then cd web && npm ci --no-audit --no-fund && npm run build; \
+	else mkdir -p web/dist && cp -n libs/static/index.html web/dist/index.html 2>/dev/null || true; fi
+
+# Real test servers (Apache Kafka, FerretDB, MinIO, Chromium), provisioned idempotently outside the repo.
+servers:
+	@if [ -x scripts/provision-test-servers.sh ]; then CROWDSEG_CACHE=$(CACHE) scripts/provision-test-servers.sh; fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check libs services tests bench
+	@rm -rf .typecheck && mkdir -p .typecheck/crowdseg && \
+	  for f in libs/*; do ln -s ../../$$f .typecheck/crowdseg/; done && \
+	  ln -s ../../services .typecheck/crowdseg/services
+	$(VENV)/bin/mypy .typecheck/crowdseg
+
+test: install servers lint
+	CROWDSEG_CACHE=$(CACHE) $(PY) -m pytest -p no:cacheprovider -q
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+clean:
+	rm -rf $(VENV) .typecheck web/dist web/node_modules

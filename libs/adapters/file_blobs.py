@@ -1,0 +1,80 @@
+"""The embedded profile's blob store: files under the data directory, written atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+
+from crowdseg.errors import InvalidInput, NotFound, Unavailable
+
+
+class FileBlobStore:
+    """Implements :class:`crowdseg.ports.BlobStore` on a directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        parts = PurePosixPath(key).parts
+        if not parts or key.startswith("/") or any(part in ("..", ".", "") for part in parts):
+            raise InvalidInput(f"invalid object key {key!r}")
+        return self.root.joinpath(*parts)
+
+    async def open(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(f"cannot create the blob directory {self.root}: {exc}") from exc
+
+    async def ping(self) -> None:
+        if not self.root.is_dir():
+            raise Unavailable(f"blob directory {self.root} is missing")
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, self._path(key), data)
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        target = self._path(key)
+        await asyncio.to_thread(self._copy, path, target)
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+
+    @staticmethod
+    def _copy(source: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise NotFound(f"object {key} not found") from exc
+
+    async def stream(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFound(f"object {key} not found")
+        with open(path, "rb") as handle:  # noqa: ASYNC230 - local file, chunked
+            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+                yield chunk
+
+    async def size(self, key: str) -> int | None:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,227 @@
+"""Bus wiring: broker factory, topic creation, reliable consumers and the outbox relay.
+
+Consumers follow FastStream's ``ack_after_process`` example with manual acknowledgement:
+the offset is committed only after the handler succeeded (at least once). A failing handler is
+retried with exponential back-off, then its event goes to the consumer's dead-letter topic; an
+event that does not parse goes there at once. Handlers are idempotent, so redelivery after a
+rebalance (``CommitFailedError``) is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from crowdseg import metrics
+from crowdseg.errors import CrowdsegError, Unavailable
+from crowdseg.events import ALL_TOPICS, EVENT_TYPES, Event, dead_letter_topic
+from crowdseg.ports import OutboxEntry, Store
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E], Awaitable[None]]
+
+CONSUMER_GROUPS = ("consensus", "export")
+
+
+def build_broker(bootstrap_servers: str) -> KafkaBroker:
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id="crowdseg",
+        request_timeout_ms=15_000,
+        graceful_timeout=10.0,
+        logger=logging.getLogger("crowdseg.bus"),
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, partitions: int) -> None:
+    """Create every topic and dead-letter topic; existing ones are left alone."""
+    wanted = [*ALL_TOPICS, *(dead_letter_topic(group) for group in CONSUMER_GROUPS)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15_000)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    except KafkaError as exc:
+        raise Unavailable(f"Kafka at {bootstrap_servers} is unreachable: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def publish(broker: KafkaBroker, topic: str, key: str, payload: dict[str, Any] | bytes) -> None:
+    try:
+        await broker.publish(payload, topic, key=key.encode())
+    except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
+        raise Unavailable(f"cannot publish to {topic}: {exc}") from exc
+
+
+def reliable_subscriber(
+    broker: KafkaBroker,
+    *,
+    event_type: type[E],
+    group: str,
+    handle: Handler[E],
+    max_attempts: int,
+    backoff_seconds: float,
+) -> None:
+    """Subscribe ``handle`` to the event's topic in consumer group ``group``."""
+    topic = event_type.topic
+    dead_letters = dead_letter_topic(group)
+    broker.publisher(dead_letters, title=f"{dead_letters}:publish", description=f"Events {group} could not handle")
+
+    @broker.subscriber(
+        topic,
+        group_id=group,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        title=f"{topic}:{group}",
+        description=f"{event_type.__name__} consumed by the {group} service",
+    )
+    async def consume(msg: KafkaMessage) -> None:
+        record = msg.raw_message
+        _record_lag(msg, topic, group)
+        try:
+            event = event_type.model_validate_json(msg.body)
+        except ValidationError as exc:
+            await _dead_letter_or_redeliver(broker, msg, dead_letters, topic, group, f"malformed event: {exc}")
+            return
+        metrics.EVENT_AGE_SECONDS.labels(topic, group).observe(
+            max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
+        )
+        error = await _handle_with_retries(handle, event, topic, group, max_attempts, backoff_seconds)
+        if error is not None:
+            log.error("dead-lettering %s offset %s: %s", topic, getattr(record, "offset", "?"), error)
+            await _dead_letter_or_redeliver(broker, msg, dead_letters, topic, group, error)
+            return
+        metrics.EVENTS_CONSUMED.labels(topic, group).inc()
+        await _ack(msg)
+
+
+async def _handle_with_retries(
+    handle: Handler[E], event: E, topic: str, group: str, max_attempts: int, backoff_seconds: float
+) -> str | None:
+    """Run the handler; None on success, else the reason it was given up."""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            await handle(event)
+            return None
+        except Unavailable as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        except CrowdsegError as exc:  # a permanent refusal: retrying cannot help
+            metrics.EVENTS_FAILED.labels(topic, group).inc()
+            return f"{type(exc).__name__}: {exc.detail}"
+        except Exception as exc:
+            log.exception("handler for %s failed (attempt %d/%d)", topic, attempt, max_attempts)
+            reason = f"{type(exc).__name__}: {exc}"
+        metrics.EVENTS_FAILED.labels(topic, group).inc()
+        if attempt < max_attempts:
+            await asyncio.sleep(backoff_seconds * 2 ** (attempt - 1))
+    return reason
+
+
+async def _dead_letter_or_redeliver(
+    broker: KafkaBroker, msg: KafkaMessage, dead_letters: str, topic: str, group: str, reason: str
+) -> None:
+    record = msg.raw_message
+    headers = {"x-error": reason[:1000], "x-original-topic": topic, "x-consumer-group": group}
+    try:
+        await broker.publish(msg.body, dead_letters, key=getattr(record, "key", None), headers=headers)
+    except Exception:
+        # The dead-letter topic is unreachable: never commit past the event; have it redelivered.
+        log.exception("cannot dead-letter an event of %s; it will be redelivered", topic)
+        await msg.nack()
+        return
+    metrics.EVENTS_DEAD_LETTERED.labels(topic, group).inc()
+    await _ack(msg)
+
+
+async def _ack(msg: KafkaMessage) -> None:
+    try:
+        await msg.ack()
+    except KafkaError as exc:  # CommitFailedError after a rebalance: the event comes back, handlers are idempotent
+        log.warning("commit failed (%s); the event will be redelivered", exc)
+
+
+def _record_lag(msg: KafkaMessage, topic: str, group: str) -> None:
+    record = msg.raw_message
+    consumer = getattr(msg, "consumer", None)
+    with contextlib.suppress(Exception):
+        highwater = consumer.highwater(TopicPartition(record.topic, record.partition))  # type: ignore[union-attr]
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(topic, group).set(max(0, highwater - record.offset - 1))
+
+
+class OutboxRelay:
+    """Publishes the events waiting in documents' outboxes, at least once, then clears them."""
+
+    def __init__(self, store: Store, broker: KafkaBroker, *, poll_seconds: float) -> None:
+        self._store = store
+        self._broker = broker
+        self._poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        """Ask the relay to publish now instead of at its next poll."""
+        self._wake.set()
+
+    def declare_publishers(self) -> None:
+        """Declare every topic's publisher so the AsyncAPI document describes its payload."""
+        for event_type in EVENT_TYPES.values():
+            self._broker.publisher(
+                event_type.topic, schema=event_type, title=f"{event_type.topic}:publish",
+                description=(event_type.__doc__ or event_type.__name__).strip().splitlines()[0],
+            )  # fmt: skip
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    async def flush(self) -> int:
+        entries = await self._store.outbox.pending()
+        metrics.OUTBOX_PENDING.set(len(entries))
+        for entry in entries:
+            await self._publish(entry)
+        return len(entries)
+
+    async def _publish(self, entry: OutboxEntry) -> None:
+        await publish(self._broker, entry.event.topic, entry.event.key, entry.event.payload)
+        await self._store.outbox.mark_published(entry)
+        metrics.EVENTS_PUBLISHED.labels(entry.event.topic).inc()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+            self._wake.clear()
+            try:
+                while await self.flush() >= 100:
+                    pass
+            except Unavailable as exc:
+                log.warning("outbox relay: %s; retrying", exc)
+            except Exception:
+                log.exception("outbox relay failed; retrying")

@@ -1,0 +1,236 @@
+"""Domain models shared by every service.
+
+Documents are pydantic models; stores persist them as JSON. Coordinates are pixels of the
+display rendition (x right, y down), which is also the original image's pixel grid.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Role(StrEnum):
+    ANNOTATOR = "annotator"
+    TASKMASTER = "taskmaster"
+    ADMIN = "admin"
+
+
+class Tool(StrEnum):
+    CONTOUR = "contour"
+    POLYGON = "polygon"
+    POINT = "point"
+    POLYLINE = "polyline"
+
+    @property
+    def makes_masks(self) -> bool:
+        return self in (Tool.CONTOUR, Tool.POLYGON)
+
+    @property
+    def min_points(self) -> int:
+        return {Tool.POINT: 1, Tool.POLYLINE: 2}.get(self, 3)
+
+
+class Order(StrEnum):
+    NAME_ASC = "name_asc"
+    NAME_DESC = "name_desc"
+    RANDOM = "random"
+
+
+class Metric(StrEnum):
+    DICE = "dice"
+    JACCARD = "jaccard"
+    MHD = "mhd"
+
+
+class Visibility(StrEnum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+class TaskStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PendingEvent(BaseModel):
+    """An event waiting in its document's outbox until the relay has published it."""
+
+    topic: str
+    key: str
+    payload: dict[str, Any]
+
+
+class User(Document):
+    id: str = Field(default_factory=new_id)
+    email: str
+    name: str
+    password_hash: str
+    roles: list[Role] = Field(default_factory=lambda: [Role.ANNOTATOR])
+    created_at: datetime = Field(default_factory=utcnow)
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles or Role.ADMIN in self.roles
+
+
+class Task(Document):
+    id: str = Field(default_factory=new_id)
+    owner_id: str
+    title: str
+    instructions: str = ""
+    tool: Tool
+    replicates: int = 3
+    order: Order = Order.NAME_ASC
+    unseen_first: bool = True
+    metric: Metric = Metric.DICE
+    pass_threshold: float = 0.7
+    visibility: Visibility = Visibility.PUBLIC
+    max_shapes: int = 10
+    status: TaskStatus = TaskStatus.OPEN
+    lease_seconds: int = 600
+    members: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Lease(BaseModel):
+    user_id: str
+    expires_at: datetime
+
+
+class Image(Document):
+    """One uploaded image with its coverage: who submitted it and who holds a lease on it."""
+
+    id: str = Field(default_factory=new_id)
+    task_id: str
+    name: str
+    width: int
+    height: int
+    source_format: str
+    original_key: str
+    display_key: str
+    display_media_type: str
+    thumbnail_key: str
+    thumbnail_media_type: str
+    tutorial: bool = False
+    reference_shapes: list[Shape] = Field(default_factory=list)
+    submitted_by: list[str] = Field(default_factory=list)
+    leases: list[Lease] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    outbox: list[PendingEvent] = Field(default_factory=list)
+
+    def active_leases(self, now: datetime) -> list[Lease]:
+        return [lease for lease in self.leases if lease.expires_at > now]
+
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Tool
+    points: list[tuple[Coordinate, Coordinate]]
+    label: str | None = Field(default=None, max_length=200)
+
+    @field_validator("points")
+    @classmethod
+    def _finite(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if any(not (math.isfinite(x) and math.isfinite(y)) for x, y in points):
+            raise ValueError("coordinates must be finite numbers")
+        return points
+
+
+class Submission(Document):
+    id: str
+    task_id: str
+    image_id: str
+    user_id: str
+    shapes: list[Shape]
+    started_at: datetime | None = None
+    duration_ms: int | None = None
+    mask_key: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    outbox: list[PendingEvent] = Field(default_factory=list)
+
+
+class RaterScore(BaseModel):
+    user_id: str
+    submission_id: str
+    sensitivity: float | None = None
+    specificity: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    quality: float | None = None
+
+
+class Consensus(Document):
+    """The consensus of one image; replaced only by one that includes more submissions."""
+
+    image_id: str
+    task_id: str
+    version: int
+    submissions: int
+    submission_ids: list[str]
+    method: str
+    tool: Tool
+    raters: list[RaterScore]
+    prior: float | None = None
+    iterations: int | None = None
+    mask_key: str | None = None
+    probability_key: str | None = None
+    points: list[dict[str, Any]] | None = None
+    lines: list[dict[str, Any]] | None = None
+    polygons: list[dict[str, Any]] | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+    outbox: list[PendingEvent] = Field(default_factory=list)
+
+
+class QualificationAttempt(Document):
+    id: str = Field(default_factory=new_id)
+    task_id: str
+    user_id: str
+    image_id: str
+    shapes: list[Shape]
+    metric: Metric
+    score: float
+    passed: bool
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+ExportStatus = Literal["queued", "running", "done", "failed"]
+
+
+class Export(Document):
+    id: str = Field(default_factory=new_id)
+    task_id: str
+    requested_by: str
+    status: ExportStatus = "queued"
+    progress: float = 0.0
+    error: str | None = None
+    archive_key: str | None = None
+    size_bytes: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    outbox: list[PendingEvent] = Field(default_factory=list)
+
+
+Image.model_rebuild()

@@ -1,0 +1,106 @@
+"""Versioned event schemas and topic names.
+
+Every event carries an ``event_id`` (idempotency), a ``schema_version`` and ``occurred_at``;
+events carry ids and object keys, never image bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crowdseg.domain import PendingEvent, new_id, utcnow
+
+IMAGE_INGESTED = "crowdseg.image.ingested.v1"
+SUBMISSION_ACCEPTED = "crowdseg.submission.accepted.v1"
+CONSENSUS_UPDATED = "crowdseg.consensus.updated.v1"
+EXPORT_REQUESTED = "crowdseg.export.requested.v1"
+EXPORT_COMPLETED = "crowdseg.export.completed.v1"
+
+ALL_TOPICS = (IMAGE_INGESTED, SUBMISSION_ACCEPTED, CONSENSUS_UPDATED, EXPORT_REQUESTED, EXPORT_COMPLETED)
+
+
+def dead_letter_topic(consumer_group: str) -> str:
+    return f"crowdseg.dlq.{consumer_group}.v1"
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    topic: ClassVar[str]
+
+    event_id: str = Field(default_factory=new_id)
+    schema_version: Literal[1] = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    def key(self) -> str:
+        raise NotImplementedError
+
+    def pending(self) -> PendingEvent:
+        return PendingEvent(topic=self.topic, key=self.key(), payload=self.model_dump(mode="json"))
+
+
+class ImageIngested(Event):
+    topic: ClassVar[str] = IMAGE_INGESTED
+    task_id: str
+    image_id: str
+    name: str
+    width: int
+    height: int
+    display_key: str
+
+    def key(self) -> str:
+        return self.task_id
+
+
+class SubmissionAccepted(Event):
+    topic: ClassVar[str] = SUBMISSION_ACCEPTED
+    task_id: str
+    image_id: str
+    submission_id: str
+    user_id: str
+
+    def key(self) -> str:
+        return self.image_id
+
+
+class ConsensusUpdated(Event):
+    """The public result topic that downstream ML pipelines subscribe to."""
+
+    topic: ClassVar[str] = CONSENSUS_UPDATED
+    task_id: str
+    image_id: str
+    version: int
+    submissions: int
+    method: str
+    mask_key: str | None = None
+    probability_key: str | None = None
+
+    def key(self) -> str:
+        return self.image_id
+
+
+class ExportRequested(Event):
+    topic: ClassVar[str] = EXPORT_REQUESTED
+    task_id: str
+    export_id: str
+
+    def key(self) -> str:
+        return self.task_id
+
+
+class ExportCompleted(Event):
+    topic: ClassVar[str] = EXPORT_COMPLETED
+    task_id: str
+    export_id: str
+    status: Literal["done", "failed"]
+    archive_key: str | None = None
+
+    def key(self) -> str:
+        return self.task_id
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.topic: cls for cls in (ImageIngested, SubmissionAccepted, ConsensusUpdated, ExportRequested, ExportCompleted)
+}

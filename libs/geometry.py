@@ -1,0 +1,84 @@
+"""Shapes as annotators draw them: validation against a task and rasterisation to masks.
+
+Rasterisation follows scikit-image's ``draw.polygon`` (pixel centres at integer coordinates,
+even-odd rule); the web UI implements the same rule, tested on shared vectors.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image as PILImage
+from shapely.geometry import Polygon
+from skimage.draw import polygon as draw_polygon
+
+from crowdseg.domain import Shape, Tool
+from crowdseg.errors import InvalidInput
+
+OUTSIDE_TOLERANCE = 0.05  # a stroke may overshoot the image edge by 5 % of its size; it is clipped
+
+
+def validate_shapes(
+    shapes: list[Shape], *, tool: Tool, width: int, height: int, max_shapes: int, max_points: int
+) -> list[Shape]:
+    """The shapes, clipped to the image; :class:`InvalidInput` says what is wrong otherwise."""
+    if len(shapes) > max_shapes:
+        raise InvalidInput(f"{len(shapes)} shapes submitted; this task allows at most {max_shapes}")
+    return [_validate_shape(i, shape, tool, width, height, max_points) for i, shape in enumerate(shapes)]
+
+
+def _validate_shape(index: int, shape: Shape, tool: Tool, width: int, height: int, max_points: int) -> Shape:
+    where = f"shape {index}"
+    if shape.type is not tool:
+        raise InvalidInput(f"{where} is a {shape.type.value}; this task takes {tool.value} shapes")
+    count = len(shape.points)
+    if tool is Tool.POINT and count != 1:
+        raise InvalidInput(f"{where}: a point has exactly one coordinate pair, got {count}")
+    if count < tool.min_points:
+        raise InvalidInput(f"{where}: a {tool.value} needs at least {tool.min_points} points, got {count}")
+    if count > max_points:
+        raise InvalidInput(f"{where}: {count} points; the limit is {max_points}")
+    points = np.asarray(shape.points, dtype=np.float64)
+    margin_x, margin_y = OUTSIDE_TOLERANCE * width, OUTSIDE_TOLERANCE * height
+    outside = (
+        (points[:, 0] < -margin_x) | (points[:, 0] > width + margin_x)
+        | (points[:, 1] < -margin_y) | (points[:, 1] > height + margin_y)
+    )  # fmt: skip
+    if outside.any():
+        x, y = points[int(np.argmax(outside))]
+        raise InvalidInput(f"{where}: point ({x:g}, {y:g}) lies outside the {width}×{height} image")
+    clipped = np.column_stack((points[:, 0].clip(0, width), points[:, 1].clip(0, height)))
+    if tool.makes_masks and Polygon(clipped).area < 0.5:
+        raise InvalidInput(f"{where}: the outline encloses no area")
+    return shape.model_copy(update={"points": [(float(x), float(y)) for x, y in clipped]})
+
+
+def rasterize(shapes: list[Shape], width: int, height: int) -> npt.NDArray[np.bool_]:
+    """The union of the shapes' interiors as a (height, width) mask."""
+    mask = np.zeros((height, width), dtype=np.bool_)
+    for shape in shapes:
+        points = np.asarray(shape.points, dtype=np.float64)
+        rows, cols = draw_polygon(points[:, 1], points[:, 0], shape=(height, width))
+        mask[rows, cols] = True
+    return mask
+
+
+def mask_to_png(mask: npt.NDArray[np.bool_]) -> bytes:
+    return _png(np.where(mask, 255, 0).astype(np.uint8))
+
+
+def probability_to_png(probability: npt.NDArray[np.floating]) -> bytes:
+    return _png(np.clip(np.rint(probability * 255.0), 0, 255).astype(np.uint8))
+
+
+def png_to_mask(data: bytes) -> npt.NDArray[np.bool_]:
+    with PILImage.open(io.BytesIO(data), formats=["PNG"]) as image:
+        return np.asarray(image.convert("L")) >= 128
+
+
+def _png(pixels: npt.NDArray[np.uint8]) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()

@@ -1,0 +1,201 @@
+"""What every service's FastAPI app shares: errors, security headers, metrics, health, auth deps."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crowdseg import metrics
+from crowdseg.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, read_token
+from crowdseg.domain import Role, User
+from crowdseg.errors import CrowdsegError, Forbidden, Unauthenticated
+from crowdseg.ports import BlobStore, Store
+from crowdseg.runtime import Runtime
+
+API_PREFIX = "/api/v1"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'"
+)
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_store(runtime: RuntimeDep) -> Store:
+    return runtime.store
+
+
+def get_blobs(runtime: RuntimeDep) -> BlobStore:
+    return runtime.blobs
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+
+
+async def current_user(request: Request, runtime: RuntimeDep) -> User:
+    """The signed-in user, from a bearer token or the session cookie (CSRF-checked for writes)."""
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        token = cookie
+        if request.method in UNSAFE_METHODS and not _csrf_ok(request):
+            raise Forbidden("cross-site request refused: send the X-CSRF-Token header with the crowdseg_csrf cookie")
+    else:
+        raise Unauthenticated("sign in first")
+    user = await runtime.store.users.get(read_token(token, runtime.settings.signing_key()))
+    if user is None:
+        raise Unauthenticated("this account no longer exists")
+    return user
+
+
+def _csrf_ok(request: Request) -> bool:
+    expected = request.cookies.get(CSRF_COOKIE)
+    return bool(expected) and request.headers.get(CSRF_HEADER) == expected
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_role(user: User, role: Role) -> None:
+    if not user.has(role):
+        raise Forbidden(f"this needs the {role.value} role")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CrowdsegError)
+    async def _crowdseg_error(_: Request, exc: CrowdsegError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = json.loads(json.dumps(exc.errors(), default=str))
+        malformed = any(error.get("type") == "json_invalid" for error in errors)
+        summary = "; ".join(_describe(error) for error in errors[:5])
+        detail = f"malformed JSON: {summary}" if malformed else f"invalid request: {summary}"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=400 if malformed else 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{location or 'body'}: {error.get('msg', 'invalid')}"
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: CSP and friends on every response, and request-latency metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                # The interactive API docs load their scripts from a CDN; every other page is ours alone.
+                docs = str(scope.get("path", "")).startswith(("/docs", "/redoc"))
+                for name, value in (
+                    (b"content-security-policy", b"" if docs else CONTENT_SECURITY_POLICY.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ):
+                    if value and name not in present:
+                        headers.append((name, value))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.REQUEST_SECONDS.labels(scope.get("method", ""), path, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get("/readyz")
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        checks = await runtime.check_ready()
+        ready = runtime.started and all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    @router.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/asyncapi.json", tags=["events"])
+    async def asyncapi(runtime: RuntimeDep) -> Response:
+        from faststream.specification import AsyncAPI
+
+        spec = AsyncAPI(runtime.broker, title="crowdseg events", version="1").to_specification()
+        return Response(spec.to_json(), media_type="application/json")
+
+    return router
+
+
+Hook = Callable[[Runtime], Awaitable[None]]
+
+
+def create_app(
+    *, title: str, runtime: Runtime, routers: Sequence[APIRouter], on_start: Sequence[Hook] = ()
+) -> FastAPI:
+    """A service's FastAPI app: its routers under /api/v1, health, metrics, the runtime's lifecycle."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        for hook in on_start:
+            await hook(runtime)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, version="1", lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
+    app.state.runtime = runtime
+    app.add_middleware(SecurityHeaders)
+    install_error_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,94 @@
+"""The composition root's parts: what a service needs at run time, built from its settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from crowdseg.bus import OutboxRelay, build_broker, ensure_topics
+from crowdseg.ports import BlobStore, Store
+from crowdseg.settings import CommonSettings, Profile
+
+log = logging.getLogger(__name__)
+
+
+def build_store(settings: CommonSettings) -> Store:
+    if settings.profile is Profile.EMBEDDED:
+        from crowdseg.adapters.sqlite_store import SqliteStore
+
+        return SqliteStore(settings.data_dir / "crowdseg.sqlite3")
+    from crowdseg.adapters.mongo_store import MongoStore  # type: ignore[import-not-found,unused-ignore]
+
+    store: Store = MongoStore(settings.mongodb_url.get_secret_value(), settings.mongodb_database)
+    return store
+
+
+def build_blobs(settings: CommonSettings) -> BlobStore:
+    if settings.profile is Profile.EMBEDDED:
+        from crowdseg.adapters.file_blobs import FileBlobStore
+
+        return FileBlobStore(settings.data_dir / "objects")
+    from crowdseg.adapters.minio_blobs import MinioBlobStore  # type: ignore[import-not-found,unused-ignore]
+
+    blobs: BlobStore = MinioBlobStore(
+        settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),
+        bucket=settings.s3_bucket, secure=settings.s3_secure,
+    )  # fmt: skip
+    return blobs
+
+
+@dataclass
+class Runtime:
+    """Everything a service's handlers and entrypoints are given; built once per process."""
+
+    settings: Any
+    store: Store
+    blobs: BlobStore
+    broker: KafkaBroker
+    relay: OutboxRelay
+    started: bool = False
+    background: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: CommonSettings) -> Runtime:
+        store = build_store(settings)
+        broker = build_broker(settings.kafka_bootstrap_servers)
+        relay = OutboxRelay(store, broker, poll_seconds=settings.outbox_poll_seconds)
+        relay.declare_publishers()
+        return cls(settings=settings, store=store, blobs=build_blobs(settings), broker=broker, relay=relay)
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.blobs.open()
+        await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.kafka_partitions)
+        await self.broker.start()
+        self.relay.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        for task in self.background:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        await self.blobs.close()
+        await self.store.close()
+        self.started = False
+
+    async def check_ready(self) -> dict[str, str]:
+        status: dict[str, str] = {}
+        for name, probe in (("store", self.store.ping), ("blobs", self.blobs.ping), ("broker", self._ping_broker)):
+            try:
+                await probe()
+                status[name] = "ok"
+            except Exception as exc:
+                status[name] = f"unavailable: {exc}"
+        return status
+
+    async def _ping_broker(self) -> None:
+        if not await self.broker.ping(timeout=2.0):
+            raise ConnectionError("broker did not answer")

@@ -1,0 +1,53 @@
+"""Accounts: sign-up, sign-in and roles. Knows nothing about HTTP."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from crowdseg.auth import hash_password, issue_token, verify_password
+from crowdseg.domain import Role, User
+from crowdseg.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from crowdseg.ports import Store
+
+
+class SignUp(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=256)
+    name: str = Field(min_length=1, max_length=120)
+
+
+class LogIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=256)
+
+
+class SetRoles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    roles: list[Role] = Field(min_length=1)
+
+
+async def sign_up(store: Store, command: SignUp) -> User:
+    email = command.email.lower()
+    if await store.users.by_email(email) is not None:
+        raise Conflict("an account with this email already exists")
+    user = User(email=email, name=command.name, password_hash=hash_password(command.password))
+    return await store.users.add(user)
+
+
+async def log_in(store: Store, command: LogIn, *, key: str, minutes: int) -> tuple[User, str]:
+    user = await store.users.by_email(command.email.strip().lower())
+    if user is None or not verify_password(user.password_hash, command.password):
+        raise Unauthenticated("wrong email or password")
+    return user, issue_token(user.id, key, minutes)
+
+
+async def set_roles(store: Store, actor: User, user_id: str, command: SetRoles) -> User:
+    roles = sorted(set(command.roles), key=list(Role).index)
+    if actor.id == user_id and Role.ADMIN not in roles:
+        raise InvalidInput("admins cannot remove their own admin role")
+    user = await store.users.set_roles(user_id, roles)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
