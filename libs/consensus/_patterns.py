@@ -1,9 +1,10 @@
 """Distinct rater-decision patterns of a stack of binary masks.
 
-Pixels where every rater made the same decisions share every quantity STAPLE estimates,
-so expectation-maximisation can run over distinct patterns weighted by their pixel counts
-(see DESIGN.md, "Consensus"). Most of an image is unanimous, so the unanimous patterns are
-found with cheap comparisons and only the remaining pixels are sorted.
+Pixels where the raters made the same decisions share every quantity STAPLE estimates, so
+expectation-maximisation can run over distinct patterns weighted by their pixel counts (see
+DESIGN.md, "Consensus"). Each pixel's votes are packed into the bits of one integer; the
+unanimous pixels (most of an image) are found with two comparisons, and only the remaining
+pixels are sorted to find their distinct patterns.
 """
 
 from __future__ import annotations
@@ -14,111 +15,146 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-_BITS_PER_WORD = 64
+_WORD_BITS = 64
 
 
 @dataclass(frozen=True)
 class DecisionPatterns:
-    """Distinct decision rows, their pixel counts, and each pixel's row index."""
+    """Distinct decision rows and their pixel counts, with the map back to pixels.
+
+    Row 0 is the all-background pattern and row 1 the all-foreground one (either may have
+    count 0); the other rows are the distinct mixed patterns. ``positions`` lists the flat
+    indices of the mixed pixels and ``position_pattern`` their rows.
+    """
 
     decisions: NDArray[np.float64]  # (patterns, raters), 1.0 = foreground vote
     counts: NDArray[np.float64]  # (patterns,)
-    pixel_pattern: NDArray[np.intp]  # (pixels,) index into `decisions`
+    all_foreground: NDArray[np.bool_]  # (pixels,)
+    positions: NDArray[np.intp]  # (mixed pixels,)
+    position_pattern: NDArray[np.intp]  # (mixed pixels,)
 
-    def expand(self, per_pattern: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Scatter one value per pattern back onto the pixels."""
-        return per_pattern[self.pixel_pattern]
+    def expand(self, per_pattern: NDArray[Any]) -> NDArray[Any]:
+        """Scatter one value per pattern back onto the (flat) pixels."""
+        values = np.asarray(per_pattern)
+        pixels = np.where(self.all_foreground, values[1], values[0])
+        pixels[self.positions] = values[self.position_pattern]
+        return pixels
 
 
 def as_binary_stack(masks: NDArray[Any]) -> NDArray[np.bool_]:
-    """Validate a (raters, ...) stack of binary masks and return it as bool."""
-    stack = np.asarray(masks)
+    """Validate a (raters, ...) stack of binary masks and return it as bool (no copy if bool)."""
+    try:
+        stack = np.asarray(masks)
+    except ValueError as error:  # numpy refuses ragged nested sequences
+        raise ValueError(f"masks must be a regular (raters, ...) array: {error}") from error
+    if stack.dtype == object:
+        raise ValueError("masks must be a regular (raters, ...) array, not ragged")
     if stack.ndim < 2 or stack.shape[0] == 0 or stack[0].size == 0:
         raise ValueError(f"expected a non-empty (raters, H, W[, D]) stack, got shape {stack.shape}")
     if stack.dtype == np.bool_:
         return stack
-    if stack.dtype == object:
-        raise ValueError("masks must be a regular (raters, ...) array, not ragged")
     if stack.min() < 0 or stack.max() > 1:
         raise ValueError("masks must be boolean or 0/1")
     return stack != 0
 
 
-def stack_masks(masks: NDArray[Any] | list[NDArray[Any]]) -> NDArray[np.bool_]:
-    """Stack a list of same-shape masks, raising ValueError on ragged input."""
-    if isinstance(masks, np.ndarray):
-        return as_binary_stack(masks)
-    shapes = {np.shape(m) for m in masks}
-    if len(shapes) != 1:
-        raise ValueError(f"masks differ in shape: {sorted(shapes)}")
-    return as_binary_stack(np.stack(masks))
+def _byte_planes(flat: NDArray[np.bool_]) -> NDArray[np.uint8]:
+    """(ceil(R / 8), pixels) bytes; bit r % 8 of byte plane r // 8 is rater r's vote.
 
-
-def _pack_votes(flat: NDArray[np.bool_]) -> NDArray[np.uint64]:
-    """Pack each pixel's rater votes into bits: (words, pixels) uint64, rater r at bit r % 64.
-
-    The bool bytes of 8 neighbouring pixels are OR-ed as one uint64, so a rater costs one
-    vector shift-or over pixels/8 words; bits of a byte never spill because votes are 0/1.
+    The bool bytes of 8 neighbouring pixels are shifted and OR-ed as one uint64, so each rater
+    costs one vector operation over pixels / 8 words; votes are 0/1, so bits never spill
+    into the neighbouring pixel's byte.
     """
     raters, pixels = flat.shape
-    padded = -pixels % 8
-    votes = np.pad(flat, ((0, 0), (0, padded))) if padded else np.ascontiguousarray(flat)
+    padding = -pixels % 8
+    votes = np.pad(flat, ((0, 0), (0, padding))) if padding else np.ascontiguousarray(flat)
     lanes = votes.view(np.uint8).view(np.uint64)
-    n_bytes = -(-raters // 8)
-    byte_planes = np.empty((n_bytes, lanes.shape[1]), np.uint64)
-    for b in range(n_bytes):
-        plane = lanes[8 * b].copy()
+    planes = np.empty((-(-raters // 8), lanes.shape[1]), np.uint64)
+    for b in range(planes.shape[0]):
+        plane = planes[b]
+        plane[:] = lanes[8 * b]
         for r in range(8 * b + 1, min(raters, 8 * b + 8)):
             plane |= lanes[r] << np.uint64(r - 8 * b)
-        byte_planes[b] = plane
-    per_pixel = byte_planes.view(np.uint8)[:, :pixels]
-    n_words = -(-raters // _BITS_PER_WORD)
-    words = np.zeros((n_words, pixels), np.uint64)
-    for b in range(n_bytes):
-        words[b // 8] |= per_pixel[b].astype(np.uint64) << np.uint64(8 * (b % 8))
+    return planes.view(np.uint8)[:, :pixels]
+
+
+def pack_votes(flat: NDArray[np.bool_]) -> NDArray[np.unsignedinteger[Any]]:
+    """(words, pixels): rater r's vote at bit r % 64 of word r // 64 (uint32 words if R <= 32)."""
+    raters, pixels = flat.shape
+    planes = _byte_planes(flat)
+    dtype = np.uint32 if raters <= 32 else np.uint64
+    words = np.zeros((-(-raters // _WORD_BITS), pixels), dtype)
+    for b in range(planes.shape[0]):
+        words[b // 8] |= planes[b].astype(dtype) << dtype(8 * (b % 8))
     return words
 
 
-def _unpack_votes(words: NDArray[np.uint64], raters: int) -> NDArray[np.float64]:
-    """Inverse of `_pack_votes` for a few rows: (rows, words) -> (rows, raters) of 0.0/1.0."""
+def unpack_votes(rows: NDArray[np.uint64], raters: int) -> NDArray[np.float64]:
+    """Inverse of `pack_votes` for a few rows: (rows, words) -> (rows, raters) of 0.0/1.0."""
     rater = np.arange(raters)
-    bits = (words[:, rater // _BITS_PER_WORD] >> (rater % _BITS_PER_WORD).astype(np.uint64)) & np.uint64(1)
+    shift = (rater % _WORD_BITS).astype(np.uint64)
+    bits = (rows[:, rater // _WORD_BITS] >> shift) & np.uint64(1)
     return bits.astype(np.float64)
 
 
-def _full_word(raters: int, word: int) -> np.uint64:
-    bits = min(_BITS_PER_WORD, raters - word * _BITS_PER_WORD)
-    return np.uint64((1 << bits) - 1)
+def _full_words(raters: int) -> NDArray[np.uint64]:
+    bits = [min(_WORD_BITS, raters - w) for w in range(0, raters, _WORD_BITS)]
+    return np.array([(1 << b) - 1 for b in bits], np.uint64)
+
+
+def _group_single_word(
+    keys: NDArray[np.uint64], key_bits: int
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]] | None:
+    """Distinct keys, counts, and an (order, group id) pairing without an argsort.
+
+    Each key carries its own position in its low bits, so a plain value sort (much faster than
+    argsort) yields the order too. None when key and position do not fit into 64 bits.
+    """
+    index_bits = max(1, (len(keys) - 1).bit_length())
+    if key_bits + index_bits > _WORD_BITS:
+        return None
+    tagged = (keys << np.uint64(index_bits)) | np.arange(len(keys), dtype=np.uint64)
+    tagged.sort()
+    sorted_keys = tagged >> np.uint64(index_bits)
+    order = (tagged & np.uint64((1 << index_bits) - 1)).astype(np.intp)
+    starts = np.empty(len(keys), np.bool_)
+    starts[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts[1:])
+    group = np.cumsum(starts, dtype=np.intp) - 1
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.append(first, len(keys)))
+    return sorted_keys[first], counts, order, group
+
+
+def _group_rows(
+    rows: NDArray[np.uint64],
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """General fallback for any number of words: np.unique over rows."""
+    unique, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    return unique, counts, np.arange(len(rows), dtype=np.intp), inverse.reshape(-1)
 
 
 def decision_patterns(masks: NDArray[np.bool_]) -> DecisionPatterns:
-    """Group pixels of a (raters, ...) bool stack by their rater-decision pattern.
-
-    Row 0 is the all-background pattern and row 1 the all-foreground one (possibly with
-    count 0); the rest are the distinct mixed patterns.
-    """
+    """Group the pixels of a (raters, ...) bool stack by their rater-decision pattern."""
     raters = masks.shape[0]
-    words = _pack_votes(masks.reshape(raters, -1))
-    pixels = words.shape[1]
-    all_bg = ~np.any(words, axis=0) if words.shape[0] > 1 else words[0] == 0
-    all_fg = np.ones(pixels, np.bool_)
-    for w in range(words.shape[0]):
-        all_fg &= words[w] == _full_word(raters, w)
+    words = pack_votes(masks.reshape(raters, -1))
+    full = _full_words(raters)
+    all_bg = words[0] == 0
+    all_fg = words[0] == full[0].astype(words.dtype)
+    for w in range(1, words.shape[0]):
+        all_bg &= words[w] == 0
+        all_fg &= words[w] == full[w]
     mixed = np.flatnonzero(~(all_bg | all_fg))
 
-    mixed_words = words[:, mixed]
-    if mixed_words.shape[0] == 1:
-        unique, inverse, mixed_counts = np.unique(mixed_words[0], return_inverse=True, return_counts=True)
-        unique_rows = unique[:, None]
+    mixed_words = words[:, mixed].astype(np.uint64)
+    grouped = _group_single_word(mixed_words[0], raters) if len(words) == 1 and len(mixed) else None
+    unique_rows: NDArray[np.uint64]
+    if grouped is None:
+        unique_rows, counts, order, group = _group_rows(mixed_words.T)
     else:
-        unique_rows, inverse, mixed_counts = np.unique(
-            mixed_words.T, axis=0, return_inverse=True, return_counts=True
-        )
-    full = np.array([[_full_word(raters, w) for w in range(words.shape[0])]], np.uint64)
-    rows = np.concatenate([np.zeros_like(full), full, unique_rows.astype(np.uint64)])
-
-    pixel_pattern = np.where(all_fg, 1, 0).astype(np.intp)
-    pixel_pattern[mixed] = inverse.reshape(-1) + 2
+        unique_keys, counts, order, group = grouped
+        unique_rows = unique_keys[:, None]
+    rows = np.concatenate([np.zeros_like(full)[None], full[None], unique_rows.reshape(-1, len(full))])
     n_fg = int(np.count_nonzero(all_fg))
-    counts = np.concatenate([[pixels - n_fg - mixed.size, n_fg], mixed_counts]).astype(np.float64)
-    return DecisionPatterns(_unpack_votes(rows, raters), counts, pixel_pattern)
+    all_counts = np.concatenate([[words.shape[1] - n_fg - len(mixed), n_fg], counts]).astype(np.float64)
+    return DecisionPatterns(unpack_votes(rows, raters), all_counts, all_fg, mixed[order], group + 2)

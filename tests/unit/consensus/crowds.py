@@ -1,28 +1,51 @@
-"""Synthetic crowds with known truth, shared by the consensus tests and the bench."""
+"""Synthetic crowds with known truth, shared by the consensus tests and the bench.
+
+Good raters trace the truth through a smooth random displacement (boundary noise, as a
+freehand contour would); bad raters are shifted, much sloppier, and add a spurious region.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter, map_coordinates, zoom
+
+_COARSE = 8  # noise lives on a grid this many times coarser than the image
 
 
-def blob_truth(shape: tuple[int, ...], rng: np.random.Generator, blobs: int = 3) -> NDArray[np.bool_]:
-    """A few smooth blobs covering roughly a fifth of the image."""
-    field = gaussian_filter(rng.standard_normal(shape), sigma=min(shape) / 10)
-    return field > np.quantile(field, 0.8)
+def _smooth_noise(shape: tuple[int, ...], rng: np.random.Generator) -> NDArray[np.float64]:
+    coarse = tuple(max(4, s // _COARSE) for s in shape)
+    field = gaussian_filter(rng.standard_normal(coarse), sigma=max(1.0, min(coarse) / 12))
+    full = zoom(field, [s / c for s, c in zip(shape, coarse, strict=True)], order=1)
+    return np.asarray(full[tuple(slice(0, s) for s in shape)], np.float64)
+
+
+def blob_truth(shape: tuple[int, ...], rng: np.random.Generator, coverage: float = 0.2) -> NDArray[np.bool_]:
+    """A few smooth blobs covering ``coverage`` of the image."""
+    field = _smooth_noise(shape, rng)
+    return np.asarray(field > np.quantile(field, 1.0 - coverage))
 
 
 def warped(mask: NDArray[np.bool_], rng: np.random.Generator, amplitude: float) -> NDArray[np.bool_]:
-    """The mask seen through a smooth random displacement field: realistic boundary noise."""
+    """The mask seen through a smooth random displacement of at most ``amplitude`` pixels."""
     if amplitude == 0:
         return mask.copy()
-    grid = np.indices(mask.shape, dtype=np.float64)
-    sigma = min(mask.shape) / 16
-    shift = [gaussian_filter(rng.standard_normal(mask.shape), sigma) for _ in mask.shape]
-    shift = [s / (np.abs(s).max() + 1e-12) * amplitude for s in shift]
-    coords = [g + s for g, s in zip(grid, shift, strict=True)]
-    return map_coordinates(mask.astype(np.float32), coords, order=1, mode="nearest") > 0.5
+    grid = np.indices(mask.shape, dtype=np.float32)
+    for axis in range(mask.ndim):
+        shift = _smooth_noise(mask.shape, rng)
+        grid[axis] += (shift / (np.abs(shift).max() + 1e-12) * amplitude).astype(np.float32)
+    return np.asarray(map_coordinates(mask.astype(np.float32), grid, order=1, mode="nearest") > 0.5)
+
+
+def spurious_region(shape: tuple[int, ...], rng: np.random.Generator) -> NDArray[np.bool_]:
+    """A solid ball somewhere in the image, about 2% of its area."""
+    centre = [rng.uniform(0, s) for s in shape]
+    radius = (0.02 * np.prod(shape) / np.pi) ** (1 / len(shape))
+    distance = sum(
+        ((np.arange(s) - c) ** 2).reshape([-1 if a == i else 1 for a in range(len(shape))])
+        for i, (s, c) in enumerate(zip(shape, centre, strict=True))
+    )
+    return np.asarray(distance < radius**2)
 
 
 def boundary_crowd(
@@ -33,19 +56,17 @@ def boundary_crowd(
     bad_share: float = 0.0,
     amplitude: float = 2.0,
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Good raters trace the truth with boundary noise; bad ones are shifted, shrunk or grown and
-    scribble spurious blobs. Returns (masks, is_bad)."""
-    n_bad = round(raters * bad_share)
+    """(masks, is_bad): the last ``round(raters * bad_share)`` raters are bad."""
     is_bad = np.zeros(raters, np.bool_)
-    is_bad[raters - n_bad :] = True
+    is_bad[raters - round(raters * bad_share) :] = True
     masks = np.empty((raters, *truth.shape), np.bool_)
     for r in range(raters):
         if not is_bad[r]:
             masks[r] = warped(truth, rng, amplitude)
             continue
-        shifted = np.roll(truth, shift=tuple(rng.integers(-6, 7, truth.ndim)), axis=tuple(range(truth.ndim)))
-        spurious = blob_truth(truth.shape, rng) & (rng.random(truth.shape) < 0.5)
-        masks[r] = warped(shifted, rng, amplitude * 4) | spurious
+        offset = tuple(int(v) for v in rng.integers(-4, 5, truth.ndim))
+        shifted = np.roll(truth, shift=offset, axis=tuple(range(truth.ndim)))
+        masks[r] = warped(shifted, rng, amplitude * 3) | spurious_region(truth.shape, rng)
     return masks, is_bad
 
 
