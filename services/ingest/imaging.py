@@ -1,0 +1,329 @@
+"""Decode an uploaded image into the renditions annotators see.
+
+Pure: bytes in, bytes out. Anything wrong with the input surfaces as `ImageRejected`, whose
+reason is a short sentence meant for the uploader.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
+from pydicom.pixels.utils import pixel_array
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_NOT_AN_IMAGE = "not a PNG, JPEG, TIFF or DICOM image"
+_CORRUPT = "image is corrupt or truncated"
+
+# Decoders of hostile input fail in many ways; these are the ones Pillow, numpy and pydicom raise
+# for malformed files. A bug of ours (TypeError, AttributeError...) still escapes on purpose.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    struct.error,
+    ZeroDivisionError,
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,
+    InvalidDicomError,
+    Image.DecompressionBombError,
+)
+
+# pydicom parses element values lazily: a malformed or missing element surfaces as a TypeError or
+# AttributeError when the value is first used, so for DICOM those mean bad input too.
+_DICOM_ERRORS: tuple[type[BaseException], ...] = (BytesLengthException, TypeError, AttributeError)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 64 * 2**20
+    max_pixels: int = 40_000_000
+    # Files declaring more TIFF pages / DICOM frames than this are refused; only the first is used.
+    max_frames: int = 1000
+    thumbnail_size: int = 256
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    width: int
+    height: int
+    source_format: str
+    display: bytes
+    display_media_type: str
+    thumbnail: bytes
+    thumbnail_media_type: str
+
+
+class ImageRejected(ValueError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_image(name: str, data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+    """Decode `data` by its content; `name` is the uploader's and never decides the format."""
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(f"file is larger than {_format_size(limits.max_bytes)}")
+    source_format = sniff_format(data)
+    if source_format is None:
+        raise ImageRejected(_NOT_AN_IMAGE)
+    try:
+        if source_format == "DICOM":
+            image = _decode_dicom(data, limits)
+        else:
+            image = _decode_pillow(data, source_format, limits)
+        return _render(image, source_format, limits)
+    except ImageRejected:
+        raise
+    except MemoryError as exc:
+        raise ImageRejected("image is too large to decode") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format the magic bytes announce, ignoring any file name extension."""
+    if data[128:132] == b"DICM":
+        return "DICOM"
+    if data.startswith(_PNG_MAGIC):
+        return "PNG"
+    if data.startswith(_JPEG_MAGIC):
+        return "JPEG"
+    if data[:4] in _TIFF_MAGICS:
+        return "TIFF"
+    return None
+
+
+# --- Pillow: PNG, JPEG, TIFF -----------------------------------------------------------------
+
+
+def _decode_pillow(data: bytes, source_format: str, limits: ImageLimits) -> Image.Image:
+    try:
+        opened = Image.open(BytesIO(data), formats=[source_format])
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"image has too many pixels; the limit is {_pixel_limit(limits)}") from exc
+    _check_frames(opened, source_format, limits)
+    # Checked on the header, before any pixel is decoded: this is the decompression-bomb guard,
+    # with a limit never above Pillow's MAX_IMAGE_PIXELS, so its warning band is refused too.
+    _check_pixels(opened.width, opened.height, limits)
+    opened.load()
+    im: Image.Image = opened
+    if source_format == "JPEG":
+        # Annotators draw on the upright picture, so its coordinates are the ones we report.
+        im = ImageOps.exif_transpose(opened)
+    return _to_display_mode(im)
+
+
+def _check_frames(im: Image.Image, source_format: str, limits: ImageLimits) -> None:
+    if source_format == "TIFF":
+        # n_frames would walk every IFD; probing one past the limit bounds the work.
+        try:
+            im.seek(limits.max_frames)
+        except EOFError:
+            im.seek(0)
+            return
+        raise ImageRejected(_too_many_frames(limits))
+    if getattr(im, "n_frames", 1) > limits.max_frames:
+        raise ImageRejected(_too_many_frames(limits))
+
+
+def _to_display_mode(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode.startswith("I") or mode == "F":
+        return _array_to_image(_min_max(np.asarray(im)))
+    if mode in ("LA", "La", "PA", "P", "RGBA", "RGBa"):
+        return _flatten_alpha(im)
+    return im.convert("RGB")
+
+
+def _flatten_alpha(im: Image.Image) -> Image.Image:
+    grey = im.mode in ("LA", "La")
+    rgba = im.convert("LA" if grey else "RGBA")
+    out = Image.new("L" if grey else "RGB", rgba.size, 0)
+    out.paste(rgba.convert(out.mode), mask=rgba.getchannel("A"))
+    return out
+
+
+# --- DICOM -----------------------------------------------------------------------------------
+
+
+def _decode_dicom(data: bytes, limits: ImageLimits) -> Image.Image:
+    try:
+        return _dicom_to_image(data, limits)
+    except _DICOM_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
+
+
+def _dicom_to_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    ds = dcmread(BytesIO(data), force=False)
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImageRejected("DICOM file contains no image")
+    _check_dicom_header(ds, limits)
+    arr = pixel_array(ds, index=0)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric.startswith("MONOCHROME"):
+        unit = _dicom_grey(arr, ds, invert=photometric == "MONOCHROME1")
+    elif photometric == "PALETTE COLOR":
+        unit = _min_max(apply_color_lut(arr, ds))
+    else:
+        unit = _dicom_colour(arr)
+    return _array_to_image(unit)
+
+
+def _check_dicom_header(ds: Dataset, limits: ImageLimits) -> None:
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > limits.max_frames:
+        raise ImageRejected(_too_many_frames(limits))
+    _check_pixels(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)), limits)
+
+
+def _dicom_grey(arr: npt.NDArray[Any], ds: Dataset, *, invert: bool) -> FloatArray:
+    values = _rescale(arr, ds)
+    if "VOILUTSequence" in ds:
+        unit = _voi_lut(values, ds)
+    elif "WindowCenter" in ds and "WindowWidth" in ds and _first(ds.WindowWidth) >= 1:
+        unit = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth))
+    else:
+        unit = _min_max(values)
+    # MONOCHROME1 means the lowest value is shown white.
+    return 1.0 - unit if invert else unit
+
+
+def _dicom_colour(arr: npt.NDArray[Any]) -> FloatArray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255)
+    return _min_max(arr)
+
+
+def _rescale(arr: npt.NDArray[Any], ds: Dataset) -> FloatArray:
+    if "ModalityLUTSequence" in ds:
+        return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    values = arr.astype(np.float32)
+    values *= np.float32(slope)
+    values += np.float32(intercept)
+    return values
+
+
+def _voi_lut(values: FloatArray, ds: Dataset) -> FloatArray:
+    bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+    # The LUT is indexed by integers; modality values are integral in practice.
+    mapped = np.asarray(apply_voi(np.rint(values).astype(np.int32), ds, index=0), dtype=np.float32)
+    if not 1 <= bits <= 16:
+        return _min_max(mapped)
+    return _clip_unit(mapped / np.float32(2**bits - 1))
+
+
+def _window(values: FloatArray, center: float, width: float) -> FloatArray:
+    # DICOM PS3.3 C.11.2.1.2.1, the "LINEAR" function.
+    unit = (values - np.float32(center - 0.5)) / np.float32(max(width - 1.0, 1.0)) + np.float32(0.5)
+    return _clip_unit(unit)
+
+
+def _clip_unit(values: npt.NDArray[Any]) -> FloatArray:
+    return np.asarray(np.clip(values, 0.0, 1.0), dtype=np.float32)
+
+
+def _first(value: Any) -> float:
+    # Window values may hold several alternatives; the first is the primary one.
+    return float(value[0]) if isinstance(value, MultiValue) else float(value)
+
+
+# --- Shared ----------------------------------------------------------------------------------
+
+
+def _check_pixels(width: int, height: int, limits: ImageLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageRejected("image has no pixels")
+    pixels = width * height
+    if pixels > _pixel_limit(limits):
+        raise ImageRejected(f"image has {pixels} pixels; the limit is {_pixel_limit(limits)}")
+
+
+def _pixel_limit(limits: ImageLimits) -> int:
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    return limits.max_pixels if pillow_limit is None else min(limits.max_pixels, pillow_limit)
+
+
+def _min_max(arr: npt.NDArray[Any]) -> FloatArray:
+    """Stretch to 0..1; non-finite values (float images) count as the minimum."""
+    values = np.asarray(arr, dtype=np.float32)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, dtype=np.float32)
+    low, high = float(values[finite].min()), float(values[finite].max())
+    values = np.where(finite, values, np.float32(low))
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.float32)
+    return (values - np.float32(low)) / np.float32(high - low)
+
+
+def _array_to_image(unit: FloatArray) -> Image.Image:
+    pixels = np.rint(_clip_unit(unit) * np.float32(255)).astype(np.uint8)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 2:
+        return Image.fromarray(pixels, mode="L")
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return Image.fromarray(pixels, mode="RGB")
+    raise ImageRejected("image has an unsupported pixel layout")
+
+
+def _render(im: Image.Image, source_format: str, limits: ImageLimits) -> DecodedImage:
+    # Fresh renditions carry no metadata of the upload (EXIF, GPS, ICC, text chunks).
+    im.info = {}
+    as_jpeg = source_format == "JPEG"
+    display = _encode(im, "JPEG" if as_jpeg else "PNG", quality=92)
+    thumb = im.copy()
+    thumb.thumbnail((limits.thumbnail_size, limits.thumbnail_size), Image.Resampling.LANCZOS)
+    return DecodedImage(
+        width=im.width,
+        height=im.height,
+        source_format=source_format,
+        display=display,
+        display_media_type="image/jpeg" if as_jpeg else "image/png",
+        thumbnail=_encode(thumb, "JPEG", quality=85),
+        thumbnail_media_type="image/jpeg",
+    )
+
+
+def _encode(im: Image.Image, fmt: str, *, quality: int) -> bytes:
+    buffer = BytesIO()
+    if fmt == "JPEG":
+        im.save(buffer, "JPEG", quality=quality)
+    else:
+        im.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _too_many_frames(limits: ImageLimits) -> str:
+    return f"image has more than {limits.max_frames} frames"
+
+
+def _format_size(n: int) -> str:
+    if n % 2**20 == 0:
+        return f"{n // 2**20} MiB"
+    return f"{n} bytes"
