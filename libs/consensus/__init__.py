@@ -13,6 +13,7 @@ from crowdseg.consensus.metrics import (
     point_precision_recall,
     sensitivity_specificity,
 )
+from crowdseg.consensus.multilabel import MultiLabelStapleResult, multilabel_staple
 from crowdseg.consensus.points import PointClustering, RaterPointScore, cluster_points, crowd_quality
 from crowdseg.consensus.staple import (
     StapleResult,
@@ -23,6 +24,7 @@ from crowdseg.consensus.staple import (
 )
 
 __all__ = [
+    "MultiLabelStapleResult",
     "PointClustering",
     "RaterPointScore",
     "StapleResult",
@@ -35,6 +37,7 @@ __all__ = [
     "majority_vote",
     "match_points",
     "modified_hausdorff",
+    "multilabel_staple",
     "point_precision_recall",
     "sensitivity_specificity",
     "staple",

@@ -102,17 +102,19 @@ def _full_words(raters: int) -> NDArray[np.uint64]:
     return np.array([(1 << b) - 1 for b in bits], np.uint64)
 
 
-def _group_single_word(
+def group_keys(
     keys: NDArray[np.uint64], key_bits: int
-) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]] | None:
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
     """Distinct keys, counts, and an (order, group id) pairing without an argsort.
 
     Each key carries its own position in its low bits, so a plain value sort (much faster than
-    argsort) yields the order too. None when key and position do not fit into 64 bits.
+    argsort) yields the order too; when key and position do not fit into 64 bits, np.unique.
+    Returns (distinct keys, their counts, order, group of each ordered key).
     """
     index_bits = max(1, (len(keys) - 1).bit_length())
     if key_bits + index_bits > _WORD_BITS:
-        return None
+        unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        return unique, counts, np.arange(len(keys), dtype=np.intp), inverse.reshape(-1)
     tagged = (keys << np.uint64(index_bits)) | np.arange(len(keys), dtype=np.uint64)
     tagged.sort()
     sorted_keys = tagged >> np.uint64(index_bits)
@@ -147,13 +149,12 @@ def decision_patterns(masks: NDArray[np.bool_]) -> DecisionPatterns:
     mixed = np.flatnonzero(~(all_bg | all_fg))
 
     mixed_words = words[:, mixed].astype(np.uint64)
-    grouped = _group_single_word(mixed_words[0], raters) if len(words) == 1 and len(mixed) else None
     unique_rows: NDArray[np.uint64]
-    if grouped is None:
-        unique_rows, counts, order, group = _group_rows(mixed_words.T)
-    else:
-        unique_keys, counts, order, group = grouped
+    if len(words) == 1:
+        unique_keys, counts, order, group = group_keys(mixed_words[0], raters)
         unique_rows = unique_keys[:, None]
+    else:
+        unique_rows, counts, order, group = _group_rows(mixed_words.T)
     rows = np.concatenate([np.zeros_like(full)[None], full[None], unique_rows.reshape(-1, len(full))])
     n_fg = int(np.count_nonzero(all_fg))
     all_counts = np.concatenate([[words.shape[1] - n_fg - len(mixed), n_fg], counts]).astype(np.float64)
