@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-
 from crowdseg.errors import Unauthenticated
 
 SESSION_COOKIE = "crowdseg_session"

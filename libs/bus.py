@@ -19,15 +19,14 @@ from typing import Any, TypeVar
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
-
 from crowdseg import metrics
 from crowdseg.errors import CrowdsegError, Unavailable
 from crowdseg.events import ALL_TOPICS, EVENT_TYPES, Event, dead_letter_topic
 from crowdseg.ports import OutboxEntry, Store
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ async def ensure_topics(bootstrap_servers: str, partitions: int) -> None:
 async def publish(broker: KafkaBroker, topic: str, key: str, payload: dict[str, Any] | bytes) -> None:
     try:
         await broker.publish(payload, topic, key=key.encode())
-    except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, KafkaError, ConnectionError) as exc:
         raise Unavailable(f"cannot publish to {topic}: {exc}") from exc
 
 
@@ -95,7 +94,7 @@ def reliable_subscriber(
         description=f"{event_type.__name__} consumed by the {group} service",
     )
     async def consume(msg: KafkaMessage) -> None:
-        record = msg.raw_message
+        record: Any = msg.raw_message
         _record_lag(msg, topic, group)
         try:
             event = event_type.model_validate_json(msg.body)
@@ -139,7 +138,7 @@ async def _handle_with_retries(
 async def _dead_letter_or_redeliver(
     broker: KafkaBroker, msg: KafkaMessage, dead_letters: str, topic: str, group: str, reason: str
 ) -> None:
-    record = msg.raw_message
+    record: Any = msg.raw_message
     headers = {"x-error": reason[:1000], "x-original-topic": topic, "x-consumer-group": group}
     try:
         await broker.publish(msg.body, dead_letters, key=getattr(record, "key", None), headers=headers)
@@ -160,7 +159,7 @@ async def _ack(msg: KafkaMessage) -> None:
 
 
 def _record_lag(msg: KafkaMessage, topic: str, group: str) -> None:
-    record = msg.raw_message
+    record: Any = msg.raw_message
     consumer = getattr(msg, "consumer", None)
     with contextlib.suppress(Exception):
         highwater = consumer.highwater(TopicPartition(record.topic, record.partition))  # type: ignore[union-attr]
@@ -186,9 +185,11 @@ class OutboxRelay:
         """Declare every topic's publisher so the AsyncAPI document describes its payload."""
         for event_type in EVENT_TYPES.values():
             self._broker.publisher(
-                event_type.topic, schema=event_type, title=f"{event_type.topic}:publish",
+                event_type.topic,
+                schema=event_type,
+                title=f"{event_type.topic}:publish",
                 description=(event_type.__doc__ or event_type.__name__).strip().splitlines()[0],
-            )  # fmt: skip
+            )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")

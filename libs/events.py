@@ -9,9 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from crowdseg.domain import PendingEvent, new_id, utcnow
+from pydantic import BaseModel, ConfigDict, Field
 
 IMAGE_INGESTED = "crowdseg.image.ingested.v1"
 SUBMISSION_ACCEPTED = "crowdseg.submission.accepted.v1"

@@ -10,12 +10,11 @@ import io
 
 import numpy as np
 import numpy.typing as npt
+from crowdseg.domain import Shape, Tool
+from crowdseg.errors import InvalidInput
 from PIL import Image as PILImage
 from shapely.geometry import Polygon
 from skimage.draw import polygon as draw_polygon
-
-from crowdseg.domain import Shape, Tool
-from crowdseg.errors import InvalidInput
 
 OUTSIDE_TOLERANCE = 0.05  # a stroke may overshoot the image edge by 5 % of its size; it is clipped
 
@@ -43,9 +42,11 @@ def _validate_shape(index: int, shape: Shape, tool: Tool, width: int, height: in
     points = np.asarray(shape.points, dtype=np.float64)
     margin_x, margin_y = OUTSIDE_TOLERANCE * width, OUTSIDE_TOLERANCE * height
     outside = (
-        (points[:, 0] < -margin_x) | (points[:, 0] > width + margin_x)
-        | (points[:, 1] < -margin_y) | (points[:, 1] > height + margin_y)
-    )  # fmt: skip
+        (points[:, 0] < -margin_x)
+        | (points[:, 0] > width + margin_x)
+        | (points[:, 1] < -margin_y)
+        | (points[:, 1] > height + margin_y)
+    )
     if outside.any():
         x, y = points[int(np.argmax(outside))]
         raise InvalidInput(f"{where}: point ({x:g}, {y:g}) lies outside the {width}×{height} image")

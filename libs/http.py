@@ -8,19 +8,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from crowdseg import metrics
 from crowdseg.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, read_token
 from crowdseg.domain import Role, User
 from crowdseg.errors import CrowdsegError, Forbidden, Unauthenticated
 from crowdseg.ports import BlobStore, Store
 from crowdseg.runtime import Runtime
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_PREFIX = "/api/v1"
 CONTENT_SECURITY_POLICY = (
@@ -176,9 +175,7 @@ def health_router() -> APIRouter:
 Hook = Callable[[Runtime], Awaitable[None]]
 
 
-def create_app(
-    *, title: str, runtime: Runtime, routers: Sequence[APIRouter], on_start: Sequence[Hook] = ()
-) -> FastAPI:
+def create_app(*, title: str, runtime: Runtime, routers: Sequence[APIRouter], on_start: Sequence[Hook] = ()) -> FastAPI:
     """A service's FastAPI app: its routers under /api/v1, health, metrics, the runtime's lifecycle."""
 
     @asynccontextmanager

@@ -7,11 +7,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from faststream.kafka import KafkaBroker
-
 from crowdseg.bus import OutboxRelay, build_broker, ensure_topics
 from crowdseg.ports import BlobStore, Store
 from crowdseg.settings import CommonSettings, Profile
+from faststream.kafka import KafkaBroker
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,12 @@ def build_blobs(settings: CommonSettings) -> BlobStore:
     from crowdseg.adapters.minio_blobs import MinioBlobStore  # type: ignore[import-not-found,unused-ignore]
 
     blobs: BlobStore = MinioBlobStore(
-        settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),
-        bucket=settings.s3_bucket, secure=settings.s3_secure,
-    )  # fmt: skip
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key.get_secret_value(),
+        bucket=settings.s3_bucket,
+        secure=settings.s3_secure,
+    )
     return blobs
 
 

@@ -15,8 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
-
 from crowdseg.domain import (
     Consensus,
     Export,
@@ -30,6 +28,7 @@ from crowdseg.domain import (
 )
 from crowdseg.errors import Conflict, Unavailable
 from crowdseg.ports import OutboxEntry
+from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -110,7 +109,9 @@ class SqliteUsers(_Table[User]):
             if self.db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None:
                 user = user.model_copy(update={"roles": [Role.ADMIN, Role.TASKMASTER, Role.ANNOTATOR]})
             try:
-                self.db.execute("INSERT INTO users (id, email, doc) VALUES (?, ?, ?)", (user.id, user.email, _dump(user)))
+                self.db.execute(
+                    "INSERT INTO users (id, email, doc) VALUES (?, ?, ?)", (user.id, user.email, _dump(user))
+                )
             except sqlite3.IntegrityError as exc:
                 raise Conflict("an account with this email already exists") from exc
         return user
@@ -121,7 +122,7 @@ class SqliteUsers(_Table[User]):
     async def by_email(self, email: str) -> User | None:
         return self.one("email = ?", email)
 
-    async def list(self) -> list[User]:
+    async def all(self) -> list[User]:
         return self.many()
 
     async def set_roles(self, user_id: str, roles: list[Role]) -> User | None:
@@ -140,7 +141,7 @@ class SqliteTasks(_Table[Task]):
     async def get(self, task_id: str) -> Task | None:
         return self.one("id = ?", task_id)
 
-    async def list(self) -> list[Task]:
+    async def all(self) -> list[Task]:
         return self.many()
 
     async def replace(self, task: Task) -> None:
@@ -157,8 +158,13 @@ class SqliteImages(_Table[Image]):
         try:
             self.write(
                 "INSERT INTO images (id, task_id, name, tutorial, pending, doc) VALUES (?, ?, ?, ?, ?, ?)",
-                image.id, image.task_id, image.name, int(image.tutorial), _has_outbox(image), _dump(image),
-            )  # fmt: skip
+                image.id,
+                image.task_id,
+                image.name,
+                int(image.tutorial),
+                _has_outbox(image),
+                _dump(image),
+            )
         except sqlite3.IntegrityError:
             return False
         return True
@@ -213,9 +219,13 @@ class SqliteSubmissions(_Table[Submission]):
         try:
             self.write(
                 "INSERT INTO submissions (id, task_id, image_id, user_id, pending, doc) VALUES (?, ?, ?, ?, ?, ?)",
-                submission.id, submission.task_id, submission.image_id, submission.user_id,
-                _has_outbox(submission), _dump(submission),
-            )  # fmt: skip
+                submission.id,
+                submission.task_id,
+                submission.image_id,
+                submission.user_id,
+                _has_outbox(submission),
+                _dump(submission),
+            )
         except sqlite3.IntegrityError:
             stored = self.one("id = ?", submission.id)
             assert stored is not None
@@ -252,7 +262,13 @@ class SqliteConsensus(_Table[Consensus]):
                 "INSERT INTO consensus (id, task_id, submissions, pending, doc) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET submissions = excluded.submissions, pending = excluded.pending, "
                 "doc = excluded.doc WHERE excluded.submissions > consensus.submissions",
-                (consensus.image_id, consensus.task_id, consensus.submissions, _has_outbox(consensus), _dump(consensus)),
+                (
+                    consensus.image_id,
+                    consensus.task_id,
+                    consensus.submissions,
+                    _has_outbox(consensus),
+                    _dump(consensus),
+                ),
             )
             return cursor.rowcount > 0
 
@@ -264,8 +280,11 @@ class SqliteAttempts(_Table[QualificationAttempt]):
     async def add(self, attempt: QualificationAttempt) -> None:
         self.write(
             "INSERT INTO attempts (id, task_id, user_id, doc) VALUES (?, ?, ?, ?)",
-            attempt.id, attempt.task_id, attempt.user_id, _dump(attempt),
-        )  # fmt: skip
+            attempt.id,
+            attempt.task_id,
+            attempt.user_id,
+            _dump(attempt),
+        )
 
     async def list_for(self, task_id: str, user_id: str) -> list[QualificationAttempt]:
         return self.many("task_id = ? AND user_id = ?", task_id, user_id)
@@ -275,14 +294,20 @@ class SqliteExports(_Table[Export]):
     async def add(self, export: Export) -> None:
         self.write(
             "INSERT INTO exports (id, task_id, pending, doc) VALUES (?, ?, ?, ?)",
-            export.id, export.task_id, _has_outbox(export), _dump(export),
-        )  # fmt: skip
+            export.id,
+            export.task_id,
+            _has_outbox(export),
+            _dump(export),
+        )
 
     async def get(self, export_id: str) -> Export | None:
         return self.one("id = ?", export_id)
 
     async def replace(self, export: Export) -> None:
         self.replace_doc(export.id, export)
+
+    async def unfinished(self) -> list[Export]:
+        return self.many("json_extract(doc, '$.status') IN ('queued', 'running')")
 
 
 class SqliteOutbox:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import secrets
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel
-
 from crowdseg.auth import CSRF_COOKIE, SESSION_COOKIE
 from crowdseg.domain import Role, User
 from crowdseg.http import CurrentUser, RuntimeDep, StoreDep, require_role
@@ -14,6 +11,8 @@ from crowdseg.progress import experience
 from crowdseg.services.consensus.handlers import user_quality
 from crowdseg.services.gateway import handlers
 from crowdseg.services.gateway.handlers import LogIn, SetRoles, SignUp
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
 
 
 class UserOut(BaseModel):
@@ -71,7 +70,7 @@ def router() -> APIRouter:
     @api.get("/users")
     async def list_users(user: CurrentUser, store: StoreDep) -> list[UserOut]:
         require_role(user, Role.ADMIN)
-        return [UserOut.of(u) for u in await store.users.list()]
+        return [UserOut.of(u) for u in await store.users.all()]
 
     @api.put("/users/{user_id}/roles")
     async def set_roles(user_id: str, body: SetRoles, user: CurrentUser, store: StoreDep) -> UserOut:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
-
 from crowdseg.auth import hash_password, issue_token, verify_password
 from crowdseg.domain import Role, User
 from crowdseg.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from crowdseg.ports import Store
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 
 class SignUp(BaseModel):

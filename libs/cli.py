@@ -1,0 +1,146 @@
+"""The ``crowdseg`` command: ``up`` (embedded profile), ``serve <service>`` (cluster), ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from crowdseg.embedded import EmbeddedBroker
+from crowdseg.errors import Unavailable
+from crowdseg.settings import (
+    AnnotateSettings,
+    AssignSettings,
+    CommonSettings,
+    ConsensusSettings,
+    ExportSettings,
+    GatewaySettings,
+    IngestSettings,
+    Profile,
+    load_settings,
+)
+from pydantic import ValidationError
+
+SERVICES: dict[str, tuple[str, type[CommonSettings]]] = {
+    "gateway": ("crowdseg.services.gateway.app", GatewaySettings),
+    "ingest": ("crowdseg.services.ingest.app", IngestSettings),
+    "assign": ("crowdseg.services.assign.app", AssignSettings),
+    "annotate": ("crowdseg.services.annotate.app", AnnotateSettings),
+    "consensus": ("crowdseg.services.consensus.app", ConsensusSettings),
+    "export": ("crowdseg.services.export.app", ExportSettings),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crowdseg", description="Crowdsourced image annotation with consensus.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run every service and the web UI in one process (embedded profile)")
+    up.add_argument("--data", type=Path, default=None, help="data directory (default ./crowdseg-data)")
+    up.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    up.add_argument("--host", default=None, help="HTTP address (default 127.0.0.1)")
+    up.add_argument("--demo", action="store_true", help="seed a demo task with a simulated crowd once ready")
+    serve = commands.add_parser("serve", help="run one service alone (cluster profile), configured by environment")
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    demo = commands.add_parser("demo", help="seed a demo task and a simulated crowd into a running crowdseg")
+    demo.add_argument("--url", default="http://127.0.0.1:8000")
+    demo.add_argument("--images", type=int, default=8)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "up":
+            return run_up(args.data, args.port, args.host, args.demo)
+        if args.command == "serve":
+            return run_serve(args.service, args.host, args.port)
+        return run_demo(args.url, args.images)
+    except (Unavailable, ValidationError, OSError) as exc:
+        print(f"crowdseg: {exc}", file=sys.stderr)
+        return 2
+
+
+def _lock_data_dir(data_dir: Path) -> Any:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / ".lock", "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        raise Unavailable(f"another crowdseg is already running on {data_dir}") from exc
+    return handle
+
+
+def run_up(data: Path | None, port: int | None, host: str | None, seed_demo: bool) -> int:
+    from crowdseg.services.gateway.app import create_embedded_app
+
+    overrides: dict[str, Any] = {"profile": Profile.EMBEDDED}
+    for name, value in (("data_dir", data), ("port", port), ("host", host)):
+        if value is not None:
+            overrides[name] = value
+    settings = load_settings(GatewaySettings, **overrides)
+    lock = _lock_data_dir(settings.data_dir)
+    broker = EmbeddedBroker(settings.data_dir / "logs" / "broker.log")
+    broker.start()
+    try:
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+        app = create_embedded_app(settings)
+        url = f"http://{settings.host}:{settings.port}"
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
+        threading.Thread(target=_announce, args=(server, url, seed_demo), daemon=True).start()
+        server.run()
+    finally:
+        broker.stop()
+        lock.close()
+    return 0
+
+
+def _announce(server: uvicorn.Server, url: str, seed_demo: bool) -> None:
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    print(f"crowdseg is ready on {url}  (API docs: {url}/docs; Ctrl-C stops)", flush=True)
+    if seed_demo:
+        _print_demo(url, 8)
+
+
+def run_serve(service: str, host: str, port: int) -> int:
+    import importlib
+
+    module_name, settings_class = SERVICES[service]
+    settings = load_settings(settings_class)
+    if not settings.kafka_bootstrap_servers:
+        raise Unavailable("crowdseg serve needs CROWDSEG_KAFKA_BOOTSTRAP_SERVERS (use `crowdseg up` for one process)")
+    app = importlib.import_module(module_name).create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
+
+
+def run_demo(url: str, images: int) -> int:
+    try:
+        httpx.get(f"{url}/healthz", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"no crowdseg answers at {url}; start one with `crowdseg up`") from exc
+    _print_demo(url, images)
+    return 0
+
+
+def _print_demo(url: str, images: int) -> None:
+    from crowdseg.demo import seed
+
+    result = seed(url, images=images)
+    print(
+        f"demo task {result.task_id}: {result.images} images, {result.submissions} simulated submissions.\n"
+        f"sign in at {url} as {result.taskmaster_email} / {result.password}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""HTTP routes of submissions and qualification attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from crowdseg.domain import Shape, Submission
+from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
+from crowdseg.services.annotate import handlers
+from crowdseg.services.annotate.handlers import Attempt, SubmitShapes
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class SubmissionOut(BaseModel):
+    id: str
+    task_id: str
+    image_id: str
+    user_id: str
+    shapes: list[Shape]
+    started_at: datetime | None
+    duration_ms: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, submission: Submission) -> SubmissionOut:
+        return cls(**submission.model_dump(exclude={"outbox", "mask_key"}))
+
+
+class TutorialImage(BaseModel):
+    id: str
+    width: int
+    height: int
+
+
+class QualificationOut(BaseModel):
+    required: bool
+    passed: bool
+    images: list[TutorialImage]
+
+
+class AttemptOut(BaseModel):
+    score: float
+    metric: str
+    passed: bool
+    threshold: float
+    reference: list[Shape]
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["work"])
+
+    @api.post("/tasks/{task_id}/submissions", status_code=201, responses={200: {"description": "already stored"}})
+    async def submit(task_id: str, body: SubmitShapes, user: CurrentUser, runtime: RuntimeDep) -> SubmissionOut:
+        submission, created = await handlers.submit(
+            runtime.store,
+            runtime.blobs,
+            user,
+            task_id,
+            body,
+            max_points=runtime.settings.max_points_per_shape,
+            notify=runtime.relay.poke,
+        )
+        out = SubmissionOut.of(submission)
+        if not created:
+            return JSONResponse(out.model_dump(mode="json"), status_code=200)  # type: ignore[return-value]
+        return out
+
+    @api.get("/tasks/{task_id}/qualification")
+    async def qualification(task_id: str, user: CurrentUser, store: StoreDep) -> QualificationOut:
+        state = await handlers.qualification(store, user, task_id)
+        images = [TutorialImage(id=i.id, width=i.width, height=i.height) for i in state.images]
+        return QualificationOut(required=state.required, passed=state.passed, images=images)
+
+    @api.post("/tasks/{task_id}/qualification/attempts")
+    async def attempt(task_id: str, body: Attempt, user: CurrentUser, runtime: RuntimeDep) -> AttemptOut:
+        result, image = await handlers.attempt_qualification(
+            runtime.store, user, task_id, body, max_points=runtime.settings.max_points_per_shape
+        )
+        task = await runtime.store.tasks.get(task_id)
+        threshold = task.pass_threshold if task else 0.0
+        return AttemptOut(
+            score=result.score,
+            metric=result.metric.value,
+            passed=result.passed,
+            threshold=threshold,
+            reference=image.reference_shapes,
+        )
+
+    return api

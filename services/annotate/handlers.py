@@ -1,0 +1,149 @@
+"""Submissions and qualification attempts. Knows nothing about HTTP or Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from crowdseg.access import visible_task
+from crowdseg.domain import Image, QualificationAttempt, Shape, Submission, Task, TaskStatus, User, utcnow
+from crowdseg.errors import Conflict, InvalidInput, NotFound
+from crowdseg.events import SubmissionAccepted
+from crowdseg.geometry import mask_to_png, rasterize, validate_shapes
+from crowdseg.ports import BlobStore, Store
+from crowdseg.qualification import QualificationState, ensure_qualified, qualification_state
+from crowdseg.services.annotate import scoring
+from pydantic import BaseModel, ConfigDict, Field
+
+Notify = Callable[[], None]
+ClientId = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class SubmitShapes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = ClientId
+    image_id: str = Field(min_length=1, max_length=64)
+    shapes: list[Shape] = Field(max_length=1000)
+    started_at: datetime | None = None
+    duration_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
+
+
+class Attempt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_id: str = Field(min_length=1, max_length=64)
+    shapes: list[Shape] = Field(max_length=1000)
+
+
+def mask_key(submission: Submission) -> str:
+    return f"masks/{submission.task_id}/{submission.image_id}/{submission.id}.png"
+
+
+async def submit(
+    store: Store,
+    blobs: BlobStore,
+    user: User,
+    task_id: str,
+    command: SubmitShapes,
+    *,
+    max_points: int,
+    notify: Notify,
+    now: datetime | None = None,
+) -> tuple[Submission, bool]:
+    """Accept a submission once; the same client id again returns the stored one unchanged."""
+    task = await visible_task(store, task_id, user)
+    stored = await store.submissions.get(command.id)
+    if stored is not None:
+        if stored.user_id != user.id or stored.task_id != task_id:
+            raise Conflict("this submission id is already used by another submission")
+        return stored, False
+    image = await _work_image(store, task, command.image_id)
+    if task.status is not TaskStatus.OPEN:
+        raise Conflict(f"the task is {task.status.value}, not open")
+    await ensure_qualified(store, task, user)
+    shapes = validate_shapes(
+        command.shapes,
+        tool=task.tool,
+        width=image.width,
+        height=image.height,
+        max_shapes=task.max_shapes,
+        max_points=max_points,
+    )
+    if not await store.images.claim_slot(image.id, user.id, replicates=task.replicates, now=now or utcnow()):
+        raise Conflict("this image already has all the annotations it needs; ask for the next one")
+    submission = Submission(
+        id=command.id,
+        task_id=task.id,
+        image_id=image.id,
+        user_id=user.id,
+        shapes=shapes,
+        started_at=command.started_at,
+        duration_ms=command.duration_ms,
+    )
+    if task.tool.makes_masks:
+        submission.mask_key = mask_key(submission)
+        png = await asyncio.to_thread(lambda: mask_to_png(rasterize(shapes, image.width, image.height)))
+        await blobs.put(submission.mask_key, png, "image/png")
+    event = SubmissionAccepted(task_id=task.id, image_id=image.id, submission_id=submission.id, user_id=user.id)
+    submission.outbox = [event.pending()]
+    stored, created = await store.submissions.add(submission)
+    notify()
+    return stored, created
+
+
+async def _work_image(store: Store, task: Task, image_id: str) -> Image:
+    image = await store.images.get(image_id)
+    if image is None or image.task_id != task.id:
+        raise NotFound(f"image {image_id} not found in this task")
+    if image.tutorial:
+        raise InvalidInput("tutorial images are answered through the qualification, not as submissions")
+    return image
+
+
+async def qualification(store: Store, user: User, task_id: str) -> QualificationState:
+    task = await visible_task(store, task_id, user)
+    return await qualification_state(store, task, user)
+
+
+async def attempt_qualification(
+    store: Store, user: User, task_id: str, command: Attempt, *, max_points: int
+) -> tuple[QualificationAttempt, Image]:
+    task = await visible_task(store, task_id, user)
+    image = await store.images.get(command.image_id)
+    if image is None or image.task_id != task.id or not image.tutorial:
+        raise NotFound(f"tutorial image {command.image_id} not found in this task")
+    shapes = validate_shapes(
+        command.shapes,
+        tool=task.tool,
+        width=image.width,
+        height=image.height,
+        max_shapes=task.max_shapes,
+        max_points=max_points,
+    )
+    value = await asyncio.to_thread(
+        scoring.score, task.metric, task.tool, shapes, image.reference_shapes, image.width, image.height
+    )
+    attempt = QualificationAttempt(
+        task_id=task.id,
+        user_id=user.id,
+        image_id=image.id,
+        shapes=shapes,
+        metric=task.metric,
+        score=round(value, 6),
+        passed=scoring.passes(task.metric, value, task.pass_threshold),
+    )
+    await store.attempts.add(attempt)
+    return attempt, image
+
+
+async def reconcile_coverage(store: Store) -> int:
+    """Every stored submission counts in its image's coverage (repairs a crash between the two writes)."""
+    repaired = 0
+    for task in await store.tasks.all():
+        images = {image.id: image for image in await store.images.list_for_task(task.id)}
+        for submission in await store.submissions.list_for_task(task.id):
+            image = images.get(submission.image_id)
+            if image is not None and submission.user_id not in image.submitted_by:
+                await store.images.record_submitter(image.id, submission.user_id)
+                repaired += 1
+    return repaired

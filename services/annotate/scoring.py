@@ -1,0 +1,61 @@
+"""Scoring a qualification attempt against the tutorial image's reference annotation."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+from crowdseg.consensus import boundary_points, dice, jaccard, modified_hausdorff
+from crowdseg.domain import Metric, Shape, Tool
+from crowdseg.geometry import rasterize
+from skimage.draw import disk, line
+
+MARK_RADIUS = 5  # points and lines are compared as 5-pixel-wide marks
+
+
+def score(metric: Metric, tool: Tool, drawn: list[Shape], reference: list[Shape], width: int, height: int) -> float:
+    if metric is Metric.MHD:
+        return _mhd(tool, drawn, reference, width, height)
+    mine, theirs = _marks(tool, drawn, width, height), _marks(tool, reference, width, height)
+    return dice(mine, theirs) if metric is Metric.DICE else jaccard(mine, theirs)
+
+
+def passes(metric: Metric, value: float, threshold: float) -> bool:
+    """Overlap metrics pass at or above the threshold; a distance passes at or below it (pixels)."""
+    return value <= threshold if metric is Metric.MHD else value >= threshold
+
+
+def _marks(tool: Tool, shapes: list[Shape], width: int, height: int) -> npt.NDArray[np.bool_]:
+    if tool.makes_masks:
+        return rasterize(shapes, width, height)
+    mask = np.zeros((height, width), dtype=np.bool_)
+    for shape in shapes:
+        points = np.asarray(shape.points)
+        if tool is Tool.POLYLINE:
+            for (x0, y0), (x1, y1) in itertools.pairwise(points):
+                rows, cols = line(round(y0), round(x0), round(y1), round(x1))
+                keep = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+                mask[rows[keep], cols[keep]] = True
+        for x, y in points if tool is Tool.POINT else []:
+            rows, cols = disk((y, x), MARK_RADIUS, shape=(height, width))
+            mask[rows, cols] = True
+    if tool is Tool.POLYLINE:
+        from scipy.ndimage import binary_dilation
+
+        mask = binary_dilation(mask, iterations=MARK_RADIUS // 2)
+    return mask
+
+
+def _mhd(tool: Tool, drawn: list[Shape], reference: list[Shape], width: int, height: int) -> float:
+    if not drawn or not reference:
+        return float(np.hypot(width, height)) if drawn or reference else 0.0
+    if tool.makes_masks:
+        return modified_hausdorff(
+            boundary_points(rasterize(drawn, width, height)), boundary_points(rasterize(reference, width, height))
+        )
+    return modified_hausdorff(_point_cloud(drawn), _point_cloud(reference))
+
+
+def _point_cloud(shapes: list[Shape]) -> npt.NDArray[np.float64]:
+    return np.asarray([point for shape in shapes for point in shape.points], dtype=np.float64)

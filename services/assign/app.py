@@ -1,0 +1,12 @@
+"""Composition root of the assign service."""
+
+from crowdseg.composition import ServiceParts, build_app
+from crowdseg.services.assign import entrypoints
+from crowdseg.settings import AssignSettings, load_settings
+from fastapi import FastAPI
+
+PARTS = ServiceParts(name="assign", routers=[entrypoints.router])
+
+
+def create_app(settings: AssignSettings | None = None) -> FastAPI:
+    return build_app("crowdseg assign", [PARTS], settings or load_settings(AssignSettings))

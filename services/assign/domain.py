@@ -1,0 +1,42 @@
+"""Which image a user gets next: the task's order policy, least-covered first, never twice."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from crowdseg.domain import Image, Order, Task
+
+
+def random_rank(user_id: str, image_id: str) -> str:
+    """A per-user shuffle that stays the same across calls (and restarts)."""
+    return hashlib.blake2b(f"{user_id}:{image_id}".encode(), digest_size=8).hexdigest()
+
+
+def coverage(image: Image, now: datetime) -> int:
+    return len(image.submitted_by) + len(image.active_leases(now))
+
+
+def holds_lease(image: Image, user_id: str, now: datetime) -> bool:
+    return any(lease.user_id == user_id for lease in image.active_leases(now))
+
+
+def is_open_for(task: Task, image: Image, user_id: str, now: datetime) -> bool:
+    if user_id in image.submitted_by:
+        return False
+    return holds_lease(image, user_id, now) or coverage(image, now) < task.replicates
+
+
+def candidates(task: Task, images: list[Image], user_id: str, now: datetime) -> list[Image]:
+    """Images the user may still annotate, best first: the one they hold, then least covered
+    (with ``unseen_first``), then the task's order."""
+    open_images = [image for image in images if is_open_for(task, image, user_id, now)]
+    if task.order is Order.RANDOM:
+        ordered = sorted(open_images, key=lambda image: random_rank(user_id, image.id))
+    else:
+        ordered = sorted(open_images, key=lambda image: image.name, reverse=task.order is Order.NAME_DESC)
+    # Python's sort is stable: the order above breaks ties of the keys below.
+    return sorted(
+        ordered,
+        key=lambda image: (not holds_lease(image, user_id, now), coverage(image, now) if task.unseen_first else 0),
+    )

@@ -1,0 +1,87 @@
+"""The consensus service's consumer (the worker pool) and its HTTP routes."""
+
+from __future__ import annotations
+
+from crowdseg.access import managed_image, managed_task
+from crowdseg.bus import reliable_subscriber
+from crowdseg.events import SubmissionAccepted
+from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, StoreDep
+from crowdseg.runtime import Runtime
+from crowdseg.services.consensus import handlers
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+GROUP = "consensus"
+
+
+def options(runtime: Runtime) -> handlers.StapleOptions:
+    settings = runtime.settings
+    return handlers.StapleOptions(max_iter=settings.staple_max_iter, tol=settings.staple_tol)
+
+
+def subscribe(runtime: Runtime) -> None:
+    """Every accepted submission recomputes its image; keyed by image id, one image stays on one worker."""
+
+    async def on_submission_accepted(event: SubmissionAccepted) -> None:
+        await handlers.recompute(
+            runtime.store, runtime.blobs, event.image_id, options=options(runtime), notify=runtime.relay.poke
+        )
+
+    reliable_subscriber(
+        runtime.broker,
+        event_type=SubmissionAccepted,
+        group=GROUP,
+        handle=on_submission_accepted,
+        max_attempts=runtime.settings.consumer_max_attempts,
+        backoff_seconds=runtime.settings.consumer_backoff_seconds,
+    )
+
+
+async def reconcile_on_start(runtime: Runtime) -> None:
+    await handlers.reconcile(runtime.store, runtime.blobs, options=options(runtime), notify=runtime.relay.poke)
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["results"])
+
+    @api.get("/images/{image_id}/consensus")
+    async def consensus(image_id: str, user: CurrentUser, store: StoreDep) -> JSONResponse:
+        image, _task = await managed_image(store, image_id, user)
+        found = await store.consensus.get(image.id)
+        if found is None:
+            return JSONResponse({"detail": "no consensus yet: the image has no submissions"}, status_code=404)
+        body = found.model_dump(mode="json", exclude={"outbox", "mask_key", "probability_key", "submission_ids"})
+        if found.mask_key:
+            body["mask_url"] = f"{API_PREFIX}/images/{image.id}/consensus/mask.png"
+            body["probability_url"] = f"{API_PREFIX}/images/{image.id}/consensus/probability.png"
+        return JSONResponse(body)
+
+    @api.get("/images/{image_id}/consensus/mask.png", response_class=Response)
+    async def mask(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        return await _consensus_png(image_id, user, store, blobs, probability=False)
+
+    @api.get("/images/{image_id}/consensus/probability.png", response_class=Response)
+    async def probability(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        return await _consensus_png(image_id, user, store, blobs, probability=True)
+
+    @api.get("/tasks/{task_id}/stats")
+    async def task_stats(task_id: str, user: CurrentUser, store: StoreDep) -> JSONResponse:
+        task = await managed_task(store, task_id, user)
+        return JSONResponse(await handlers.task_stats(store, task))
+
+    @api.get("/me/stats")
+    async def my_stats(user: CurrentUser, store: StoreDep) -> JSONResponse:
+        return JSONResponse(await handlers.user_stats(store, user.id))
+
+    return api
+
+
+async def _consensus_png(
+    image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, *, probability: bool
+) -> Response:
+    image, _task = await managed_image(store, image_id, user)
+    found = await store.consensus.get(image.id)
+    key = None if found is None else (found.probability_key if probability else found.mask_key)
+    if key is None:
+        return JSONResponse({"detail": "no consensus mask for this image yet"}, status_code=404)
+    return Response(await blobs.get(key), media_type="image/png", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,277 @@
+"""The export bundle: everything a task produced, as one ZIP for machine-learning pipelines.
+
+Layout (also described in the bundle's manifest.json):
+  manifest.json                      what is inside, counts, format versions
+  task.json                          the task
+  tables/{tasks,images,submissions,users}.{json,csv}   (users without password hashes or emails)
+  submissions/<image>/<submission>.json|.png           vertices and rasterised mask
+  consensus/<image>/consensus.json|mask.png|probability.png
+  staple_parameters.csv              per image and rater: sensitivity, specificity, prior
+  user_performance.csv               per user over the task
+  coco/annotations.json, coco/consensus.json          COCO (raw annotations, consensus)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from crowdseg.domain import Consensus, Image, Submission, Task, Tool, User
+from crowdseg.errors import NotFound
+from crowdseg.geometry import png_to_mask
+from crowdseg.ports import BlobStore, Store
+from shapely.geometry import LineString, Polygon
+
+FORMAT_VERSION = 1
+Progress = Callable[[float], Awaitable[None]]
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(row.get(key)) for key in columns})
+    return buffer.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=2, default=str).encode()
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120] or "image"
+
+
+def rle(mask: np.ndarray[Any, Any]) -> dict[str, Any]:
+    """COCO's uncompressed run-length encoding (column-major, starting with a background run)."""
+    flat = np.asarray(mask, dtype=np.uint8).flatten(order="F")
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate(([0], changes, [flat.size]))
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0] == 1:
+        counts = [0, *counts]
+    return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
+
+
+def _coco_shape(annotation_id: int, image_number: int, tool: Tool, points: list[tuple[float, float]]) -> dict[str, Any]:
+    flat = [round(c, 2) for point in points for c in point]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    entry: dict[str, Any] = {
+        "id": annotation_id,
+        "image_id": image_number,
+        "category_id": 1,
+        "iscrowd": 0,
+        "bbox": bbox,
+    }
+    if tool is Tool.POINT:
+        entry.update(segmentation=[], area=0.0, keypoints=[*flat, 2], num_keypoints=1)
+    elif tool is Tool.POLYLINE:
+        entry.update(segmentation=[flat], area=0.0, length=LineString(points).length)
+    else:
+        entry.update(segmentation=[flat], area=float(Polygon(points).area))
+    return entry
+
+
+class BundleWriter:
+    """Writes the bundle image by image, reporting progress as it goes."""
+
+    def __init__(self, store: Store, blobs: BlobStore, task: Task, target: Path, progress: Progress) -> None:
+        self.store, self.blobs, self.task, self.target, self.progress = store, blobs, task, target, progress
+        self.files: list[str] = []
+        self.staple_rows: list[dict[str, Any]] = []
+        self.coco_raw: list[dict[str, Any]] = []
+        self.coco_consensus: list[dict[str, Any]] = []
+        self.consensus_images = 0
+
+    def add(self, archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+        archive.writestr(name, data)
+        self.files.append(name)
+
+    async def write(self) -> None:
+        task, store = self.task, self.store
+        images = await store.images.list_for_task(task.id, tutorial=None)
+        submissions = await store.submissions.list_for_task(task.id)
+        users = {user.id: user for user in await store.users.all()}
+        by_image: dict[str, list[Submission]] = {}
+        for submission in submissions:
+            by_image.setdefault(submission.image_id, []).append(submission)
+        with zipfile.ZipFile(self.target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            self.add(archive, "task.json", _json(task.model_dump(mode="json")))
+            for number, image in enumerate(images, start=1):
+                await self._image(archive, number, image, by_image.get(image.id, []))
+                await self.progress(0.05 + 0.9 * number / max(1, len(images)))
+            await self._tables(archive, images, submissions, users)
+            self._coco(archive, images)
+            self.add(archive, "manifest.json", self._manifest(images, submissions))
+
+    async def _image(self, archive: zipfile.ZipFile, number: int, image: Image, subs: list[Submission]) -> None:
+        folder = _safe(image.name)
+        for submission in subs:
+            base = f"submissions/{folder}/{submission.id}"
+            self.add(archive, f"{base}.json", _json(submission.model_dump(mode="json", exclude={"outbox"})))
+            if submission.mask_key:
+                self.add(archive, f"{base}.png", await self.blobs.get(submission.mask_key))
+            for shape in submission.shapes:
+                entry = _coco_shape(len(self.coco_raw) + 1, number, self.task.tool, shape.points)
+                self.coco_raw.append({**entry, "user_id": submission.user_id, "submission_id": submission.id})
+        consensus = await self.store.consensus.get(image.id)
+        if consensus is not None:
+            await self._consensus(archive, number, image, consensus)
+
+    async def _consensus(self, archive: zipfile.ZipFile, number: int, image: Image, consensus: Consensus) -> None:
+        folder = f"consensus/{_safe(image.name)}"
+        self.consensus_images += 1
+        self.add(archive, f"{folder}/consensus.json", _json(consensus.model_dump(mode="json", exclude={"outbox"})))
+        for rater in consensus.raters:
+            self.staple_rows.append(
+                {
+                    "image_id": image.id,
+                    "image_name": image.name,
+                    "user_id": rater.user_id,
+                    "submission_id": rater.submission_id,
+                    "sensitivity": rater.sensitivity,
+                    "specificity": rater.specificity,
+                    "precision": rater.precision,
+                    "recall": rater.recall,
+                    "prior": consensus.prior,
+                    "method": consensus.method,
+                    "version": consensus.version,
+                }
+            )
+        if consensus.mask_key and consensus.probability_key:
+            mask_png = await self.blobs.get(consensus.mask_key)
+            self.add(archive, f"{folder}/mask.png", mask_png)
+            self.add(archive, f"{folder}/probability.png", await self.blobs.get(consensus.probability_key))
+            mask = png_to_mask(mask_png)
+            rows, cols = np.nonzero(mask)
+            bbox = (
+                [0, 0, 0, 0]
+                if rows.size == 0
+                else [
+                    int(cols.min()),
+                    int(rows.min()),
+                    int(cols.max() - cols.min() + 1),
+                    int(rows.max() - rows.min() + 1),
+                ]
+            )
+            self.coco_consensus.append(
+                {
+                    "id": len(self.coco_consensus) + 1,
+                    "image_id": number,
+                    "category_id": 1,
+                    "iscrowd": 1,
+                    "segmentation": rle(mask),
+                    "area": int(mask.sum()),
+                    "bbox": bbox,
+                }
+            )
+        for point in consensus.points or []:
+            entry = _coco_shape(len(self.coco_consensus) + 1, number, Tool.POINT, [(point["x"], point["y"])])
+            self.coco_consensus.append({**entry, "support": point.get("support")})
+
+    async def _tables(
+        self, archive: zipfile.ZipFile, images: list[Image], subs: list[Submission], users: dict[str, User]
+    ) -> None:
+        from crowdseg.services.consensus.handlers import task_stats
+
+        task_row = self.task.model_dump(mode="json")
+        image_rows = [image.model_dump(mode="json", exclude={"outbox", "leases"}) for image in images]
+        submission_rows = [
+            {**s.model_dump(mode="json", exclude={"outbox", "shapes"}), "shapes": len(s.shapes)} for s in subs
+        ]
+        involved = {s.user_id for s in subs} | {self.task.owner_id}
+        user_rows = [
+            {"id": u.id, "name": u.name, "roles": [r.value for r in u.roles]}
+            for u in users.values()
+            if u.id in involved
+        ]
+        for name, rows in (
+            ("tasks", [task_row]),
+            ("images", image_rows),
+            ("submissions", submission_rows),
+            ("users", user_rows),
+        ):
+            self.add(archive, f"tables/{name}.json", _json(rows))
+            columns = list(rows[0]) if rows else ["id"]
+            self.add(archive, f"tables/{name}.csv", _csv(rows, columns))
+        staple_columns = [
+            "image_id",
+            "image_name",
+            "user_id",
+            "submission_id",
+            "sensitivity",
+            "specificity",
+            "precision",
+            "recall",
+            "prior",
+            "method",
+            "version",
+        ]
+        self.add(archive, "staple_parameters.csv", _csv(self.staple_rows, staple_columns))
+        stats = await task_stats(self.store, self.task)
+        performance_columns = [
+            "user_id",
+            "name",
+            "submissions",
+            "sensitivity",
+            "specificity",
+            "quality",
+            "mean_seconds",
+        ]
+        self.add(archive, "user_performance.csv", _csv(stats["users"], performance_columns))
+
+    def _coco(self, archive: zipfile.ZipFile, images: list[Image]) -> None:
+        base = {
+            "info": {
+                "description": self.task.title,
+                "version": str(FORMAT_VERSION),
+                "date_created": datetime.now(UTC).isoformat(),
+            },
+            "images": [
+                {
+                    "id": n,
+                    "file_name": image.name,
+                    "width": image.width,
+                    "height": image.height,
+                    "crowdseg_id": image.id,
+                }
+                for n, image in enumerate(images, start=1)
+            ],
+            "categories": [{"id": 1, "name": self.task.title, "supercategory": self.task.tool.value}],
+        }
+        self.add(archive, "coco/annotations.json", _json({**base, "annotations": self.coco_raw}))
+        self.add(archive, "coco/consensus.json", _json({**base, "annotations": self.coco_consensus}))
+
+    def _manifest(self, images: list[Image], subs: list[Submission]) -> bytes:
+        return _json(
+            {
+                "format": "crowdseg-export",
+                "format_version": FORMAT_VERSION,
+                "task_id": self.task.id,
+                "title": self.task.title,
+                "tool": self.task.tool.value,
+                "created_at": datetime.now(UTC).isoformat(),
+                "counts": {"images": len(images), "submissions": len(subs), "consensus": self.consensus_images},
+                "files": sorted(self.files),
+            }
+        )
+
+
+async def load_task(store: Store, task_id: str) -> Task:
+    task = await store.tasks.get(task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task

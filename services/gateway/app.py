@@ -1,0 +1,31 @@
+"""Composition roots of the gateway: accounts alone, or the embedded profile's whole platform."""
+
+from __future__ import annotations
+
+from crowdseg.composition import ServiceParts, build_app
+from crowdseg.services.annotate.app import PARTS as ANNOTATE
+from crowdseg.services.assign.app import PARTS as ASSIGN
+from crowdseg.services.consensus.app import PARTS as CONSENSUS
+from crowdseg.services.export.app import PARTS as EXPORT
+from crowdseg.services.gateway import entrypoints
+from crowdseg.services.gateway.web import mount_web
+from crowdseg.services.ingest.app import PARTS as INGEST
+from crowdseg.settings import GatewaySettings, load_settings
+from fastapi import FastAPI
+
+PARTS = ServiceParts(name="gateway", routers=[entrypoints.router])
+EVERY_SERVICE = (PARTS, INGEST, ASSIGN, ANNOTATE, CONSENSUS, EXPORT)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or load_settings(GatewaySettings)
+    app = build_app("crowdseg gateway", [PARTS], settings)
+    mount_web(app, settings.web_dir)
+    return app
+
+
+def create_embedded_app(settings: GatewaySettings) -> FastAPI:
+    """Every service and the web UI in one app, on one broker connection and one store."""
+    app = build_app("crowdseg", EVERY_SERVICE, settings)
+    mount_web(app, settings.web_dir)
+    return app

@@ -1,0 +1,199 @@
+"""HTTP routes of tasks, images and tutorials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from crowdseg.access import managed_task, visible_image, visible_task
+from crowdseg.domain import Image, Shape, Task
+from crowdseg.errors import InvalidInput, PayloadTooLarge
+from crowdseg.http import BlobsDep, CurrentUser, RuntimeDep, StoreDep
+from crowdseg.services.ingest import handlers
+from crowdseg.services.ingest.archives import ArchiveLimits
+from crowdseg.services.ingest.handlers import AddMember, CreateTask, UpdateTask, UploadedFile
+from crowdseg.services.ingest.imaging import ImageLimits
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+SHAPES = TypeAdapter(list[Shape])
+
+
+class TaskOut(BaseModel):
+    id: str
+    owner_id: str
+    title: str
+    instructions: str
+    tool: str
+    replicates: int
+    order: str
+    unseen_first: bool
+    metric: str
+    pass_threshold: float
+    visibility: str
+    max_shapes: int
+    status: str
+    lease_seconds: int
+    members: list[str]
+    images: int | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, task: Task, images: int | None = None) -> TaskOut:
+        return cls(**task.model_dump(), images=images)
+
+
+class ImageOut(BaseModel):
+    id: str
+    name: str
+    width: int
+    height: int
+    submissions: int = 0
+    tutorial: bool = False
+
+
+class Rejection(BaseModel):
+    name: str
+    reason: str
+
+
+class UploadOut(BaseModel):
+    accepted: list[ImageOut]
+    rejected: list[Rejection]
+
+
+async def upload_budget(request: Request, runtime: RuntimeDep) -> None:
+    """Refuse an oversized upload from its declared length, before reading a byte of it."""
+    limit = runtime.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the upload is {int(declared)} bytes; the limit is {limit}")
+
+
+UploadBudget = Annotated[None, Depends(upload_budget)]
+
+
+async def _read_capped(upload: UploadFile, limit: int) -> UploadedFile:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"{upload.filename} is larger than {limit} bytes")
+    return UploadedFile(upload.filename or "unnamed", data)
+
+
+def _image_limits(runtime: RuntimeDep) -> ImageLimits:
+    settings = runtime.settings
+    return ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["tasks and images"])
+
+    @api.post("/tasks", status_code=201)
+    async def create_task(body: CreateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
+        return TaskOut.of(await handlers.create_task(store, user, body))
+
+    @api.get("/tasks")
+    async def list_tasks(user: CurrentUser, store: StoreDep) -> list[TaskOut]:
+        tasks = await handlers.tasks_visible_to(store, user)
+        return [TaskOut.of(task, len(await store.images.list_for_task(task.id))) for task in tasks]
+
+    @api.get("/tasks/{task_id}")
+    async def get_task(task_id: str, user: CurrentUser, store: StoreDep) -> TaskOut:
+        task = await visible_task(store, task_id, user)
+        return TaskOut.of(task, len(await store.images.list_for_task(task.id)))
+
+    @api.patch("/tasks/{task_id}")
+    async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
+        return TaskOut.of(await handlers.update_task(store, user, task_id, body))
+
+    @api.post("/tasks/{task_id}/members")
+    async def add_member(task_id: str, body: AddMember, user: CurrentUser, store: StoreDep) -> TaskOut:
+        return TaskOut.of(await handlers.add_member(store, user, task_id, body))
+
+    @api.post("/tasks/{task_id}/images", status_code=202)
+    async def upload_images(
+        task_id: str,
+        _: UploadBudget,
+        user: CurrentUser,
+        runtime: RuntimeDep,
+        files: Annotated[list[UploadFile], File(description="images (PNG, JPEG, TIFF, DICOM) or ZIP archives")],
+    ) -> UploadOut:
+        await managed_task(runtime.store, task_id, user)
+        limit = runtime.settings.max_upload_bytes
+        uploads = [await _read_capped(upload, limit) for upload in files]
+        report = await handlers.upload_images(
+            runtime.store,
+            runtime.blobs,
+            user,
+            task_id,
+            uploads,
+            image_limits=_image_limits(runtime),
+            archive_limits=ArchiveLimits(max_total_bytes=limit),
+            notify=runtime.relay.poke,
+        )
+        return UploadOut(
+            accepted=[ImageOut(id=i.id, name=i.name, width=i.width, height=i.height) for i in report.accepted],
+            rejected=[Rejection(name=name, reason=reason) for name, reason in report.rejected],
+        )
+
+    @api.get("/tasks/{task_id}/images")
+    async def list_images(task_id: str, user: CurrentUser, store: StoreDep, tutorial: bool = False) -> list[ImageOut]:
+        await managed_task(store, task_id, user)
+        counts = await store.submissions.count_by_image(task_id)
+        images = await store.images.list_for_task(task_id, tutorial=tutorial)
+        return [_image_out(image, counts.get(image.id, 0)) for image in images]
+
+    @api.post("/tasks/{task_id}/tutorial", status_code=201)
+    async def add_tutorial(
+        task_id: str,
+        _: UploadBudget,
+        user: CurrentUser,
+        runtime: RuntimeDep,
+        file: Annotated[UploadFile, File()],
+        shapes: Annotated[str, Form(description="JSON list of shapes")],
+    ) -> ImageOut:
+        try:
+            reference = SHAPES.validate_json(shapes)
+        except ValidationError as exc:
+            raise InvalidInput(f"shapes: {exc.errors()[0]['msg']}") from exc
+        upload = await _read_capped(file, runtime.settings.max_image_bytes)
+        image = await handlers.add_tutorial(
+            runtime.store,
+            runtime.blobs,
+            user,
+            task_id,
+            upload,
+            reference,
+            image_limits=_image_limits(runtime),
+            max_points=runtime.settings.max_points_per_shape,
+        )
+        return _image_out(image, 0)
+
+    @api.get("/images/{image_id}/file", response_class=Response)
+    async def image_file(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        image, _task = await visible_image(store, image_id, user)
+        return _image_response(await blobs.get(image.display_key), image.display_media_type)
+
+    @api.get("/images/{image_id}/thumbnail", response_class=Response)
+    async def thumbnail(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        image, _task = await visible_image(store, image_id, user)
+        return _image_response(await blobs.get(image.thumbnail_key), image.thumbnail_media_type)
+
+    return api
+
+
+def _image_out(image: Image, submissions: int) -> ImageOut:
+    return ImageOut(
+        id=image.id,
+        name=image.name,
+        width=image.width,
+        height=image.height,
+        submissions=submissions,
+        tutorial=image.tutorial,
+    )
+
+
+def _image_response(data: bytes, media_type: str) -> Response:
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"}
+    return Response(data, media_type=media_type, headers=headers)

@@ -1,0 +1,247 @@
+"""Tasks, images and tutorial references. Knows nothing about HTTP or Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from crowdseg.access import managed_task, sees
+from crowdseg.domain import (
+    Image,
+    Metric,
+    Order,
+    Role,
+    Shape,
+    Task,
+    TaskStatus,
+    Tool,
+    User,
+    Visibility,
+    utcnow,
+)
+from crowdseg.errors import Forbidden, InvalidInput, NotFound
+from crowdseg.events import ImageIngested
+from crowdseg.geometry import validate_shapes
+from crowdseg.ports import BlobStore, Store
+from crowdseg.services.ingest.archives import ArchiveLimits, ArchiveRejected, is_zip, read_zip
+from crowdseg.services.ingest.imaging import DecodedImage, ImageLimits, ImageRejected, decode_image
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+MAX_INSTRUCTIONS = 50_000
+Notify = Callable[[], None]
+
+
+class TaskFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instructions: str = Field(default="", max_length=MAX_INSTRUCTIONS)
+    replicates: int = Field(default=3, ge=1, le=1000)
+    order: Order = Order.NAME_ASC
+    unseen_first: bool = True
+    metric: Metric = Metric.DICE
+    pass_threshold: float = Field(default=0.7, ge=0, le=1e6)
+    visibility: Visibility = Visibility.PUBLIC
+    max_shapes: int = Field(default=10, ge=1, le=1000)
+    lease_seconds: int = Field(default=600, ge=10, le=7 * 24 * 3600)
+
+
+class CreateTask(TaskFields):
+    title: Title
+    tool: Tool
+    status: TaskStatus = TaskStatus.OPEN
+
+
+class UpdateTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Title | None = None
+    instructions: str | None = Field(default=None, max_length=MAX_INSTRUCTIONS)
+    replicates: int | None = Field(default=None, ge=1, le=1000)
+    order: Order | None = None
+    unseen_first: bool | None = None
+    metric: Metric | None = None
+    pass_threshold: float | None = Field(default=None, ge=0, le=1e6)
+    visibility: Visibility | None = None
+    max_shapes: int | None = Field(default=None, ge=1, le=1000)
+    lease_seconds: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+    status: TaskStatus | None = None
+
+
+class AddMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(min_length=1, max_length=100)
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    name: str
+    data: bytes
+
+
+@dataclass
+class UploadReport:
+    accepted: list[Image] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def create_task(store: Store, user: User, command: CreateTask) -> Task:
+    if not user.has(Role.TASKMASTER):
+        raise Forbidden("creating tasks needs the taskmaster role")
+    task = Task(owner_id=user.id, **command.model_dump())
+    await store.tasks.add(task)
+    return task
+
+
+async def update_task(store: Store, user: User, task_id: str, command: UpdateTask) -> Task:
+    task = await managed_task(store, task_id, user)
+    changes = command.model_dump(exclude_unset=True, exclude_none=True)
+    task = task.model_copy(update={**changes, "updated_at": utcnow()})
+    await store.tasks.replace(task)
+    return task
+
+
+async def tasks_visible_to(store: Store, user: User) -> list[Task]:
+    return [task for task in await store.tasks.all() if sees(task, user)]
+
+
+async def add_member(store: Store, user: User, task_id: str, command: AddMember) -> Task:
+    await managed_task(store, task_id, user)
+    if await store.users.get(command.user_id) is None:
+        raise NotFound(f"user {command.user_id} not found")
+    await store.tasks.add_member(task_id, command.user_id)
+    return await managed_task(store, task_id, user)
+
+
+def expand_archives(
+    files: list[UploadedFile], limits: ArchiveLimits
+) -> tuple[list[UploadedFile], list[tuple[str, str]]]:
+    """ZIP archives become their entries; refused entries and archives are reported, never stored."""
+    expanded: list[UploadedFile] = []
+    rejected: list[tuple[str, str]] = []
+    for upload in files:
+        if not is_zip(upload.data):
+            expanded.append(upload)
+            continue
+        try:
+            entries, refusals = read_zip(upload.data, limits)
+        except ArchiveRejected as exc:
+            rejected.append((upload.name, exc.reason))
+            continue
+        expanded.extend(UploadedFile(f"{entry.name}", entry.data) for entry in entries)
+        rejected.extend((f"{upload.name}/{refusal.name}", refusal.reason) for refusal in refusals)
+    return expanded, rejected
+
+
+async def upload_images(
+    store: Store,
+    blobs: BlobStore,
+    user: User,
+    task_id: str,
+    files: list[UploadedFile],
+    *,
+    image_limits: ImageLimits,
+    archive_limits: ArchiveLimits,
+    notify: Notify,
+) -> UploadReport:
+    task = await managed_task(store, task_id, user)
+    candidates, rejected = await asyncio.to_thread(expand_archives, files, archive_limits)
+    report = UploadReport(rejected=rejected)
+    for upload in candidates:
+        try:
+            decoded = await asyncio.to_thread(decode_image, upload.name, upload.data, image_limits)
+        except ImageRejected as exc:
+            report.rejected.append((upload.name, exc.reason))
+            continue
+        image = await _store_image(store, blobs, task, upload, decoded, tutorial=False, reference=[])
+        if image is None:
+            report.rejected.append((upload.name, "an image with this name is already in the task"))
+        else:
+            report.accepted.append(image)
+    if report.accepted:
+        notify()
+    return report
+
+
+async def _store_image(
+    store: Store,
+    blobs: BlobStore,
+    task: Task,
+    upload: UploadedFile,
+    decoded: DecodedImage,
+    *,
+    tutorial: bool,
+    reference: list[Shape],
+) -> Image | None:
+    """Objects first, then the document that makes them visible: a crash leaves no half image."""
+    image = Image(
+        task_id=task.id,
+        name=_clean_name(upload.name),
+        width=decoded.width,
+        height=decoded.height,
+        source_format=decoded.source_format,
+        original_key="",
+        display_key="",
+        display_media_type=decoded.display_media_type,
+        thumbnail_key="",
+        thumbnail_media_type=decoded.thumbnail_media_type,
+        tutorial=tutorial,
+        reference_shapes=reference,
+    )
+    prefix = f"images/{task.id}/{image.id}"
+    image.original_key, image.display_key, image.thumbnail_key = (
+        f"{prefix}/original",
+        f"{prefix}/display",
+        f"{prefix}/thumbnail",
+    )
+    await blobs.put(image.original_key, upload.data, "application/octet-stream")
+    await blobs.put(image.display_key, decoded.display, decoded.display_media_type)
+    await blobs.put(image.thumbnail_key, decoded.thumbnail, decoded.thumbnail_media_type)
+    event = ImageIngested(
+        task_id=task.id,
+        image_id=image.id,
+        name=image.name,
+        width=image.width,
+        height=image.height,
+        display_key=image.display_key,
+    )
+    image.outbox = [] if tutorial else [event.pending()]
+    return image if await store.images.add(image) else None
+
+
+def _clean_name(name: str) -> str:
+    cleaned = "".join(ch for ch in name.replace("\\", "/") if ch.isprintable()).strip().lstrip("/")
+    return cleaned[:255] or "unnamed"
+
+
+async def add_tutorial(
+    store: Store,
+    blobs: BlobStore,
+    user: User,
+    task_id: str,
+    upload: UploadedFile,
+    shapes: list[Shape],
+    *,
+    image_limits: ImageLimits,
+    max_points: int,
+) -> Image:
+    task = await managed_task(store, task_id, user)
+    try:
+        decoded = await asyncio.to_thread(decode_image, upload.name, upload.data, image_limits)
+    except ImageRejected as exc:
+        raise InvalidInput(f"{upload.name}: {exc.reason}") from exc
+    if not shapes:
+        raise InvalidInput("a tutorial image needs a reference annotation with at least one shape")
+    reference = validate_shapes(
+        shapes,
+        tool=task.tool,
+        width=decoded.width,
+        height=decoded.height,
+        max_shapes=task.max_shapes,
+        max_points=max_points,
+    )
+    upload = UploadedFile(f"tutorial/{upload.name}", upload.data)
+    image = await _store_image(store, blobs, task, upload, decoded, tutorial=True, reference=reference)
+    if image is None:
+        raise InvalidInput(f"a tutorial image named {upload.name} already exists")
+    return image
