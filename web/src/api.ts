@@ -1,0 +1,292 @@
+/** HTTP client for the crowdseg API v1 (bearer token; see shared/API.md). */
+import type { Pt } from "./geometry/types";
+
+export type Role = "annotator" | "taskmaster" | "admin";
+export type ToolName = "contour" | "polygon" | "point" | "polyline";
+
+export interface Me {
+  id: string;
+  email: string;
+  name: string;
+  roles: Role[];
+  level?: number;
+  xp?: number;
+}
+
+export interface Task {
+  id: string;
+  owner_id?: string;
+  title: string;
+  instructions: string;
+  tool: ToolName;
+  replicates: number;
+  order: "name_asc" | "name_desc" | "random";
+  unseen_first: boolean;
+  metric: "dice" | "jaccard" | "mhd";
+  pass_threshold: number;
+  visibility: "public" | "private";
+  max_shapes: number;
+  status?: "draft" | "open" | "closed";
+  members?: string[];
+  [k: string]: unknown;
+}
+
+export interface ShapeJson {
+  type: ToolName;
+  points: Pt[];
+  label?: string;
+}
+
+export interface ImageInfo {
+  id: string;
+  name?: string;
+  width: number;
+  height: number;
+  submissions?: number;
+}
+
+export interface NextImage {
+  image: ImageInfo;
+  lease_expires_at?: string;
+}
+
+export interface Qualification {
+  required: boolean;
+  passed: boolean;
+  images: ImageInfo[];
+}
+
+export interface AttemptResult {
+  score: number;
+  metric: string;
+  passed: boolean;
+  reference?: ShapeJson[];
+  [k: string]: unknown;
+}
+
+export interface UserStat {
+  user_id: string;
+  submissions: number;
+  sensitivity?: number | null;
+  specificity?: number | null;
+  mean_seconds?: number | null;
+  name?: string;
+  email?: string;
+}
+
+export interface TaskStats {
+  images: number;
+  submissions: number;
+  coverage: Record<string, number>;
+  users: UserStat[];
+  [k: string]: unknown;
+}
+
+export interface MeStats {
+  submissions: number;
+  per_task: Array<Record<string, unknown>>;
+  per_day: Record<string, number>;
+  sensitivity?: number | null;
+  specificity?: number | null;
+  level?: number;
+  xp?: number;
+  [k: string]: unknown;
+}
+
+export interface ExportJob {
+  id: string;
+  status: "queued" | "running" | "done" | "failed";
+  progress: number;
+  error?: string | null;
+}
+
+export interface UserRow {
+  id: string;
+  email: string;
+  name: string;
+  roles: Role[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public detail: string,
+    public body: unknown,
+  ) {
+    super(detail || `HTTP ${status}`);
+  }
+}
+
+export const API = "/api/v1";
+const TOKEN_KEY = "crowdseg.token";
+
+let token: string | null = sessionStorage.getItem(TOKEN_KEY);
+let unauthorizedHandler: (() => void) | null = null;
+
+export function getToken(): string | null {
+  return token;
+}
+export function setToken(t: string | null): void {
+  token = t;
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+export function onUnauthorized(fn: () => void): void {
+  unauthorizedHandler = fn;
+}
+
+export function authHeaders(): Record<string, string> {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function detailOf(body: unknown, status: number): string {
+  if (body && typeof body === "object" && "detail" in body) {
+    const d = (body as { detail: unknown }).detail;
+    if (typeof d === "string") return d;
+    if (Array.isArray(d))
+      return d
+        .map((e) => (e && typeof e === "object" && "msg" in e ? String((e as { msg: unknown }).msg) : JSON.stringify(e)))
+        .join("; ");
+    return JSON.stringify(d);
+  }
+  return `HTTP ${status}`;
+}
+
+export interface RequestOpts {
+  method?: string;
+  body?: unknown;
+  form?: FormData;
+  keepalive?: boolean;
+  signal?: AbortSignal;
+  /** Do not trigger the global sign-out on 401 (login form, probes). */
+  quiet401?: boolean;
+}
+
+/** Raw fetch against the API; returns the Response (throws ApiError on 4xx/5xx). */
+export async function raw(path: string, opts: RequestOpts = {}): Promise<Response> {
+  const headers: Record<string, string> = { Accept: "application/json", ...authHeaders() };
+  let body: BodyInit | undefined;
+  if (opts.form) body = opts.form;
+  else if (opts.body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(opts.body);
+  }
+  const res = await fetch(API + path, {
+    method: opts.method ?? (body ? "POST" : "GET"),
+    headers,
+    body,
+    credentials: "omit",
+    keepalive: opts.keepalive,
+    signal: opts.signal,
+  });
+  if (!res.ok) {
+    let parsed: unknown = null;
+    try {
+      parsed = await res.json();
+    } catch {
+      /* not JSON */
+    }
+    if (res.status === 401 && !opts.quiet401 && unauthorizedHandler) unauthorizedHandler();
+    throw new ApiError(res.status, detailOf(parsed, res.status), parsed);
+  }
+  return res;
+}
+
+export async function call<T>(path: string, opts: RequestOpts = {}): Promise<T> {
+  const res = await raw(path, opts);
+  if (res.status === 204) return null as T;
+  const text = await res.text();
+  return (text ? JSON.parse(text) : null) as T;
+}
+
+export async function blob(path: string): Promise<Blob> {
+  return (await raw(path)).blob();
+}
+
+/** Fetch an image from the API and decode it. */
+export async function bitmap(path: string): Promise<ImageBitmap> {
+  return createImageBitmap(await blob(path));
+}
+
+export interface UploadResult {
+  accepted: Array<{ id: string; name: string }>;
+  rejected: Array<{ name: string; reason: string }>;
+}
+
+/** Multipart upload with progress (XMLHttpRequest: fetch has no upload progress). */
+export function upload<T>(path: string, form: FormData, onProgress: (fraction: number) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", API + path);
+    xhr.withCredentials = false;
+    for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress(e.loaded / e.total);
+    };
+    xhr.onload = () => {
+      let body: unknown = null;
+      try {
+        body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(1);
+        resolve(body as T);
+      } else {
+        if (xhr.status === 401 && unauthorizedHandler) unauthorizedHandler();
+        reject(new ApiError(xhr.status, detailOf(body, xhr.status), body));
+      }
+    };
+    xhr.onerror = () => reject(new ApiError(0, "network error", null));
+    xhr.send(form);
+  });
+}
+
+export const api = {
+  signup: (b: { email: string; password: string; name: string }) =>
+    call<Me>("/auth/signup", { body: b, quiet401: true }),
+  login: (b: { email: string; password: string }) =>
+    call<{ access_token: string; token_type: string }>("/auth/login", { body: b, quiet401: true }),
+  logout: () => call<unknown>("/auth/logout", { method: "POST", quiet401: true }),
+  me: () => call<Me>("/me", { quiet401: true }),
+  meStats: () => call<MeStats>("/me/stats"),
+  users: () => call<UserRow[]>("/users"),
+  setRoles: (id: string, roles: Role[]) => call<unknown>(`/users/${enc(id)}/roles`, { method: "PUT", body: { roles } }),
+  tasks: () => call<Task[]>("/tasks"),
+  task: (id: string) => call<Task>(`/tasks/${enc(id)}`),
+  createTask: (t: Partial<Task>) => call<Task>("/tasks", { body: t }),
+  patchTask: (id: string, t: Partial<Task>) => call<Task>(`/tasks/${enc(id)}`, { method: "PATCH", body: t }),
+  addMember: (id: string, user_id: string) => call<unknown>(`/tasks/${enc(id)}/members`, { body: { user_id } }),
+  images: (id: string) => call<ImageInfo[]>(`/tasks/${enc(id)}/images`),
+  qualification: (id: string) => call<Qualification>(`/tasks/${enc(id)}/qualification`),
+  attempt: (id: string, image_id: string, shapes: ShapeJson[]) =>
+    call<AttemptResult>(`/tasks/${enc(id)}/qualification/attempts`, { body: { image_id, shapes } }),
+  next: (id: string) => call<NextImage | null>(`/tasks/${enc(id)}/next`),
+  stats: (id: string) => call<TaskStats>(`/tasks/${enc(id)}/stats`),
+  consensus: (imageId: string) => call<Record<string, unknown>>(`/images/${enc(imageId)}/consensus`),
+  startExport: (id: string) => call<{ id: string }>(`/tasks/${enc(id)}/exports`, { method: "POST" }),
+  exportStatus: (id: string) => call<ExportJob>(`/exports/${enc(id)}`),
+};
+
+export function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+/** RFC 4122 v4 UUID (crypto.randomUUID needs a secure context; fall back to getRandomValues). */
+export function uuid(): string {
+  if (typeof crypto !== "undefined" && "randomUUID" in crypto && typeof crypto.randomUUID === "function") {
+    try {
+      return crypto.randomUUID();
+    } catch {
+      /* insecure context */
+    }
+  }
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}

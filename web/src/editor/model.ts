@@ -1,0 +1,302 @@
+/**
+ * Annotation state: shapes in image pixels, an in-progress draft, selection and
+ * undo/redo. Pure (no DOM), so it is unit-tested on its own.
+ */
+import { simplifyClosed, simplifyRdp, dedupe } from "../geometry/rdp";
+import { smoothOutline } from "../geometry/bezier";
+import { insertVertex } from "../geometry/hittest";
+import { clonePts, type Pt } from "../geometry/types";
+import type { ShapeJson, ToolName } from "../api";
+
+export interface Shape {
+  type: ToolName;
+  points: Pt[];
+  label?: string;
+}
+
+export interface Selection {
+  shape: number;
+  vertex: number | null;
+}
+
+export function minPoints(tool: ToolName): number {
+  return tool === "point" ? 1 : tool === "polyline" ? 2 : 3;
+}
+
+export function isClosed(tool: ToolName): boolean {
+  return tool === "contour" || tool === "polygon";
+}
+
+function cloneShapes(s: readonly Shape[]): Shape[] {
+  return s.map((x) => ({ ...x, points: clonePts(x.points) }));
+}
+
+export class EditorModel {
+  shapes: Shape[] = [];
+  draft: Pt[] = [];
+  selection: Selection | null = null;
+  private past: Shape[][] = [];
+  private future: Shape[][] = [];
+  private listeners = new Set<() => void>();
+  /** Count of edits since load (for "unsaved" hints). */
+  revision = 0;
+
+  constructor(
+    public tool: ToolName,
+    public maxShapes: number,
+    public width: number,
+    public height: number,
+  ) {}
+
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  emit(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  get closed(): boolean {
+    return isClosed(this.tool);
+  }
+
+  get full(): boolean {
+    return this.shapes.length >= this.maxShapes;
+  }
+
+  clamp(p: Pt): Pt {
+    const x = Math.min(Math.max(p[0], 0), Math.max(0, this.width - 1));
+    const y = Math.min(Math.max(p[1], 0), Math.max(0, this.height - 1));
+    return [Math.round(x * 100) / 100, Math.round(y * 100) / 100];
+  }
+
+  /** Record the current shapes for undo before a change. */
+  checkpoint(): void {
+    this.past.push(cloneShapes(this.shapes));
+    if (this.past.length > 200) this.past.shift();
+    this.future = [];
+    this.revision++;
+  }
+
+  /** Drop the last checkpoint (a drag that did not move anything). */
+  dropCheckpoint(): void {
+    this.past.pop();
+    this.revision--;
+  }
+
+  get canUndo(): boolean {
+    return this.draft.length > 0 || this.past.length > 0;
+  }
+  get canRedo(): boolean {
+    return this.future.length > 0 && this.draft.length === 0;
+  }
+
+  undo(): void {
+    if (this.draft.length > 0) {
+      this.draft.pop();
+    } else {
+      const prev = this.past.pop();
+      if (!prev) return;
+      this.future.push(cloneShapes(this.shapes));
+      this.shapes = prev;
+      this.revision++;
+    }
+    this.selection = null;
+    this.emit();
+  }
+
+  redo(): void {
+    const next = this.future.pop();
+    if (!next) return;
+    this.past.push(cloneShapes(this.shapes));
+    this.shapes = next;
+    this.selection = null;
+    this.revision++;
+    this.emit();
+  }
+
+  load(shapes: readonly Shape[]): void {
+    this.shapes = cloneShapes(shapes);
+    this.draft = [];
+    this.selection = null;
+    this.past = [];
+    this.future = [];
+    this.revision = 0;
+    this.emit();
+  }
+
+  clearAll(): void {
+    if (!this.shapes.length && !this.draft.length) return;
+    this.checkpoint();
+    this.shapes = [];
+    this.draft = [];
+    this.selection = null;
+    this.emit();
+  }
+
+  // ---- drawing -------------------------------------------------------------
+
+  addDraftVertex(p: Pt): boolean {
+    if (this.tool === "point") return this.addPoint(p);
+    if (this.full && this.draft.length === 0) return false;
+    this.draft.push(this.clamp(p));
+    this.selection = null;
+    this.emit();
+    return true;
+  }
+
+  /** Close/finish the draft if it has enough vertices. Returns true when a shape was added. */
+  finishDraft(): boolean {
+    const pts = dedupe(this.draft);
+    if (pts.length < minPoints(this.tool) || this.full) {
+      return false;
+    }
+    this.checkpoint();
+    this.shapes.push({ type: this.tool, points: pts });
+    this.draft = [];
+    this.selection = { shape: this.shapes.length - 1, vertex: null };
+    this.emit();
+    return true;
+  }
+
+  cancelDraft(): void {
+    if (!this.draft.length) return;
+    this.draft = [];
+    this.emit();
+  }
+
+  /**
+   * A freehand stroke (raw pointer samples, image pixels) simplified with RDP at
+   * `tolerance` pixels. Without a draft it becomes a shape on its own; with a
+   * draft it extends the draft.
+   */
+  addStroke(stroke: readonly Pt[], tolerance: number): boolean {
+    if (this.tool === "point") return false;
+    const pts = stroke.map((p) => this.clamp(p));
+    if (this.draft.length > 0) {
+      const simplified = simplifyRdp(pts, tolerance);
+      this.draft.push(...simplified);
+      this.draft = dedupe(this.draft);
+      this.emit();
+      return true;
+    }
+    if (this.full) return false;
+    const simplified = this.closed ? simplifyClosed(pts, tolerance) : simplifyRdp(dedupe(pts), tolerance);
+    if (simplified.length < minPoints(this.tool)) return false;
+    this.checkpoint();
+    this.shapes.push({ type: this.tool, points: simplified });
+    this.selection = { shape: this.shapes.length - 1, vertex: null };
+    this.emit();
+    return true;
+  }
+
+  addPoint(p: Pt): boolean {
+    if (this.full) return false;
+    this.checkpoint();
+    this.shapes.push({ type: "point", points: [this.clamp(p)] });
+    this.selection = { shape: this.shapes.length - 1, vertex: 0 };
+    this.emit();
+    return true;
+  }
+
+  // ---- editing -------------------------------------------------------------
+
+  select(sel: Selection | null): void {
+    this.selection = sel;
+    this.emit();
+  }
+
+  /** Live move during a drag (call checkpoint() once when the drag starts). */
+  moveVertex(shape: number, vertex: number, p: Pt): void {
+    const s = this.shapes[shape];
+    if (!s || !s.points[vertex]) return;
+    s.points[vertex] = this.clamp(p);
+    this.emit();
+  }
+
+  insertVertex(shape: number, edge: number, p: Pt): number {
+    const s = this.shapes[shape];
+    if (!s) return -1;
+    this.checkpoint();
+    s.points = insertVertex(s.points, edge, this.clamp(p));
+    this.selection = { shape, vertex: edge + 1 };
+    this.emit();
+    return edge + 1;
+  }
+
+  deleteVertex(shape: number, vertex: number): void {
+    const s = this.shapes[shape];
+    if (!s) return;
+    this.checkpoint();
+    if (s.points.length - 1 < minPoints(s.type)) {
+      this.shapes.splice(shape, 1);
+      this.selection = null;
+    } else {
+      s.points.splice(vertex, 1);
+      this.selection = { shape, vertex: null };
+    }
+    this.emit();
+  }
+
+  deleteShape(shape: number): void {
+    if (!this.shapes[shape]) return;
+    this.checkpoint();
+    this.shapes.splice(shape, 1);
+    this.selection = null;
+    this.emit();
+  }
+
+  /** Delete what is selected: a vertex when one is, otherwise the whole shape. */
+  deleteSelection(): boolean {
+    const sel = this.selection;
+    if (!sel) return false;
+    const s = this.shapes[sel.shape];
+    if (!s) return false;
+    if (sel.vertex !== null && s.type !== "point") this.deleteVertex(sel.shape, sel.vertex);
+    else this.deleteShape(sel.shape);
+    return true;
+  }
+
+  /** Live translation during a drag, from the shape's points at drag start. */
+  translateShape(shape: number, origin: readonly Pt[], dx: number, dy: number): void {
+    const s = this.shapes[shape];
+    if (!s) return;
+    // keep the whole shape inside the image
+    let minX = Infinity;
+    let minY = Infinity;
+    let maxX = -Infinity;
+    let maxY = -Infinity;
+    for (const [x, y] of origin) {
+      minX = Math.min(minX, x);
+      minY = Math.min(minY, y);
+      maxX = Math.max(maxX, x);
+      maxY = Math.max(maxY, y);
+    }
+    const cdx = Math.min(Math.max(dx, -minX), this.width - 1 - maxX);
+    const cdy = Math.min(Math.max(dy, -minY), this.height - 1 - maxY);
+    s.points = origin.map(([x, y]) => [Math.round((x + cdx) * 100) / 100, Math.round((y + cdy) * 100) / 100] as Pt);
+    this.emit();
+  }
+
+  // ---- output --------------------------------------------------------------
+
+  /**
+   * Shapes for the API. With `smooth`, closed contours (and polylines) are sent as
+   * their flattened Bézier outline, which passes through every vertex, so the
+   * stored mask is what the annotator saw.
+   */
+  toJson(smooth: boolean): ShapeJson[] {
+    return this.shapes
+      .filter((s) => s.points.length >= minPoints(s.type))
+      .map((s) => {
+        let pts = s.points;
+        if (smooth && s.type !== "point" && s.type !== "polygon" && pts.length >= 3) {
+          pts = smoothOutline(pts, isClosed(s.type), 2).map((p) => this.clamp(p));
+        }
+        const out: ShapeJson = { type: s.type, points: clonePts(pts) };
+        if (s.label) out.label = s.label;
+        return out;
+      });
+  }
+}

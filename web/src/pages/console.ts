@@ -1,0 +1,585 @@
+/** Task master console: tasks, settings, images, tutorial references, live view, export. */
+import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
+import { clear, fmtNum, fmtPct, h, progressBar, toast } from "../dom";
+import { renderMarkdown } from "../markdown";
+import { navigate } from "../router";
+import { isAdmin, me } from "../session";
+import { chart } from "../ui/charts";
+import { createWorkbench, type Workbench } from "../ui/workbench";
+
+const enc = encodeURIComponent;
+
+export async function consolePage(root: HTMLElement): Promise<void> {
+  const page = h("div", { class: "page stack" });
+  root.append(page);
+  const tasks = await api.tasks();
+  const mine = isAdmin() ? tasks : tasks.filter((t) => t.owner_id === me()?.id);
+  page.append(
+    h("div", { class: "row", style: { justifyContent: "space-between" } }, h("h1", { style: { margin: "0" } }, "Task console"), h("a", { class: "btn btn-primary", href: "/console/new", "data-testid": "new-task" }, "＋ New task")),
+  );
+  if (!mine.length) {
+    page.append(h("div", { class: "card empty" }, "You have no task yet. Create one, upload images, add a tutorial and invite annotators."));
+    return;
+  }
+  page.append(
+    h(
+      "div",
+      { class: "card table-wrap" },
+      h(
+        "table",
+        null,
+        h("thead", null, h("tr", null, h("th", null, "Title"), h("th", null, "Tool"), h("th", null, "Status"), h("th", null, "Visibility"), h("th", null, "Raters"), h("th", null, ""))),
+        h(
+          "tbody",
+          null,
+          mine.map((t) =>
+            h(
+              "tr",
+              null,
+              h("td", null, h("a", { href: `/console/tasks/${enc(t.id)}` }, t.title)),
+              h("td", null, h("span", { class: "pill pill-primary" }, t.tool)),
+              h("td", null, h("span", { class: `pill ${t.status === "open" ? "pill-ok" : "pill-warn"}` }, t.status ?? "open")),
+              h("td", null, t.visibility),
+              h("td", null, String(t.replicates)),
+              h("td", null, h("a", { class: "btn", href: `/console/tasks/${enc(t.id)}` }, "Manage")),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+const DEFAULTS: Partial<Task> = {
+  title: "",
+  instructions: "## What to outline\n\nOutline **every** structure of interest.\n\n- Click vertices around the edge, or hold the button and trace it.\n- Zoom in (mouse wheel) for fine edges.\n",
+  tool: "contour",
+  replicates: 3,
+  order: "name_asc",
+  unseen_first: true,
+  metric: "dice",
+  pass_threshold: 0.7,
+  visibility: "public",
+  max_shapes: 10,
+  status: "open",
+};
+
+function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Partial<Task>) => Promise<void>): HTMLElement {
+  const v = { ...DEFAULTS, ...initial };
+  const sel = (name: string, opts: [string, string][], value: string): HTMLSelectElement =>
+    h("select", { name, id: `f-${name}` }, opts.map(([val, label]) => h("option", { value: val, selected: val === value }, label)));
+  const title = h("input", { type: "text", name: "title", id: "f-title", value: v.title ?? "", required: true, maxLength: 200 });
+  const instr = h("textarea", { name: "instructions", id: "f-instructions" });
+  instr.value = v.instructions ?? "";
+  const preview = h("div", { class: "md-preview markdown", "aria-live": "polite", "data-testid": "md-preview" });
+  const upd = (): void => {
+    preview.innerHTML = renderMarkdown(instr.value);
+  };
+  instr.addEventListener("input", upd);
+  upd();
+  const tool = sel("tool", [["contour", "Contour (smooth outline → mask)"], ["polygon", "Polygon (straight edges → mask)"], ["point", "Point (crosshair clicks)"], ["polyline", "Polyline (lines)"]], v.tool!);
+  const replicates = h("input", { type: "number", name: "replicates", id: "f-replicates", min: "1", max: "100", value: String(v.replicates) });
+  const maxShapes = h("input", { type: "number", name: "max_shapes", id: "f-max_shapes", min: "1", max: "1000", value: String(v.max_shapes) });
+  const order = sel("order", [["name_asc", "Name ascending"], ["name_desc", "Name descending"], ["random", "Random"]], v.order!);
+  const unseen = h("input", { type: "checkbox", name: "unseen_first", id: "f-unseen_first", checked: !!v.unseen_first });
+  const metric = sel("metric", [["dice", "Dice"], ["jaccard", "Jaccard"], ["mhd", "Modified Hausdorff distance (px, lower is better)"]], v.metric!);
+  const threshold = h("input", { type: "number", name: "pass_threshold", id: "f-pass_threshold", step: "0.01", min: "0", value: String(v.pass_threshold) });
+  const visibility = sel("visibility", [["public", "Public — every annotator"], ["private", "Private — members only"]], v.visibility!);
+  const status = sel("status", [["open", "Open"], ["draft", "Draft"], ["closed", "Closed"]], v.status ?? "open");
+  const err = h("div", { class: "form-error", role: "alert" });
+  const submit = h("button", { class: "btn btn-primary", type: "submit", "data-testid": "save-task" }, submitLabel);
+  const f = (label: string, el: HTMLElement, hint?: string): HTMLElement =>
+    h("div", { class: "field" }, h("label", { for: el.id }, label, hint ? h("span", { class: "hint" }, ` — ${hint}`) : null), el);
+  const form = h(
+    "form",
+    { class: "card stack" },
+    f("Title", title),
+    h("div", null, h("label", { for: "f-instructions" }, "Instructions ", h("span", { class: "hint" }, "— Markdown, with a live preview (rendered safely)")), h("div", { class: "md-split" }, instr, preview)),
+    h("div", { class: "grid grid-3" }, f("Tool", tool), f("Raters per image", replicates, "replicates"), f("Max shapes per image", maxShapes)),
+    h("div", { class: "grid grid-3" }, f("Image order", order), h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-unseen_first" }, unseen, "Not-yet-annotated images first")), f("Status", status)),
+    h("div", { class: "grid grid-3" }, f("Qualification metric", metric), f("Pass threshold", threshold, "Dice/Jaccard ≥, MHD ≤"), f("Visibility", visibility)),
+    err,
+    h("div", { class: "row" }, submit),
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    if (!title.value.trim()) {
+      err.textContent = "A title is needed.";
+      return;
+    }
+    submit.disabled = true;
+    try {
+      await onSubmit({
+        title: title.value.trim(),
+        instructions: instr.value,
+        tool: tool.value as Task["tool"],
+        replicates: Number(replicates.value),
+        order: order.value as Task["order"],
+        unseen_first: unseen.checked,
+        metric: metric.value as Task["metric"],
+        pass_threshold: Number(threshold.value),
+        visibility: visibility.value as Task["visibility"],
+        max_shapes: Number(maxShapes.value),
+        status: status.value as Task["status"],
+      });
+    } catch (ex) {
+      err.textContent = ex instanceof Error ? ex.message : String(ex);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+export function newTaskPage(root: HTMLElement): void {
+  root.append(
+    h(
+      "div",
+      { class: "page stack" },
+      h("h1", null, "New task"),
+      taskForm({}, "Create task", async (t) => {
+        const created = await api.createTask(t);
+        toast("Task created", "ok");
+        navigate(`/console/tasks/${enc(created.id)}?tab=images`);
+      }),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------
+
+export async function taskConsolePage(root: HTMLElement, params: Record<string, string>): Promise<() => void> {
+  const id = params.id!;
+  let task = await api.task(id);
+  const page = h("div", { class: "page stack" });
+  root.append(page);
+  const cleanups: Array<() => void> = [];
+  const header = h("div", { class: "row", style: { justifyContent: "space-between" } });
+  const renderHeader = (): void => {
+    header.replaceChildren(
+      h("div", null, h("h1", { style: { margin: "0" } }, task.title), h("div", { class: "task-meta" }, h("span", { class: "pill pill-primary" }, task.tool), h("span", { class: "pill" }, task.visibility), h("span", { class: "pill" }, task.status ?? "open"))),
+      h("a", { class: "btn", href: "/console" }, "← All tasks"),
+    );
+  };
+  renderHeader();
+  const tabs = ["live", "settings", "images", "tutorial", "export"] as const;
+  type Tab = (typeof tabs)[number];
+  const labels: Record<Tab, string> = { live: "Live", settings: "Settings & members", images: "Images", tutorial: "Tutorial", export: "Export" };
+  const tabBar = h("div", { class: "tabs", role: "tablist" });
+  const panel = h("div", { role: "tabpanel" });
+  page.append(header, tabBar, panel);
+  let stopTab: (() => void) | null = null;
+  const show = (t: Tab): void => {
+    stopTab?.();
+    stopTab = null;
+    history.replaceState(null, "", `/console/tasks/${enc(id)}?tab=${t}`);
+    tabBar.querySelectorAll("button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === t)));
+    clear(panel);
+    const fn = { live: liveTab, settings: settingsTab, images: imagesTab, tutorial: tutorialTab, export: exportTab }[t];
+    const r = fn(panel);
+    if (typeof r === "function") stopTab = r;
+  };
+  for (const t of tabs) tabBar.append(h("button", { type: "button", role: "tab", dataset: { tab: t, testid: `tab-${t}` }, onclick: () => show(t) }, labels[t]));
+  cleanups.push(() => stopTab?.());
+
+  // -- settings --
+  function settingsTab(p: HTMLElement): void {
+    p.append(
+      taskForm(task, "Save changes", async (t) => {
+        task = await api.patchTask(id, t);
+        renderHeader();
+        toast("Saved", "ok");
+      }),
+    );
+    const memberBox = h("div", { class: "card stack" }, h("h2", null, "Members"), h("p", { class: "muted small" }, "Members can see and annotate the task when it is private."));
+    p.append(memberBox);
+    const list = h("ul", null, (task.members ?? []).map((m) => h("li", null, m)));
+    const input = h("input", { type: "text", placeholder: "user id or email", "aria-label": "User id or email" });
+    const add = h("button", { class: "btn", type: "button" }, "Add member");
+    memberBox.append(list, h("div", { class: "row" }, input, add));
+    let users: UserRow[] = [];
+    void api.users().then((u) => {
+      users = u;
+      list.replaceChildren(...(task.members ?? []).map((m) => h("li", null, users.find((x) => x.id === m)?.email ?? m)));
+    }).catch(() => undefined);
+    add.addEventListener("click", async () => {
+      const v = input.value.trim();
+      if (!v) return;
+      const uid = users.find((u) => u.email.toLowerCase() === v.toLowerCase())?.id ?? v;
+      try {
+        await api.addMember(id, uid);
+        task = await api.task(id);
+        list.append(h("li", null, v));
+        input.value = "";
+        toast("Member added", "ok");
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    });
+  }
+
+  // -- images --
+  function imagesTab(p: HTMLElement): void {
+    const fileInput = h("input", { type: "file", multiple: true, accept: "image/*,.zip,.dcm,.tif,.tiff", hidden: true, "data-testid": "image-files" });
+    const zone = h(
+      "div",
+      { class: "dropzone", tabIndex: 0, role: "button", "aria-label": "Upload images: drop files here or press Enter to choose" },
+      h("div", { style: { fontSize: "1.8rem" } }, "⇪"),
+      h("strong", null, "Drop images or ZIP archives here"),
+      h("div", { class: "small" }, "PNG, JPEG, TIFF, DICOM — or click to choose files"),
+    );
+    const bar = progressBar(0, "");
+    bar.el.classList.add("labelled");
+    bar.el.hidden = true;
+    const result = h("div", { class: "stack", "data-testid": "upload-result" });
+    const listBox = h("div");
+    p.append(h("div", { class: "card stack" }, h("h2", null, "Upload"), zone, fileInput, bar.el, result), h("div", { class: "card stack" }, h("h2", null, "Images"), listBox));
+    const refresh = async (): Promise<void> => {
+      const imgs = await api.images(id);
+      listBox.replaceChildren(
+        imgs.length
+          ? h(
+              "div",
+              { class: "table-wrap" },
+              h(
+                "table",
+                null,
+                h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Size"), h("th", null, "Submissions"))),
+                h("tbody", null, imgs.map((i) => h("tr", null, h("td", null, i.name ?? i.id), h("td", null, `${i.width} × ${i.height}`), h("td", null, String(i.submissions ?? 0))))),
+              ),
+            )
+          : h("p", { class: "muted" }, "No image yet."),
+      );
+    };
+    void refresh();
+    const send = async (files: File[]): Promise<void> => {
+      if (!files.length) return;
+      const fd = new FormData();
+      for (const f of files) fd.append("files", f, f.name);
+      bar.el.hidden = false;
+      bar.set(0, "Uploading…");
+      result.replaceChildren();
+      try {
+        const r = await upload<UploadResult>(`/tasks/${enc(id)}/images`, fd, (x) => bar.set(x, x >= 1 ? "Processing…" : `${Math.round(x * 100)} %`));
+        bar.set(1, "Done");
+        result.append(h("p", { class: "pill pill-ok" }, `${r.accepted.length} image(s) accepted`));
+        if (r.rejected.length)
+          result.append(h("div", { class: "reject-list" }, h("strong", null, `${r.rejected.length} file(s) rejected:`), h("ul", { "data-testid": "rejected" }, r.rejected.map((x) => h("li", null, `${x.name}: ${x.reason}`)))));
+        await refresh();
+      } catch (e) {
+        bar.set(0, "Failed");
+        result.append(h("p", { class: "form-error" }, e instanceof Error ? e.message : String(e)));
+      }
+    };
+    zone.addEventListener("click", () => fileInput.click());
+    zone.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        fileInput.click();
+      }
+    });
+    fileInput.addEventListener("change", () => void send([...(fileInput.files ?? [])]).then(() => (fileInput.value = "")));
+    zone.addEventListener("dragover", (e) => {
+      e.preventDefault();
+      zone.classList.add("over");
+    });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (e) => {
+      e.preventDefault();
+      zone.classList.remove("over");
+      void send([...(e.dataTransfer?.files ?? [])]);
+    });
+  }
+
+  // -- tutorial --
+  function tutorialTab(p: HTMLElement): () => void {
+    let wb: Workbench | null = null;
+    let file: File | null = null;
+    const fileInput = h("input", { type: "file", accept: "image/*,.dcm,.tif,.tiff", "data-testid": "tutorial-file", "aria-label": "Tutorial image" });
+    const holder = h("div", { style: { position: "relative", height: "70vh", minHeight: "420px", borderRadius: "10px", overflow: "hidden" } });
+    const save = h("button", { class: "btn btn-primary", type: "button", disabled: true, "data-testid": "save-tutorial" }, "Save tutorial image + reference");
+    const info = h("p", { class: "muted small" }, `Choose an image, then draw the expert reference with the ${task.tool} tool. Annotators must match it (${task.metric} ≥ ${task.pass_threshold}) before the task opens.`);
+    p.append(h("div", { class: "card stack" }, h("h2", null, "Tutorial images with reference annotations"), info, h("div", { class: "row" }, fileInput, save), holder));
+    fileInput.addEventListener("change", async () => {
+      file = fileInput.files?.[0] ?? null;
+      wb?.destroy();
+      wb = null;
+      if (!file) return;
+      let bmp: ImageBitmap;
+      try {
+        bmp = await createImageBitmap(file);
+      } catch {
+        toast("The browser cannot preview this file; use PNG or JPEG for tutorial images", "error");
+        return;
+      }
+      wb = createWorkbench(holder, { title: `Reference for ${file.name}`, tool: task.tool, maxShapes: task.max_shapes, width: bmp.width, height: bmp.height });
+      wb.el.style.height = "100%";
+      wb.setImage(bmp);
+      window.crowdseg = { workbench: wb, phase: "tutorial-reference", image: { id: "", width: bmp.width, height: bmp.height } };
+      save.disabled = false;
+    });
+    save.addEventListener("click", async () => {
+      if (!wb || !file) return;
+      wb.model.finishDraft();
+      const shapes = wb.model.toJson(wb.view.opts.smooth);
+      if (!shapes.length) {
+        toast("Draw the reference first", "error");
+        return;
+      }
+      const fd = new FormData();
+      fd.append("file", file, file.name);
+      fd.append("shapes", JSON.stringify(shapes));
+      save.disabled = true;
+      try {
+        await upload(`/tasks/${enc(id)}/tutorial`, fd, () => undefined);
+        toast("Tutorial image saved", "ok");
+        document.body.dataset.tutorialSaved = "1";
+        wb.destroy();
+        wb = null;
+        fileInput.value = "";
+        file = null;
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+        save.disabled = false;
+      }
+    });
+    return () => wb?.destroy();
+  }
+
+  // -- live --
+  function liveTab(p: HTMLElement): () => void {
+    const summary = h("div", { class: "grid grid-3" });
+    const matrixBox = h("div", { class: "table-wrap", "data-testid": "coverage" });
+    const thumbs = h("div", { class: "thumbs", "data-testid": "consensus-thumbs" });
+    const perfCanvas = h("canvas", { "aria-label": "Per-user sensitivity and specificity" });
+    const timeCanvas = h("canvas", { "aria-label": "Mean time per image per user" });
+    const usersTable = h("div", { class: "table-wrap" });
+    const updated = h("span", { class: "small muted" });
+    p.append(
+      h("div", { class: "row", style: { justifyContent: "space-between" } }, h("h2", { style: { margin: "0" } }, "Live"), updated),
+      summary,
+      h("div", { class: "card stack" }, h("h2", null, "Coverage: users × images"), matrixBox),
+      h("div", { class: "grid grid-2" }, h("div", { class: "card" }, h("h2", null, "Per-user performance"), h("div", { class: "chart-box" }, perfCanvas)), h("div", { class: "card" }, h("h2", null, "Mean time per image"), h("div", { class: "chart-box" }, timeCanvas))),
+      h("div", { class: "card" }, h("h2", null, "Annotators"), usersTable),
+      h("div", { class: "card stack" }, h("h2", null, "Consensus"), h("p", { class: "small muted" }, "Consensus mask (teal) over each image; updated as submissions arrive."), thumbs),
+    );
+    let stop = false;
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const names = new Map<string, string>();
+    void api.users().then((u) => u.forEach((x) => names.set(x.id, x.name || x.email))).catch(() => undefined);
+    const thumbVersions = new Map<string, string>();
+    const tick = async (): Promise<void> => {
+      try {
+        const [stats, images] = await Promise.all([api.stats(id), api.images(id)]);
+        if (stop) return;
+        renderLive(stats, images);
+        updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+      } catch (e) {
+        updated.textContent = e instanceof ApiError ? `error: ${e.message}` : "offline";
+      }
+      if (!stop) timer = setTimeout(() => void tick(), 4000);
+    };
+    const renderLive = (stats: TaskStats, images: Array<{ id: string; name?: string; width: number; height: number; submissions?: number }>): void => {
+      const cov = stats.coverage ?? {};
+      const covered = images.filter((i) => (cov[i.id] ?? i.submissions ?? 0) >= task.replicates).length;
+      summary.replaceChildren(
+        h("div", { class: "card" }, h("div", { class: "kpi" }, String(stats.images ?? images.length)), h("div", { class: "kpi-label" }, "images")),
+        h("div", { class: "card" }, h("div", { class: "kpi", "data-testid": "live-submissions" }, String(stats.submissions ?? 0)), h("div", { class: "kpi-label" }, "submissions")),
+        h("div", { class: "card" }, h("div", { class: "kpi" }, `${covered} / ${images.length}`), h("div", { class: "kpi-label" }, `images with ${task.replicates} raters`)),
+      );
+      const users = stats.users ?? [];
+      const label = (u: { user_id: string; name?: string; email?: string }): string => u.name || names.get(u.user_id) || u.email || u.user_id.slice(0, 8);
+      // users × images: from stats.matrix / per-image raters if the server gives them, else coverage counts only
+      const matrix = (stats as { matrix?: Record<string, string[]> }).matrix;
+      const perImage = (i: { id: string }): string[] | null => {
+        if (matrix?.[i.id]) return matrix[i.id]!;
+        const raters = (i as { raters?: unknown; submitted_by?: unknown }).submitted_by ?? (i as { raters?: unknown }).raters;
+        return Array.isArray(raters) ? raters.map((r) => (typeof r === "string" ? r : String((r as { user_id?: string }).user_id))) : consensusRaters.get(i.id) ?? null;
+      };
+      const shown = images.slice(0, 80);
+      matrixBox.replaceChildren(
+        h(
+          "table",
+          { class: "matrix" },
+          h("thead", null, h("tr", null, h("th", null, ""), shown.map((i) => h("th", { class: "col", title: i.name ?? i.id }, i.name ?? i.id.slice(0, 6))))),
+          h(
+            "tbody",
+            null,
+            users.map((u) =>
+              h(
+                "tr",
+                null,
+                h("th", { title: u.user_id }, label(u)),
+                shown.map((i) => {
+                  const rs = perImage(i);
+                  const on = rs ? rs.includes(u.user_id) : false;
+                  return h("td", null, h("div", { class: `cell${on ? " on" : ""}`, title: `${label(u)} × ${i.name ?? i.id}: ${on ? "submitted" : "—"}`, dataset: { user: u.user_id, image: i.id, on: on ? "1" : "0" } }));
+                }),
+              ),
+            ),
+            h("tr", null, h("th", null, "raters"), shown.map((i) => h("td", { class: "cov", dataset: { coverage: String(cov[i.id] ?? i.submissions ?? 0) } }, String(cov[i.id] ?? i.submissions ?? 0)))),
+          ),
+        ),
+      );
+      usersTable.replaceChildren(
+        h(
+          "table",
+          null,
+          h("thead", null, h("tr", null, h("th", null, "User"), h("th", null, "Submissions"), h("th", null, "Sensitivity"), h("th", null, "Specificity"), h("th", null, "Mean time"))),
+          h("tbody", null, users.map((u) => h("tr", null, h("td", null, label(u)), h("td", null, String(u.submissions)), h("td", null, fmtPct(u.sensitivity)), h("td", null, fmtPct(u.specificity)), h("td", null, u.mean_seconds != null ? `${fmtNum(u.mean_seconds, 1)} s` : "—")))),
+        ),
+      );
+      chart(perfCanvas, {
+        type: "bar",
+        data: {
+          labels: users.map(label),
+          datasets: [
+            { label: "sensitivity", data: users.map((u) => u.sensitivity ?? 0), backgroundColor: "#22d3ee", borderRadius: 4 },
+            { label: "specificity", data: users.map((u) => u.specificity ?? 0), backgroundColor: "#a78bfa", borderRadius: 4 },
+          ],
+        },
+        options: { animation: false, scales: { y: { min: 0, max: 1 } } },
+      });
+      chart(timeCanvas, {
+        type: "bar",
+        data: { labels: users.map(label), datasets: [{ label: "seconds per image", data: users.map((u) => u.mean_seconds ?? 0), backgroundColor: "#2f6fed", borderRadius: 4 }] },
+        options: { animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+      });
+      // consensus thumbnails (only images with submissions, refreshed when their count changes)
+      const withSubs = images.filter((i) => (cov[i.id] ?? i.submissions ?? 0) > 0).slice(0, 40);
+      for (const i of withSubs) {
+        const ver = String(cov[i.id] ?? i.submissions ?? 0);
+        if (thumbVersions.get(i.id) === ver) continue;
+        thumbVersions.set(i.id, ver);
+        void renderThumb(i, ver);
+      }
+    };
+    const consensusRaters = new Map<string, string[]>();
+    const thumbEls = new Map<string, HTMLElement>();
+    const renderThumb = async (img: { id: string; name?: string; width: number; height: number }, ver: string): Promise<void> => {
+      let el = thumbEls.get(img.id);
+      const canvas = h("canvas");
+      const cap = h("div", { class: "cap" }, h("span", { title: img.name ?? img.id }, img.name ?? img.id), h("span", { class: "muted" }, `${ver} sub.`));
+      const next = h("div", { class: "thumb", dataset: { image: img.id } }, canvas, cap);
+      if (el) el.replaceWith(next);
+      else thumbs.append(next);
+      el = next;
+      thumbEls.set(img.id, el);
+      try {
+        const base = await bitmap(`/images/${enc(img.id)}/file`);
+        const W = 300;
+        const s = W / base.width;
+        canvas.width = W;
+        canvas.height = Math.max(1, Math.round(base.height * s));
+        const ctx = canvas.getContext("2d")!;
+        ctx.drawImage(base, 0, 0, canvas.width, canvas.height);
+        try {
+          const c = await api.consensus(img.id);
+          const raters = (c.raters as Array<{ user_id: string }> | undefined)?.map((r) => r.user_id);
+          if (raters) consensusRaters.set(img.id, raters);
+          cap.lastElementChild!.textContent = `v${String(c.version ?? "?")} · ${String(c.method ?? "")}`;
+        } catch {
+          /* not computed yet */
+        }
+        try {
+          const mask = await bitmap(`/images/${enc(img.id)}/consensus/mask.png`);
+          const off = document.createElement("canvas");
+          off.width = canvas.width;
+          off.height = canvas.height;
+          const octx = off.getContext("2d")!;
+          octx.drawImage(mask, 0, 0, off.width, off.height);
+          const d = octx.getImageData(0, 0, off.width, off.height);
+          for (let k = 0; k < d.data.length; k += 4) {
+            const on = d.data[k]! > 127;
+            d.data[k] = 20;
+            d.data[k + 1] = 220;
+            d.data[k + 2] = 200;
+            d.data[k + 3] = on ? 120 : 0;
+          }
+          octx.putImageData(d, 0, 0);
+          ctx.drawImage(off, 0, 0);
+          next.dataset.consensus = "1";
+        } catch {
+          cap.lastElementChild!.textContent = "consensus pending";
+          thumbVersions.delete(img.id); // try again on the next poll
+        }
+      } catch {
+        cap.lastElementChild!.textContent = "image unavailable";
+      }
+    };
+    void tick();
+    return () => {
+      stop = true;
+      if (timer) clearTimeout(timer);
+    };
+  }
+
+  // -- export --
+  function exportTab(p: HTMLElement): () => void {
+    const start = h("button", { class: "btn btn-primary", type: "button", "data-testid": "start-export" }, "Create export");
+    const bar = progressBar(0, "");
+    bar.el.classList.add("labelled");
+    bar.el.hidden = true;
+    const statusEl = h("p", { class: "muted", "data-testid": "export-status" });
+    const link = h("div");
+    p.append(
+      h(
+        "div",
+        { class: "card stack" },
+        h("h2", null, "Export"),
+        h("p", { class: "muted" }, "A ZIP with the masks, point sets, consensus (STAPLE) results, per-user performance and every table of the task."),
+        start,
+        bar.el,
+        statusEl,
+        link,
+      ),
+    );
+    let stop = false;
+    start.addEventListener("click", async () => {
+      start.disabled = true;
+      bar.el.hidden = false;
+      bar.set(0, "Queued");
+      link.replaceChildren();
+      try {
+        const { id: exportId } = await api.startExport(id);
+        for (;;) {
+          if (stop) return;
+          const s = await api.exportStatus(exportId);
+          const prog = s.progress > 1 ? s.progress / 100 : s.progress;
+          bar.set(prog, `${Math.round(prog * 100)} %`);
+          statusEl.textContent = s.status;
+          if (s.status === "done") break;
+          if (s.status === "failed") throw new Error(s.error ?? "export failed");
+          await new Promise((r) => setTimeout(r, 700));
+        }
+        bar.set(1, "100 %");
+        const dl = h("button", { class: "btn", type: "button", "data-testid": "download-export" }, "⬇ Download ZIP");
+        dl.addEventListener("click", async () => {
+          const b = await blob(`/exports/${enc(exportId)}/download`);
+          const url = URL.createObjectURL(b);
+          const a = h("a", { href: url, download: `crowdseg-${task.title.replace(/[^\w.-]+/g, "_")}-${exportId.slice(0, 8)}.zip` });
+          document.body.append(a);
+          a.click();
+          a.remove();
+          setTimeout(() => URL.revokeObjectURL(url), 10000);
+        });
+        link.append(dl);
+        toast("Export ready", "ok");
+      } catch (e) {
+        statusEl.textContent = e instanceof Error ? e.message : String(e);
+      } finally {
+        start.disabled = false;
+      }
+    });
+    return () => {
+      stop = true;
+    };
+  }
+
+  const initial = (new URLSearchParams(location.search).get("tab") ?? "live") as Tab;
+  show(tabs.includes(initial) ? initial : "live");
+  void authHeaders;
+  void API;
+  return () => cleanups.forEach((f) => f());
+}
