@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--images", type=int, default=8)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         if args.command == "up":
             return run_up(args.data, args.port, args.host, args.demo)

@@ -8,12 +8,21 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from crowdseg.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the broker gets SIGTERM when crowdseg dies, even by SIGKILL, so none is left running."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -49,6 +58,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         self._wait_until_listening(timeout)
         log.info("embedded broker listening on %s (pid %d)", self.bootstrap_servers, self._process.pid)

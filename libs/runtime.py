@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Runtime:
     broker: KafkaBroker
     relay: OutboxRelay
     started: bool = False
+    consumers: asyncio.Task[None] | None = None
     background: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -67,11 +69,21 @@ class Runtime:
         await self.store.open()
         await self.blobs.open()
         await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.kafka_partitions)
-        await self.broker.start()
+        await self.broker.connect()
         self.relay.start()
+        # Joining consumer groups takes seconds per group; HTTP serves meanwhile and /readyz waits.
+        self.consumers = asyncio.create_task(self._start_consumers(), name="start-consumers")
+
+    async def _start_consumers(self) -> None:
+        await self.broker.start()
         self.started = True
+        log.info("consumers started")
 
     async def stop(self) -> None:
+        if self.consumers is not None:
+            self.consumers.cancel()
+            with contextlib.suppress(BaseException):
+                await self.consumers
         await self.relay.stop()
         for task in self.background:
             task.cancel()

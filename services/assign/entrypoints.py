@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from crowdseg.domain import utcnow
 from crowdseg.http import CurrentUser, StoreDep
@@ -28,9 +29,10 @@ def router() -> APIRouter:
 
     @api.get(
         "/tasks/{task_id}/next",
+        response_model=NextOut,
         responses={204: {"description": "nothing is left for this user"}, 403: {"description": "qualify first"}},
     )
-    async def next_image(task_id: str, user: CurrentUser, store: StoreDep) -> NextOut | Response:
+    async def next_image(task_id: str, user: CurrentUser, store: StoreDep) -> Any:
         assignment = await handlers.next_image(store, user, task_id, utcnow())
         if assignment is None:
             return Response(status_code=204)

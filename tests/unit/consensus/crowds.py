@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import gaussian_filter, map_coordinates, zoom
+from scipy.ndimage import distance_transform_edt, gaussian_filter, map_coordinates, zoom
 
 _COARSE = 8  # noise lives on a grid this many times coarser than the image
 
@@ -48,6 +48,34 @@ def spurious_region(shape: tuple[int, ...], rng: np.random.Generator) -> NDArray
     return np.asarray(distance < radius**2)
 
 
+def signed_distance(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Distance to the boundary, negative inside the mask."""
+    return np.asarray(distance_transform_edt(~mask) - distance_transform_edt(mask), np.float64)
+
+
+def good_rater(
+    truth: NDArray[np.bool_], distance: NDArray[np.float64], rng: np.random.Generator, amplitude: float
+) -> NDArray[np.bool_]:
+    """A careful rater with a personal habit of tracing a little outside or inside the edge
+    (up to ``amplitude / 2`` pixels) and a wobbly hand (``amplitude`` pixels of smooth noise)."""
+    habit = rng.uniform(-amplitude / 2, amplitude / 2)
+    return warped(distance < habit + 0.5, rng, amplitude)
+
+
+def bad_rater(truth: NDArray[np.bool_], rng: np.random.Generator, mode: int, amplitude: float) -> NDArray[np.bool_]:
+    """The common failure modes of crowd outlines, chosen by ``mode % 3``: a rater who draws
+    far outside the object, one who draws well inside it, and a sloppy one who is offset,
+    wobbly, and outlines something that is not there."""
+    margin = 3.0 * amplitude + 2.0
+    if mode % 3 == 0:
+        return warped(distance_transform_edt(~truth) < margin, rng, amplitude)
+    if mode % 3 == 1:
+        return warped(distance_transform_edt(truth) > margin, rng, amplitude)
+    offset = tuple(int(v) for v in rng.integers(-4, 5, truth.ndim))
+    shifted = np.roll(truth, shift=offset, axis=tuple(range(truth.ndim)))
+    return warped(shifted, rng, amplitude * 3) | spurious_region(truth.shape, rng)
+
+
 def boundary_crowd(
     truth: NDArray[np.bool_],
     raters: int,
@@ -60,13 +88,9 @@ def boundary_crowd(
     is_bad = np.zeros(raters, np.bool_)
     is_bad[raters - round(raters * bad_share) :] = True
     masks = np.empty((raters, *truth.shape), np.bool_)
+    distance = signed_distance(truth)
     for r in range(raters):
-        if not is_bad[r]:
-            masks[r] = warped(truth, rng, amplitude)
-            continue
-        offset = tuple(int(v) for v in rng.integers(-4, 5, truth.ndim))
-        shifted = np.roll(truth, shift=offset, axis=tuple(range(truth.ndim)))
-        masks[r] = warped(shifted, rng, amplitude * 3) | spurious_region(truth.shape, rng)
+        masks[r] = bad_rater(truth, rng, r, amplitude) if is_bad[r] else good_rater(truth, distance, rng, amplitude)
     return masks, is_bad
 
 
