@@ -7,6 +7,9 @@ import pytest
 
 from tests.embedded import EmbeddedServer
 
+# The real Kafka, FerretDB and MinIO fixtures (kafka_server, mongo_server, minio_server).
+pytest_plugins = ["tests.servers"]
+
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
