@@ -167,6 +167,7 @@ class Submission(Document):
     shapes: list[Shape]
     started_at: datetime | None = None
     duration_ms: int | None = None
+    click_times: list[int] | None = None
     mask_key: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)

@@ -21,6 +21,7 @@ class SubmissionOut(BaseModel):
     shapes: list[Shape]
     started_at: datetime | None
     duration_ms: int | None
+    click_times: list[int] | None = None
     created_at: datetime
 
     @classmethod

@@ -27,6 +27,7 @@ class SubmitShapes(BaseModel):
     shapes: list[Shape] = Field(max_length=1000)
     started_at: datetime | None = None
     duration_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
+    click_times: list[int] | None = Field(default=None, max_length=100_000)
 
 
 class Attempt(BaseModel):
@@ -79,6 +80,7 @@ async def submit(
         shapes=shapes,
         started_at=command.started_at,
         duration_ms=command.duration_ms,
+        click_times=command.click_times,
     )
     if task.tool.makes_masks:
         submission.mask_key = mask_key(submission)
