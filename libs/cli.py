@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -48,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--demo", action="store_true", help="seed a demo task with a simulated crowd once ready")
     serve = commands.add_parser("serve", help="run one service alone (cluster profile), configured by environment")
     serve.add_argument("service", choices=sorted(SERVICES))
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("CROWDSEG_PORT", "8000")))
+    serve.add_argument("--host", default=os.environ.get("CROWDSEG_HOST", "127.0.0.1"))
     demo = commands.add_parser("demo", help="seed a demo task and a simulated crowd into a running crowdseg")
     demo.add_argument("--url", default="http://127.0.0.1:8000")
     demo.add_argument("--images", type=int, default=8)
@@ -63,9 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return run_serve(args.service, args.host, args.port)
         return run_demo(args.url, args.images)
-    except (Unavailable, ValidationError, OSError) as exc:
+    except ValidationError as exc:
+        print(f"crowdseg: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (Unavailable, OSError, ValueError) as exc:
         print(f"crowdseg: {exc}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: ValidationError) -> str:
+    """A settings error as one line naming what is missing or wrong."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"CROWDSEG_{where.upper()}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 def _lock_data_dir(data_dir: Path) -> Any:
@@ -95,7 +111,10 @@ def run_up(data: Path | None, port: int | None, host: str | None, seed_demo: boo
         url = f"http://{settings.host}:{settings.port}"
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
         threading.Thread(target=_announce, args=(server, url, seed_demo), daemon=True).start()
-        server.run()
+        # uvicorn re-raises the stopping signal after its clean shutdown; both end here, in the finally.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
     finally:
         broker.stop()
         lock.close()
@@ -113,14 +132,21 @@ def _announce(server: uvicorn.Server, url: str, seed_demo: bool) -> None:
 
 
 def run_serve(service: str, host: str, port: int) -> int:
+    """One service in this process, configured by ``CROWDSEG_*`` variables; exits 2 at once if one is
+    missing or what it names does not answer."""
+    import asyncio
     import importlib
+
+    from crowdseg.preflight import preflight
 
     module_name, settings_class = SERVICES[service]
     settings = load_settings(settings_class)
     if not settings.kafka_bootstrap_servers:
         raise Unavailable("crowdseg serve needs CROWDSEG_KAFKA_BOOTSTRAP_SERVERS (use `crowdseg up` for one process)")
+    asyncio.run(preflight(settings))
     app = importlib.import_module(module_name).create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    level = settings.log_level.lower()
+    uvicorn.run(app, host=host, port=port, log_level=level, access_log=level == "debug")
     return 0
 
 
