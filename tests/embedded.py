@@ -90,6 +90,14 @@ class Api:
         api.user = response.json()
         return api
 
+    @classmethod
+    def login(cls, url: str, email: str, password: str = "correct-horse-battery") -> Api:
+        response = httpx.post(f"{url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=60)
+        assert response.status_code == 200, response.text
+        api = cls(url, response.json()["access_token"])
+        api.user = api.http.get("/me").json()
+        return api
+
     user: dict[str, object]
 
     def __getattr__(self, name: str) -> object:
