@@ -54,6 +54,20 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120] or "image"
 
 
+def image_folders(images: list[Image]) -> dict[str, str]:
+    """A distinct folder name per image: names that sanitise alike (``a/b.png``, ``a_b.png``) or repeat
+    across uploads get the image id appended, so no entry of the bundle overwrites another."""
+    folders: dict[str, str] = {}
+    taken: set[str] = set()
+    for image in images:
+        folder = _safe(image.name)
+        if folder in taken:
+            folder = f"{folder}-{image.id}"
+        taken.add(folder)
+        folders[image.id] = folder
+    return folders
+
+
 def rle(mask: np.ndarray[Any, Any]) -> dict[str, Any]:
     """COCO's uncompressed run-length encoding (column-major, starting with a background run)."""
     flat = np.asarray(mask, dtype=np.uint8).flatten(order="F")
@@ -95,6 +109,7 @@ class BundleWriter:
         self.coco_raw: list[dict[str, Any]] = []
         self.coco_consensus: list[dict[str, Any]] = []
         self.consensus_images = 0
+        self.folders: dict[str, str] = {}
 
     def add(self, archive: zipfile.ZipFile, name: str, data: bytes) -> None:
         archive.writestr(name, data)
@@ -108,6 +123,7 @@ class BundleWriter:
         by_image: dict[str, list[Submission]] = {}
         for submission in submissions:
             by_image.setdefault(submission.image_id, []).append(submission)
+        self.folders = image_folders(images)
         with zipfile.ZipFile(self.target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
             self.add(archive, "task.json", _json(task.model_dump(mode="json")))
             for number, image in enumerate(images, start=1):
@@ -118,7 +134,7 @@ class BundleWriter:
             self.add(archive, "manifest.json", self._manifest(images, submissions))
 
     async def _image(self, archive: zipfile.ZipFile, number: int, image: Image, subs: list[Submission]) -> None:
-        folder = _safe(image.name)
+        folder = self.folders[image.id]
         for submission in subs:
             base = f"submissions/{folder}/{submission.id}"
             self.add(archive, f"{base}.json", _json(submission.model_dump(mode="json", exclude={"outbox"})))
@@ -132,7 +148,7 @@ class BundleWriter:
             await self._consensus(archive, number, image, consensus)
 
     async def _consensus(self, archive: zipfile.ZipFile, number: int, image: Image, consensus: Consensus) -> None:
-        folder = f"consensus/{_safe(image.name)}"
+        folder = f"consensus/{self.folders[image.id]}"
         self.consensus_images += 1
         self.add(archive, f"{folder}/consensus.json", _json(consensus.model_dump(mode="json", exclude={"outbox"})))
         for rater in consensus.raters:
