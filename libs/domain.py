@@ -181,6 +181,12 @@ class RaterScore(BaseModel):
     precision: float | None = None
     recall: float | None = None
     quality: float | None = None
+    # This image's (expected) confusion counts, pooled across a task's images into the running
+    # performance (crowdseg.consensus.performance); None in documents written before they existed.
+    tp: float | None = None
+    fp: float | None = None
+    fn: float | None = None
+    tn: float | None = None
 
 
 class Consensus(Document):

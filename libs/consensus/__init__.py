@@ -3,6 +3,7 @@
 Pure functions over NumPy arrays (no I/O). See DESIGN.md, section "Consensus".
 """
 
+from crowdseg.consensus.lines import LineFusion, fuse_polylines, resample_polyline
 from crowdseg.consensus.metrics import (
     boundary_points,
     dice,
@@ -14,7 +15,15 @@ from crowdseg.consensus.metrics import (
     sensitivity_specificity,
 )
 from crowdseg.consensus.multilabel import MultiLabelStapleResult, multilabel_staple
+from crowdseg.consensus.performance import (
+    Counts,
+    Performance,
+    PerformanceTracker,
+    object_counts,
+    staple_counts,
+)
 from crowdseg.consensus.points import PointClustering, RaterPointScore, cluster_points, crowd_quality
+from crowdseg.consensus.polygons import PolygonFusion, fuse_polygons
 from crowdseg.consensus.staple import (
     StapleResult,
     majority_vote,
@@ -24,23 +33,33 @@ from crowdseg.consensus.staple import (
 )
 
 __all__ = [
+    "Counts",
+    "LineFusion",
     "MultiLabelStapleResult",
+    "Performance",
+    "PerformanceTracker",
     "PointClustering",
+    "PolygonFusion",
     "RaterPointScore",
     "StapleResult",
     "boundary_points",
     "cluster_points",
     "crowd_quality",
     "dice",
+    "fuse_polygons",
+    "fuse_polylines",
     "hausdorff95",
     "jaccard",
     "majority_vote",
     "match_points",
     "modified_hausdorff",
     "multilabel_staple",
+    "object_counts",
     "point_precision_recall",
+    "resample_polyline",
     "sensitivity_specificity",
     "staple",
+    "staple_counts",
     "staple_e_step",
     "staple_m_step",
 ]

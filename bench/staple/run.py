@@ -1,0 +1,182 @@
+"""STAPLE side by side: SimpleITK, Crowd-Kit SegmentationEM and crowdseg on the same crowds.
+
+One process, one thread each (OMP/OpenBLAS/MKL pinned to 1 thread, ITK's global default
+thread count set to 1). Every crowd is synthetic with a known truth (tests/unit/consensus/
+crowds.py: boundary noise plus 20 % bad raters). Writes bench/staple/results.json with the
+median wall time of each implementation, crowdseg's speed-up over each peer, crowdseg's peak
+memory against the input size, the agreement of the thresholded consensus with SimpleITK,
+and every method's Dice against the truth.
+
+    .venv/bin/python bench/staple/run.py            # the issue's sizes
+    .venv/bin/python bench/staple/run.py --quick    # small sizes, a smoke run
+"""
+
+from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+from crowdkit.aggregation import SegmentationEM  # noqa: E402
+from crowdseg.consensus import dice, staple  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.unit.consensus.crowds import blob_truth, boundary_crowd  # noqa: E402
+
+FULL = [(30, (1024, 1024)), (40, (2048, 2048)), (10, (64, 512, 512))]
+QUICK = [(30, (256, 256)), (40, (512, 512)), (10, (16, 128, 128))]
+PEER_BUDGET_SECONDS = 20.0  # a peer is repeated only while its total stays under this
+
+
+def median_seconds(run: Callable[[], Any], repetitions: int, budget: float = float("inf")) -> tuple[float, int, Any]:
+    """Median wall time of up to ``repetitions`` runs (fewer once ``budget`` seconds are spent)."""
+    times: list[float] = []
+    result = None
+    while len(times) < repetitions and sum(times) < budget:
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), len(times), result
+
+
+def traced_peak(run: Callable[[], Any]) -> int:
+    """Peak bytes allocated through Python and NumPy while ``run`` runs."""
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_peak_growth(run: Callable[[], Any]) -> int:
+    """Peak growth of the resident set while ``run`` runs (for C++ code tracemalloc cannot see)."""
+    baseline, peak, done = _rss(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    return max(0, max(peak[0], _rss()) - baseline)
+
+
+def simpleitk_staple(images: list[sitk.Image]) -> np.ndarray:
+    staple_filter = sitk.STAPLEImageFilter()
+    staple_filter.SetForegroundValue(1)
+    staple_filter.SetNumberOfThreads(1)
+    return sitk.GetArrayFromImage(staple_filter.Execute(images)) > 0.5
+
+
+def crowdkit_frame(masks: np.ndarray) -> pd.DataFrame:
+    """Crowd-Kit's input; it sums over axes (1, 2), so volumes go in as (D·H, W) slabs."""
+    flat = masks.reshape(len(masks), -1, masks.shape[-1])
+    return pd.DataFrame({"task": "t", "worker": [f"w{r}" for r in range(len(masks))], "segmentation": list(flat)})
+
+
+def run_simpleitk(masks: np.ndarray) -> tuple[float, int, np.ndarray, int]:
+    """(median seconds, runs, consensus, resident-set growth) of SimpleITK's STAPLEImageFilter."""
+    images = [sitk.GetImageFromArray(m.astype(np.uint8)) for m in masks]
+    seconds, runs, mask = median_seconds(lambda: simpleitk_staple(images), 3, PEER_BUDGET_SECONDS)
+    return seconds, runs, mask, rss_peak_growth(lambda: simpleitk_staple(images))
+
+
+def run_crowdkit(masks: np.ndarray) -> tuple[float, int, np.ndarray, int]:
+    """(median seconds, runs, consensus, traced peak bytes) of Crowd-Kit's SegmentationEM."""
+    frame = crowdkit_frame(masks)
+    seconds, runs, series = median_seconds(lambda: SegmentationEM().fit_predict(frame), 3, PEER_BUDGET_SECONDS)
+    peak = traced_peak(lambda: SegmentationEM().fit_predict(frame))
+    return seconds, runs, np.asarray(series.loc["t"]).reshape(masks.shape[1:]), peak
+
+
+def bench_crowd(raters: int, shape: tuple[int, ...], repetitions: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    truth = blob_truth(shape, rng)
+    masks, _ = boundary_crowd(truth, raters, rng, bad_share=0.2)
+    print(f"{raters} raters × {'×'.join(map(str, shape))}: crowd ready", flush=True)
+
+    ours, our_runs, result = median_seconds(lambda: staple(masks), repetitions)
+    ours_mask = result.consensus()
+    our_peak = traced_peak(lambda: staple(masks))
+
+    itk, itk_runs, itk_mask, itk_growth = run_simpleitk(masks)
+    kit, kit_runs, kit_mask, kit_peak = run_crowdkit(masks)
+
+    row = {
+        "raters": raters,
+        "shape": list(shape),
+        "input_bytes": int(masks.nbytes),
+        "iterations": result.iterations,
+        "seconds": {"crowdseg": ours, "simpleitk": itk, "crowdkit_segmentation_em": kit},
+        "runs": {"crowdseg": our_runs, "simpleitk": itk_runs, "crowdkit_segmentation_em": kit_runs},
+        "speedup": {"vs_simpleitk": itk / ours, "vs_crowdkit_segmentation_em": kit / ours},
+        "peak_memory_bytes": {
+            "crowdseg_traced": our_peak,
+            "crowdkit_traced": kit_peak,
+            "simpleitk_rss_growth": itk_growth,
+        },
+        "crowdseg_peak_over_input": our_peak / masks.nbytes,
+        "agreement_with_simpleitk": float(np.mean(ours_mask == itk_mask)),
+        "dice_vs_truth": {
+            "crowdseg": dice(ours_mask, truth),
+            "simpleitk": dice(itk_mask, truth),
+            "crowdkit_segmentation_em": dice(kit_mask, truth),
+        },
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small crowds, for a smoke run")
+    parser.add_argument("--repetitions", type=int, default=11, help="crowdseg runs per crowd (median)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    args = parser.parse_args()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    rows = [
+        bench_crowd(raters, shape, args.repetitions, seed)
+        for seed, (raters, shape) in enumerate(QUICK if args.quick else FULL)
+    ]
+    report = {
+        "machine": {"python": platform.python_version(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "versions": {"numpy": np.__version__, "simpleitk": sitk.Version.VersionString()},
+        "threads": 1,
+        "quick": args.quick,
+        "crowds": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
