@@ -1,0 +1,402 @@
+"""The Store port's contract: one suite, run against every store adapter (see conftest.py).
+
+Concurrency tests start many coroutines at once on one store; on the cluster backend their
+requests interleave on the server, which is what the atomic operations must withstand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from crowdseg.domain import (
+    Consensus,
+    Export,
+    Image,
+    PendingEvent,
+    QualificationAttempt,
+    Role,
+    Shape,
+    Submission,
+    Task,
+    Tool,
+    User,
+    new_id,
+)
+from crowdseg.errors import Conflict
+from crowdseg.ports import Store
+
+pytestmark = pytest.mark.contract
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=10)
+SQUARE = [Shape(type=Tool.POLYGON, points=[(0, 0), (4, 0), (4, 4), (0, 4)])]
+
+
+def user(name: str = "ann") -> User:
+    return User(email=f"{name}-{new_id()[:6]}@example.org", name=name, password_hash="x")
+
+
+def task(owner: str = "owner", replicates: int = 3) -> Task:
+    return Task(owner_id=owner, title="nuclei", tool=Tool.POLYGON, replicates=replicates)
+
+
+def image(task_id: str, name: str = "a.png", *, tutorial: bool = False, events: int = 0) -> Image:
+    return Image(
+        task_id=task_id,
+        name=name,
+        width=8,
+        height=8,
+        source_format="PNG",
+        original_key=f"{task_id}/{name}",
+        display_key=f"{task_id}/{name}.png",
+        display_media_type="image/png",
+        thumbnail_key=f"{task_id}/{name}.thumb.png",
+        thumbnail_media_type="image/png",
+        tutorial=tutorial,
+        outbox=[event("crowdseg.image.ingested.v1", task_id) for _ in range(events)],
+    )
+
+
+def event(topic: str, key: str) -> PendingEvent:
+    return PendingEvent(topic=topic, key=key, payload={"event_id": new_id(), "id": key})
+
+
+def submission(img: Image, user_id: str, submission_id: str | None = None, *, events: int = 0) -> Submission:
+    return Submission(
+        id=submission_id or new_id(),
+        task_id=img.task_id,
+        image_id=img.id,
+        user_id=user_id,
+        shapes=SQUARE,
+        outbox=[event("crowdseg.submission.accepted.v1", img.id) for _ in range(events)],
+    )
+
+
+def consensus(img: Image, count: int) -> Consensus:
+    return Consensus(
+        image_id=img.id,
+        task_id=img.task_id,
+        version=count,
+        submissions=count,
+        submission_ids=[f"s{i}" for i in range(count)],
+        method="staple",
+        tool=Tool.POLYGON,
+        raters=[],
+    )
+
+
+async def stored_image(store: Store, replicates: int = 3) -> tuple[Task, Image]:
+    t = task(replicates=replicates)
+    await store.tasks.add(t)
+    img = image(t.id)
+    assert await store.images.add(img)
+    return t, img
+
+
+# ---------------------------------------------------------------------------------------- users
+async def test_users_crud_and_first_user_is_admin(store: Store) -> None:
+    first, second = user("first"), user("second")
+    stored_first = await store.users.add(first)
+    stored_second = await store.users.add(second)
+    assert Role.ADMIN in stored_first.roles
+    assert stored_second.roles == [Role.ANNOTATOR]
+    assert await store.users.get(first.id) == stored_first
+    assert await store.users.by_email(second.email) == stored_second
+    assert await store.users.get("nobody") is None
+    assert await store.users.by_email("nobody@example.org") is None
+    assert {u.id for u in await store.users.all()} == {first.id, second.id}
+
+
+async def test_duplicate_email_is_a_conflict(store: Store) -> None:
+    first = await store.users.add(user())
+    with pytest.raises(Conflict):
+        await store.users.add(User(email=first.email, name="again", password_hash="y"))
+    assert len(await store.users.all()) == 1
+
+
+async def test_set_roles(store: Store) -> None:
+    await store.users.add(user("admin"))
+    someone = await store.users.add(user())
+    updated = await store.users.set_roles(someone.id, [Role.TASKMASTER])
+    assert updated is not None and updated.roles == [Role.TASKMASTER]
+    stored = await store.users.get(someone.id)
+    assert stored is not None and stored.roles == [Role.TASKMASTER]
+    assert await store.users.set_roles("nobody", [Role.ADMIN]) is None
+
+
+async def test_exactly_one_first_admin_under_concurrency(store: Store) -> None:
+    added = await asyncio.gather(*(store.users.add(user(f"u{i}")) for i in range(12)))
+    assert sum(Role.ADMIN in u.roles for u in added) == 1
+    stored = await store.users.all()
+    assert len(stored) == 12
+    assert sum(Role.ADMIN in u.roles for u in stored) == 1
+
+
+async def test_concurrent_same_email_stores_one_user(store: Store) -> None:
+    email = f"same-{new_id()[:6]}@example.org"
+    results = await asyncio.gather(
+        *(store.users.add(User(email=email, name=f"u{i}", password_hash="x")) for i in range(8)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, User) for r in results) == 1
+    assert all(isinstance(r, User | Conflict) for r in results)
+    assert len(await store.users.all()) == 1
+
+
+# ---------------------------------------------------------------------------------------- tasks
+async def test_tasks_crud_and_members(store: Store) -> None:
+    t = task()
+    await store.tasks.add(t)
+    assert await store.tasks.get(t.id) == t
+    assert await store.tasks.get("missing") is None
+    renamed = t.model_copy(update={"title": "mitochondria", "replicates": 5})
+    await store.tasks.replace(renamed)
+    assert await store.tasks.get(t.id) == renamed
+    await store.tasks.add_member(t.id, "u1")
+    await store.tasks.add_member(t.id, "u1")
+    await store.tasks.add_member("missing", "u1")
+    stored = await store.tasks.get(t.id)
+    assert stored is not None and stored.members == ["u1"] and stored.title == "mitochondria"
+    assert [x.id for x in await store.tasks.all()] == [t.id]
+
+
+async def test_concurrent_add_member_loses_nobody(store: Store) -> None:
+    t = task()
+    await store.tasks.add(t)
+    members = [f"u{i}" for i in range(10)]
+    await asyncio.gather(*(store.tasks.add_member(t.id, m) for m in members * 2))
+    stored = await store.tasks.get(t.id)
+    assert stored is not None and sorted(stored.members) == sorted(members)
+
+
+# --------------------------------------------------------------------------------------- images
+async def test_images_add_get_list(store: Store) -> None:
+    t = task()
+    await store.tasks.add(t)
+    b, a, tut = image(t.id, "b.png"), image(t.id, "a.png"), image(t.id, "tutorial.png", tutorial=True)
+    for img in (b, a, tut):
+        assert await store.images.add(img)
+    assert not await store.images.add(image(t.id, "a.png"))  # same name in the same task
+    other = task()
+    await store.tasks.add(other)
+    assert await store.images.add(image(other.id, "a.png"))  # same name, other task
+    assert await store.images.get(a.id) == a
+    assert await store.images.get("missing") is None
+    assert [i.name for i in await store.images.list_for_task(t.id)] == ["a.png", "b.png"]
+    assert [i.name for i in await store.images.list_for_task(t.id, tutorial=True)] == ["tutorial.png"]
+    assert [i.name for i in await store.images.list_for_task(t.id, tutorial=None)] == ["a.png", "b.png", "tutorial.png"]
+
+
+async def test_lease_respects_replicates_and_expiry(store: Store) -> None:
+    _, img = await stored_image(store, replicates=2)
+    lease = {"replicates": 2, "now": NOW, "expires_at": LATER}
+    assert await store.images.try_lease(img.id, "u1", **lease)
+    assert await store.images.try_lease(img.id, "u1", **lease)  # renewing one's own lease
+    assert await store.images.try_lease(img.id, "u2", **lease)
+    assert not await store.images.try_lease(img.id, "u3", **lease)
+    assert not await store.images.try_lease("missing", "u3", **lease)
+    after = {"replicates": 2, "now": LATER + timedelta(seconds=1), "expires_at": LATER + timedelta(minutes=10)}
+    assert await store.images.try_lease(img.id, "u3", **after)  # the others expired
+    stored = await store.images.get(img.id)
+    assert stored is not None
+    assert [lease.user_id for lease in stored.active_leases(LATER + timedelta(seconds=1))] == ["u3"]
+
+
+async def test_claim_slot(store: Store) -> None:
+    _, img = await stored_image(store, replicates=2)
+    assert await store.images.try_lease(img.id, "u1", replicates=2, now=NOW, expires_at=LATER)
+    assert await store.images.try_lease(img.id, "u2", replicates=2, now=NOW, expires_at=LATER)
+    assert not await store.images.claim_slot(img.id, "u3", replicates=2, now=NOW)  # no room left
+    assert await store.images.claim_slot(img.id, "u1", replicates=2, now=NOW)  # holds a lease
+    assert await store.images.claim_slot(img.id, "u1", replicates=2, now=NOW)  # a retry
+    stored = await store.images.get(img.id)
+    assert stored is not None
+    assert stored.submitted_by == ["u1"]
+    assert [lease.user_id for lease in stored.leases] == ["u2"]
+    # never the same image twice to one user
+    assert not await store.images.try_lease(img.id, "u1", replicates=2, now=NOW, expires_at=LATER)
+    assert not await store.images.claim_slot("missing", "u1", replicates=2, now=NOW)
+
+
+async def test_record_submitter_is_idempotent(store: Store) -> None:
+    _, img = await stored_image(store)
+    await store.images.record_submitter(img.id, "u1")
+    await store.images.record_submitter(img.id, "u1")
+    await store.images.record_submitter("missing", "u1")
+    stored = await store.images.get(img.id)
+    assert stored is not None and stored.submitted_by == ["u1"]
+
+
+async def test_concurrent_leases_never_exceed_replicates(store: Store) -> None:
+    _, img = await stored_image(store, replicates=3)
+    users = [f"u{i}" for i in range(12)] * 2  # every user asks twice, all at once
+    random.shuffle(users)
+    results = await asyncio.gather(
+        *(store.images.try_lease(img.id, u, replicates=3, now=NOW, expires_at=LATER) for u in users)
+    )
+    winners = {u for u, ok in zip(users, results, strict=True) if ok}
+    assert len(winners) == 3
+    stored = await store.images.get(img.id)
+    assert stored is not None
+    holders = [lease.user_id for lease in stored.active_leases(NOW)]
+    assert sorted(holders) == sorted(winners)  # one lease per winner, nobody twice
+
+
+async def test_concurrent_claims_never_exceed_replicates(store: Store) -> None:
+    _, img = await stored_image(store, replicates=3)
+    users = [f"u{i}" for i in range(10)] * 2
+    random.shuffle(users)
+    results = await asyncio.gather(*(store.images.claim_slot(img.id, u, replicates=3, now=NOW) for u in users))
+    winners = {u for u, ok in zip(users, results, strict=True) if ok}
+    assert len(winners) == 3
+    stored = await store.images.get(img.id)
+    assert stored is not None and sorted(stored.submitted_by) == sorted(winners)
+
+
+async def test_concurrent_lease_then_claim_per_user(store: Store) -> None:
+    """The annotator flow at once for many users: lease, then submit. Coverage stays at the target."""
+    _, img = await stored_image(store, replicates=3)
+
+    async def annotate(user_id: str) -> bool:
+        if not await store.images.try_lease(img.id, user_id, replicates=3, now=NOW, expires_at=LATER):
+            return False
+        return await store.images.claim_slot(img.id, user_id, replicates=3, now=NOW)
+
+    results = await asyncio.gather(*(annotate(f"u{i}") for i in range(10)))
+    assert sum(results) == 3
+    stored = await store.images.get(img.id)
+    assert stored is not None and len(stored.submitted_by) == 3 and stored.active_leases(NOW) == []
+
+
+# ---------------------------------------------------------------------------------- submissions
+async def test_submissions_are_idempotent_by_client_id(store: Store) -> None:
+    _, img = await stored_image(store)
+    first = submission(img, "u1", "client-1")
+    stored, created = await store.submissions.add(first)
+    assert created and stored == first
+    retry = first.model_copy(update={"shapes": []})
+    stored, created = await store.submissions.add(retry)
+    assert not created and stored == first  # the original is kept
+    assert await store.submissions.get("client-1") == first
+    assert await store.submissions.get("missing") is None
+
+
+async def test_concurrent_duplicate_submissions_store_one(store: Store) -> None:
+    _, img = await stored_image(store)
+    results = await asyncio.gather(*(store.submissions.add(submission(img, "u1", "client-x")) for _ in range(10)))
+    assert sum(created for _, created in results) == 1
+    assert len({s.model_dump_json() for s, _ in results}) == 1
+    assert len(await store.submissions.list_for_image(img.id)) == 1
+
+
+async def test_submission_lookups_and_counts(store: Store) -> None:
+    t, img_a = await stored_image(store)
+    img_b = image(t.id, "b.png")
+    await store.images.add(img_b)
+    other_task, img_c = await stored_image(store)
+    subs = [submission(img_a, "u1"), submission(img_a, "u2"), submission(img_b, "u1"), submission(img_c, "u1")]
+    for s in subs:
+        await store.submissions.add(s)
+    assert {s.id for s in await store.submissions.list_for_image(img_a.id)} == {subs[0].id, subs[1].id}
+    assert {s.id for s in await store.submissions.list_for_task(t.id)} == {s.id for s in subs[:3]}
+    assert {s.id for s in await store.submissions.list_for_user("u1")} == {subs[0].id, subs[2].id, subs[3].id}
+    assert await store.submissions.count_by_image(t.id) == {img_a.id: 2, img_b.id: 1}
+    assert await store.submissions.count_by_image(other_task.id) == {img_c.id: 1}
+    assert await store.submissions.count_by_image("missing") == {}
+
+
+# ------------------------------------------------------------------------------------ consensus
+async def test_consensus_save_if_newer(store: Store) -> None:
+    t, img = await stored_image(store)
+    assert await store.consensus.get(img.id) is None
+    assert await store.consensus.save_if_newer(consensus(img, 2))
+    assert not await store.consensus.save_if_newer(consensus(img, 2))
+    assert not await store.consensus.save_if_newer(consensus(img, 1))
+    newer = consensus(img, 3)
+    assert await store.consensus.save_if_newer(newer)
+    assert await store.consensus.get(img.id) == newer
+    _, other = await stored_image(store)
+    await store.consensus.save_if_newer(consensus(other, 1))
+    assert [c.image_id for c in await store.consensus.list_for_task(t.id)] == [img.id]
+
+
+async def test_concurrent_consensus_keeps_the_newest(store: Store) -> None:
+    _, img = await stored_image(store)
+    counts = list(range(1, 13))
+    random.shuffle(counts)
+    await asyncio.gather(*(store.consensus.save_if_newer(consensus(img, n)) for n in counts))
+    stored = await store.consensus.get(img.id)
+    assert stored is not None and stored.submissions == 12
+
+
+# ------------------------------------------------------------------------------ attempts, exports
+async def test_attempts(store: Store) -> None:
+    t, img = await stored_image(store)
+    mine = QualificationAttempt(task_id=t.id, user_id="u1", image_id=img.id, shapes=SQUARE, metric="dice", score=0.9,
+                                passed=True)  # fmt: skip
+    theirs = mine.model_copy(update={"id": new_id(), "user_id": "u2"})
+    await store.attempts.add(mine)
+    await store.attempts.add(theirs)
+    assert await store.attempts.list_for(t.id, "u1") == [mine]
+    assert await store.attempts.list_for(t.id, "nobody") == []
+
+
+async def test_exports_and_unfinished(store: Store) -> None:
+    queued, running, done = (Export(task_id="t", requested_by="u", status=s) for s in ("queued", "running", "done"))
+    for e in (queued, running, done):
+        await store.exports.add(e)
+    assert await store.exports.get(done.id) == done
+    assert await store.exports.get("missing") is None
+    assert {e.id for e in await store.exports.unfinished()} == {queued.id, running.id}
+    finished = running.model_copy(update={"status": "done", "progress": 1.0, "archive_key": "exports/x.zip"})
+    await store.exports.replace(finished)
+    assert await store.exports.get(running.id) == finished
+    assert [e.id for e in await store.exports.unfinished()] == [queued.id]
+
+
+# --------------------------------------------------------------------------------------- outbox
+async def test_outbox_pending_and_mark_published(store: Store) -> None:
+    t = task()
+    await store.tasks.add(t)
+    img = image(t.id, events=2)
+    await store.images.add(img)
+    sub = submission(img, "u1", events=1)
+    await store.submissions.add(sub)
+    await store.submissions.add(submission(img, "u2"))  # nothing to publish
+    pending = await store.outbox.pending()
+    assert sorted((e.collection, e.document_id) for e in pending) == sorted(
+        [("images", img.id), ("images", img.id), ("submissions", sub.id)]
+    )
+    assert {e.event.payload["event_id"] for e in pending} == {e.payload["event_id"] for e in [*img.outbox, *sub.outbox]}
+    assert len(await store.outbox.pending(limit=1)) == 1
+    first = next(e for e in pending if e.collection == "images")
+    await store.outbox.mark_published(first)
+    await store.outbox.mark_published(first)  # at least once: a second mark changes nothing
+    left = await store.outbox.pending()
+    assert len(left) == 2 and first.event not in [e.event for e in left]
+    for entry in left:
+        await store.outbox.mark_published(entry)
+    assert await store.outbox.pending() == []
+    stored = await store.images.get(img.id)
+    assert stored is not None and stored.outbox == [] and stored.name == img.name
+
+
+async def test_outbox_of_consensus_and_exports(store: Store) -> None:
+    _, img = await stored_image(store)
+    result = consensus(img, 1).model_copy(update={"outbox": [event("crowdseg.consensus.updated.v1", img.id)]})
+    await store.consensus.save_if_newer(result)
+    export = Export(task_id=img.task_id, requested_by="u", outbox=[event("crowdseg.export.requested.v1", "t")])
+    await store.exports.add(export)
+    pending = await store.outbox.pending()
+    assert sorted(e.collection for e in pending) == ["consensus", "exports"]
+    await asyncio.gather(*(store.outbox.mark_published(e) for e in pending))
+    assert await store.outbox.pending() == []
+    assert (await store.consensus.get(img.id)) == result.model_copy(update={"outbox": []})
+
+
+# ----------------------------------------------------------------------------------- lifecycle
+async def test_ping(store: Store) -> None:
+    await store.ping()
