@@ -21,7 +21,7 @@ def build_store(settings: CommonSettings) -> Store:
         from crowdseg.adapters.sqlite_store import SqliteStore
 
         return SqliteStore(settings.data_dir / "crowdseg.sqlite3")
-    from crowdseg.adapters.mongo_store import MongoStore  # type: ignore[import-not-found,unused-ignore]
+    from crowdseg.adapters.mongo_store import MongoStore
 
     store: Store = MongoStore(settings.mongodb_url.get_secret_value(), settings.mongodb_database)
     return store
@@ -32,7 +32,7 @@ def build_blobs(settings: CommonSettings) -> BlobStore:
         from crowdseg.adapters.file_blobs import FileBlobStore
 
         return FileBlobStore(settings.data_dir / "objects")
-    from crowdseg.adapters.minio_blobs import MinioBlobStore  # type: ignore[import-not-found,unused-ignore]
+    from crowdseg.adapters.minio_blobs import MinioBlobStore
 
     blobs: BlobStore = MinioBlobStore(
         settings.s3_endpoint,

@@ -192,17 +192,21 @@ async def test_images_add_get_list(store: Store) -> None:
 
 async def test_lease_respects_replicates_and_expiry(store: Store) -> None:
     _, img = await stored_image(store, replicates=2)
-    lease = {"replicates": 2, "now": NOW, "expires_at": LATER}
-    assert await store.images.try_lease(img.id, "u1", **lease)
-    assert await store.images.try_lease(img.id, "u1", **lease)  # renewing one's own lease
-    assert await store.images.try_lease(img.id, "u2", **lease)
-    assert not await store.images.try_lease(img.id, "u3", **lease)
-    assert not await store.images.try_lease("missing", "u3", **lease)
-    after = {"replicates": 2, "now": LATER + timedelta(seconds=1), "expires_at": LATER + timedelta(minutes=10)}
-    assert await store.images.try_lease(img.id, "u3", **after)  # the others expired
+
+    async def lease(image_id: str, user_id: str, now: datetime = NOW) -> bool:
+        expires_at = now + timedelta(minutes=10)
+        return await store.images.try_lease(image_id, user_id, replicates=2, now=now, expires_at=expires_at)
+
+    assert await lease(img.id, "u1")
+    assert await lease(img.id, "u1")  # renewing one's own lease
+    assert await lease(img.id, "u2")
+    assert not await lease(img.id, "u3")
+    assert not await lease("missing", "u3")
+    after = NOW + timedelta(minutes=10, seconds=1)
+    assert await lease(img.id, "u3", after)  # the others expired
     stored = await store.images.get(img.id)
     assert stored is not None
-    assert [lease.user_id for lease in stored.active_leases(LATER + timedelta(seconds=1))] == ["u3"]
+    assert [lease.user_id for lease in stored.active_leases(after)] == ["u3"]
 
 
 async def test_claim_slot(store: Store) -> None:
