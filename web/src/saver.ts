@@ -152,9 +152,8 @@ export function fetchTransport(api: string, token: () => string | null): Transpo
       const headers: Record<string, string> = { "Content-Type": "application/json", Accept: "application/json" };
       const t = token();
       if (t) headers.Authorization = `Bearer ${t}`;
-      // click_times is kept locally; the API contract has no such field
-      const { click_times: _ct, ...wire } = body;
-      void _ct;
+      // click_times (epoch ms of every pointer press) is stored with the submission
+      const wire = body;
       const res = await fetch(`${api}/tasks/${encodeURIComponent(taskId)}/submissions`, {
         method: "POST",
         headers,

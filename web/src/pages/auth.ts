@@ -17,7 +17,7 @@ export function signinPage(root: HTMLElement): void {
   const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true });
   const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
   const err = h("div", { class: "form-error", role: "alert" });
-  const submit = h("button", { class: "btn btn-primary btn-lg", type: "submit", style: { width: "100%" } }, "Sign in");
+  const submit = h("button", { class: "btn btn-primary btn-lg", type: "submit", style: { width: "100%" }, "data-testid": "signin-submit" }, "Sign in");
   const form = h(
     "form",
     { class: "card", novalidate: false },
@@ -51,7 +51,7 @@ export function signupPage(root: HTMLElement): void {
   const email = h("input", { type: "email", name: "email", autocomplete: "email", required: true });
   const password = h("input", { type: "password", name: "password", autocomplete: "new-password", required: true, minLength: 8 });
   const err = h("div", { class: "form-error", role: "alert" });
-  const submit = h("button", { class: "btn btn-primary btn-lg", type: "submit", style: { width: "100%" } }, "Create account");
+  const submit = h("button", { class: "btn btn-primary btn-lg", type: "submit", style: { width: "100%" }, "data-testid": "signup-submit" }, "Create account");
   const form = h(
     "form",
     { class: "card" },

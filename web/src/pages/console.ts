@@ -316,6 +316,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       wb = createWorkbench(holder, { title: `Reference for ${file.name}`, tool: task.tool, maxShapes: task.max_shapes, width: bmp.width, height: bmp.height });
       wb.el.style.height = "100%";
       wb.setImage(bmp);
+      holder.scrollIntoView({ block: "center" });
       window.crowdseg = { workbench: wb, phase: "tutorial-reference", image: { id: "", width: bmp.width, height: bmp.height } };
       save.disabled = false;
     });

@@ -153,7 +153,7 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     h("span", { class: "muted" }, `${o.width} × ${o.height} px`),
     zoomText,
   );
-  const el = h("section", { class: "workbench", "aria-label": o.title }, toolbar, stage, statusBar);
+  const el = h("section", { class: "workbench", "aria-label": o.title, "data-testid": "workbench", dataset: { tool: o.tool, ready: "0" } }, toolbar, stage, statusBar);
   parent.append(el);
 
   const view = new EditorView(surface, model, { smooth: prefs.smooth, tolerance: prefs.tolerance, readonly: o.readonly ?? false });
@@ -248,7 +248,10 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     view,
     stage,
     primary,
-    setImage: (img) => view.setImage(img),
+    setImage: (img) => {
+      view.setImage(img);
+      el.dataset.ready = img ? "1" : "0";
+    },
     banner(text, kind = "") {
       bannerEl.hidden = !text;
       bannerEl.textContent = text ?? "";
