@@ -27,7 +27,7 @@ from crowdseg.geometry import validate_shapes
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.ingest.archives import ArchiveLimits, ArchiveRejected, is_zip, read_zip
 from crowdseg.services.ingest.imaging import DecodedImage, ImageLimits, ImageRejected, decode_image
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 MAX_INSTRUCTIONS = 50_000
@@ -69,8 +69,17 @@ class UpdateTask(BaseModel):
 
 
 class AddMember(BaseModel):
+    """A member by id, or by email (a task master may not list every account to find the id)."""
+
     model_config = ConfigDict(extra="forbid")
-    user_id: str = Field(min_length=1, max_length=100)
+    user_id: str | None = Field(default=None, min_length=1, max_length=100)
+    email: str | None = Field(default=None, min_length=3, max_length=320)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AddMember:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("give either user_id or email")
+        return self
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,15 @@ async def tasks_visible_to(store: Store, user: User) -> list[Task]:
 
 async def add_member(store: Store, user: User, task_id: str, command: AddMember) -> Task:
     await managed_task(store, task_id, user)
-    if await store.users.get(command.user_id) is None:
-        raise NotFound(f"user {command.user_id} not found")
-    await store.tasks.add_member(task_id, command.user_id)
+    if command.email is not None:
+        member = await store.users.by_email(command.email.strip().lower())
+        if member is None:
+            raise NotFound(f"no account with the email {command.email}")
+    else:
+        member = await store.users.get(command.user_id or "")
+        if member is None:
+            raise NotFound(f"user {command.user_id} not found")
+    await store.tasks.add_member(task_id, member.id)
     return await managed_task(store, task_id, user)
 
 
