@@ -445,7 +445,7 @@ class MongoStore:
         """
         deadline = time.monotonic() + self.busy_seconds
         for attempt in range(1_000_000):
-            done = await self._mutate_once(coll, doc_id, change)
+            done = await self._mutate_once(coll, doc_id, change, check_stale=attempt % 10 == 9)
             if done:
                 return
             if time.monotonic() > deadline:
@@ -453,7 +453,9 @@ class MongoStore:
             await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
         raise Unavailable(f"{coll.name}/{doc_id} stayed busy; retry")
 
-    async def _mutate_once(self, coll: AsyncCollection[Doc], doc_id: str, change: Callable[[Doc], Doc | None]) -> bool:
+    async def _mutate_once(
+        self, coll: AsyncCollection[Doc], doc_id: str, change: Callable[[Doc], Doc | None], *, check_stale: bool
+    ) -> bool:
         with translate():
             doc = await coll.find_one({"_id": doc_id})
             if doc is None:
@@ -463,7 +465,7 @@ class MongoStore:
             if new is None:
                 return True
             guard = f"{coll.name}/{doc_id}/{rev}"
-            token = await self._acquire(guard)
+            token = await self._acquire(guard, check_stale=check_stale)
             if token is None:
                 return False
             try:
@@ -475,12 +477,14 @@ class MongoStore:
             finally:
                 await self.database[GUARDS].delete_one({"_id": guard, "token": token})
 
-    async def _acquire(self, guard: str) -> str | None:
+    async def _acquire(self, guard: str, *, check_stale: bool) -> str | None:
         token = uuid.uuid4().hex
         guards = self.database[GUARDS]
         try:
             await guards.insert_one({"_id": guard, "token": token, "at": time.time()})
         except DuplicateKeyError:
+            if not check_stale:  # usually another writer is at work; look for a dead one now and then
+                return None
             held = await guards.find_one({"_id": guard})
             if held is not None and time.time() - float(held.get("at", 0)) > self.guard_stale_seconds:
                 # its writer died between taking the guard and writing: free it for the next attempt
