@@ -138,11 +138,25 @@ class SecurityHeaders:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.REQUEST_SECONDS.labels(scope.get("method", ""), path, str(status)).observe(
+            metrics.REQUEST_SECONDS.labels(scope.get("method", ""), route_template(scope), str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route with its parameters as ``{names}``: a bounded label, whatever the ids.
+
+    Built from the request path rather than the route object, whose path lacks the prefix of the
+    router that included it.
+    """
+    if scope.get("route") is None:
+        return "unmatched"
+    path = str(scope.get("path", ""))
+    params = sorted(scope.get("path_params", {}).items(), key=lambda item: -len(str(item[1])))
+    for name, value in params:
+        if value := str(value):
+            path = path.replace(value, f"{{{name}}}", 1)
+    return path
 
 
 def health_router() -> APIRouter:
