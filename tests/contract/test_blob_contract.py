@@ -70,3 +70,20 @@ async def test_concurrent_puts_and_gets(blobs: BlobStore) -> None:
 async def test_open_is_idempotent_and_ping(blobs: BlobStore) -> None:
     await blobs.open()
     await blobs.ping()
+
+
+async def test_abandoned_stream_releases_its_connection(blobs: BlobStore) -> None:
+    data = os.urandom(200_000)
+    await blobs.put("abandoned.bin", data, "application/octet-stream")
+    for _ in range(20):  # more than a connection pool holds, if abandoned streams leaked theirs
+        stream = blobs.stream("abandoned.bin", chunk_size=1024)
+        assert len(await anext(stream)) == 1024
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert await blobs.get("abandoned.bin") == data
+
+
+async def test_keys_with_spaces_and_unicode(blobs: BlobStore) -> None:
+    key = "tasks/t 1/zellkern ü+ä (1).png"
+    await blobs.put(key, b"x", "image/png")
+    assert await blobs.get(key) == b"x"
+    assert await blobs.size(key) == 1
