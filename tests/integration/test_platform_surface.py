@@ -49,6 +49,8 @@ def test_health_and_readiness(embedded: EmbeddedServer) -> None:
 
 
 def test_metrics_cover_requests_events_lag_and_consensus(embedded: EmbeddedServer) -> None:
+    """Regression: request latency was labelled `/auth/signup`, without the `/api/v1` prefix, because
+    FastAPI 0.165 puts the router's own route (not the prefixed copy) in the ASGI scope."""
     Api.sign_up(embedded.url, "metrics@surface.crowdseg")
     text = httpx.get(f"{embedded.url}/metrics").text
     for name in (
