@@ -13,9 +13,12 @@ Invariants rest on single-document operations, never on multi-document transacti
 * revision-guarded read-modify-write (:meth:`MongoStore.mutate`) for leases, slots, consensus
   replacement and every other change to an existing document. Moving a document from revision
   ``r`` to ``r + 1`` requires inserting the guard ``<collection>/<id>/<r>`` into ``_guards`` first;
-  the unique ``_id`` lets exactly one writer win. A plain conditional ``find_one_and_update`` is
-  not enough: FerretDB v1 evaluates the filter and applies the update in two steps, so two
-  concurrent compare-and-set updates can both succeed (measured on v1.24/SQLite).
+  the unique ``_id`` lets exactly one writer win. The winner re-reads ``_rev`` (a late writer may
+  win a guard its predecessor already released), writes revision ``r + 1`` and releases the
+  guard. A guard older than ``guard_stale_seconds`` belongs to a dead writer and is cleared.
+  A plain conditional ``find_one_and_update`` is not enough: FerretDB v1 evaluates the filter and
+  applies the update in two steps, so two concurrent compare-and-set updates can both succeed
+  (measured on v1.24/SQLite: 30 of 30 racing compare-and-sets "won", 6 changes survived).
 """
 
 from __future__ import annotations
