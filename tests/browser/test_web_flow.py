@@ -83,6 +83,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ARTIFACTS.glob("*.png"):
+        stale.unlink()
     return ARTIFACTS
 
 
@@ -103,6 +105,18 @@ def wait_workbench(page: Any, phase: str | None = None) -> None:
     if phase is not None:
         page.wait_for_selector(f"body[data-phase='{phase}']", timeout=30_000)
     page.wait_for_selector("[data-testid='workbench'][data-ready='1']", timeout=30_000)
+    page.evaluate("() => document.querySelector(\"[data-testid='workbench']\").scrollIntoView({block: 'center'})")
+
+
+def wait_new_image(page: Any, previous: str) -> None:
+    """The workbench of another image than `previous`, loaded."""
+    page.wait_for_function(
+        "(prev) => { const c = window.crowdseg; const el = document.querySelector(\"[data-testid='workbench']\");"
+        " return !!(c && c.image && c.image.id !== prev && c.phase === 'annotate'"
+        " && el && el.dataset.ready === '1'); }",
+        arg=previous,
+        timeout=30_000,
+    )
     page.evaluate("() => document.querySelector(\"[data-testid='workbench']\").scrollIntoView({block: 'center'})")
 
 
@@ -232,6 +246,7 @@ def test_task_master_and_annotator_in_the_browser(
         master.fill("#f-max_shapes", "5")
         master.select_option("#f-metric", "dice")
         master.fill("#f-pass_threshold", "0.8")
+        master.select_option("#f-visibility", "private")
         master.wait_for_selector("[data-testid='md-preview'] strong")
         assert master.evaluate("() => window.pwned === undefined")
         assert master.locator("[data-testid='md-preview'] script").count() == 0
@@ -263,9 +278,23 @@ def test_task_master_and_annotator_in_the_browser(
         with master.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/tutorial")) as tut:
             master.click("[data-testid='save-tutorial']")
         assert tut.value.status == 201, tut.value.text()
+        master.wait_for_selector("[data-testid='tutorial-list'] li:has-text('tutorial.png')")
 
         # -- the annotator signs up, opens the task, takes the tour -----------------------------
         sign_up(annot, url, "Ann Otator", "annotator@example.org")
+        annot.wait_for_selector("[data-testid='task-list']")
+        assert annot.locator(f"[data-task-id='{task_id}']").count() == 0, "a private task is for its members only"
+
+        # -- the task master makes the annotator a member of the private task --------------------
+        master.click("[data-testid='tab-settings']")
+        master.fill("[data-testid='member-input']", "Annotator@example.org")
+        with master.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/members")) as member:
+            master.click("[data-testid='add-member']")
+        assert member.value.ok, member.value.text()
+        master.wait_for_selector("[data-testid='members'] li:has-text('annotator@example.org')")
+        shot(master, "settings-members")
+
+        annot.reload()
         annot.wait_for_selector(f"[data-task-id='{task_id}'] [data-testid='open-task']")
         shot(annot, "annotator-dashboard-before")
         annot.click(f"[data-task-id='{task_id}'] [data-testid='open-task']")
@@ -314,7 +343,7 @@ def test_task_master_and_annotator_in_the_browser(
         assert saved.value.status == 201, saved.value.text()
 
         # -- image 2: one freehand drag ----------------------------------------------------------
-        wait_workbench(annot, "annotate")
+        wait_new_image(annot, first["id"])
         second = annot.evaluate("() => window.crowdseg.image")
         assert second["id"] != first["id"]
         truth2 = next(i for i in images if i.name == second["name"])
@@ -327,7 +356,7 @@ def test_task_master_and_annotator_in_the_browser(
         with annot.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/submissions")) as saved2:
             annot.click("[data-testid='primary']")
         assert saved2.value.status == 201, saved2.value.text()
-        wait_workbench(annot, "annotate")
+        wait_new_image(annot, second["id"])
         shot(annot, "annotate-third")
 
         # -- what was stored is what was drawn ---------------------------------------------------

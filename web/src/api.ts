@@ -258,8 +258,10 @@ export const api = {
   task: (id: string) => call<Task>(`/tasks/${enc(id)}`),
   createTask: (t: Partial<Task>) => call<Task>("/tasks", { body: t }),
   patchTask: (id: string, t: Partial<Task>) => call<Task>(`/tasks/${enc(id)}`, { method: "PATCH", body: t }),
-  addMember: (id: string, user_id: string) => call<unknown>(`/tasks/${enc(id)}/members`, { body: { user_id } }),
+  addMember: (id: string, who: string) =>
+    call<Task>(`/tasks/${enc(id)}/members`, { body: who.includes("@") ? { email: who } : { user_id: who } }),
   images: (id: string) => call<ImageInfo[]>(`/tasks/${enc(id)}/images`),
+  tutorialImages: (id: string) => call<ImageInfo[]>(`/tasks/${enc(id)}/images?tutorial=true`),
   qualification: (id: string) => call<Qualification>(`/tasks/${enc(id)}/qualification`),
   attempt: (id: string, image_id: string, shapes: ShapeJson[]) =>
     call<AttemptResult>(`/tasks/${enc(id)}/qualification/attempts`, { body: { image_id, shapes } }),

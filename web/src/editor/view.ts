@@ -192,20 +192,6 @@ export class EditorView {
   private drawScene(ctx: CanvasRenderingContext2D): void {
     const px = 1 / this.scale;
     const m = this.model;
-    // reference (qualification feedback / tutorial)
-    for (const r of this.reference) {
-      ctx.save();
-      ctx.setLineDash([6 * px, 4 * px]);
-      ctx.strokeStyle = "#fde047";
-      ctx.lineWidth = 2.5 * px;
-      if (r.type === "point") {
-        for (const p of r.points) this.crosshair(ctx, p, 9 * px, "#fde047", px);
-      } else {
-        this.pathFor(ctx, r.points, isClosed(r.type), false);
-        ctx.stroke();
-      }
-      ctx.restore();
-    }
     m.shapes.forEach((s, i) => {
       const color = COLORS[i % COLORS.length]!;
       const sel = m.selection?.shape === i;
@@ -241,6 +227,20 @@ export class EditorView {
         for (const p of s.points) this.dot(ctx, p, 1.8 * px, color);
       }
     });
+    // reference (qualification feedback / tutorial), above the user's own shapes
+    for (const r of this.reference) {
+      ctx.save();
+      ctx.setLineDash([6 * px, 4 * px]);
+      ctx.strokeStyle = "#fde047";
+      ctx.lineWidth = 2.5 * px;
+      if (r.type === "point") {
+        for (const p of r.points) this.crosshair(ctx, p, 9 * px, "#fde047", px);
+      } else {
+        this.pathFor(ctx, r.points, isClosed(r.type), false);
+        ctx.stroke();
+      }
+      ctx.restore();
+    }
     // edge insertion hint
     if (this.hover && !this.drag && m.selection && !this.opts.readonly) {
       const s = m.shapes[m.selection.shape];

@@ -256,7 +256,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
           h(
             "div",
             { class: "card stack", "data-testid": "all-done" },
-            h("h2", null, "🎉 All done"),
+            h("h2", null, "All done"),
             h("p", null, `There is nothing left for you in “${task.title}” right now. Thank you for your contributions!`),
             pending ? h("p", { class: "pill pill-warn" }, `${pending} submission(s) still waiting to be saved — they are kept on this device and retried.`) : null,
             h("a", { class: "btn btn-primary", href: "/" }, "Back to the dashboard"),

@@ -194,27 +194,43 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     );
     const memberBox = h("div", { class: "card stack" }, h("h2", null, "Members"), h("p", { class: "muted small" }, "Members can see and annotate the task when it is private."));
     p.append(memberBox);
-    const list = h("ul", null, (task.members ?? []).map((m) => h("li", null, m)));
-    const input = h("input", { type: "text", placeholder: "user id or email", "aria-label": "User id or email" });
-    const add = h("button", { class: "btn", type: "button" }, "Add member");
+    const known = new Map<string, string>();
+    const list = h("ul", { "data-testid": "members" });
+    const renderMembers = (): void => {
+      const ms = task.members ?? [];
+      list.replaceChildren(...(ms.length ? ms.map((m) => h("li", null, known.get(m) ?? m)) : [h("li", { class: "muted" }, "No member yet.")]));
+    };
+    renderMembers();
+    const input = h("input", { type: "text", placeholder: "email or user id", "aria-label": "Email or user id of the new member", "data-testid": "member-input" });
+    const add = h("button", { class: "btn", type: "button", "data-testid": "add-member" }, "Add member");
     memberBox.append(list, h("div", { class: "row" }, input, add));
-    let users: UserRow[] = [];
-    void api.users().then((u) => {
-      users = u;
-      list.replaceChildren(...(task.members ?? []).map((m) => h("li", null, users.find((x) => x.id === m)?.email ?? m)));
-    }).catch(() => undefined);
-    add.addEventListener("click", async () => {
+    if (isAdmin())
+      void api
+        .users()
+        .then((u: UserRow[]) => {
+          for (const x of u) known.set(x.id, `${x.name} <${x.email}>`);
+          renderMembers();
+        })
+        .catch(() => undefined);
+    const addOne = async (): Promise<void> => {
       const v = input.value.trim();
       if (!v) return;
-      const uid = users.find((u) => u.email.toLowerCase() === v.toLowerCase())?.id ?? v;
+      const before = new Set(task.members ?? []);
       try {
-        await api.addMember(id, uid);
-        task = await api.task(id);
-        list.append(h("li", null, v));
+        task = await api.addMember(id, v);
+        for (const m of task.members ?? []) if (!before.has(m) && v.includes("@")) known.set(m, v);
+        renderMembers();
         input.value = "";
         toast("Member added", "ok");
       } catch (e) {
         toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    };
+    add.addEventListener("click", () => void addOne());
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") {
+        e.preventDefault();
+        void addOne();
       }
     });
   }
@@ -225,7 +241,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const zone = h(
       "div",
       { class: "dropzone", tabIndex: 0, role: "button", "aria-label": "Upload images: drop files here or press Enter to choose" },
-      h("div", { style: { fontSize: "1.8rem" } }, "⇪"),
+      h("div", { style: { fontSize: "1.8rem" } }, "↑"),
       h("strong", null, "Drop images or ZIP archives here"),
       h("div", { class: "small" }, "PNG, JPEG, TIFF, DICOM — or click to choose files"),
     );
@@ -300,7 +316,22 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const holder = h("div", { style: { position: "relative", height: "70vh", minHeight: "420px", borderRadius: "10px", overflow: "hidden" } });
     const save = h("button", { class: "btn btn-primary", type: "button", disabled: true, "data-testid": "save-tutorial" }, "Save tutorial image + reference");
     const info = h("p", { class: "muted small" }, `Choose an image, then draw the expert reference with the ${task.tool} tool. Annotators must match it (${task.metric} ≥ ${task.pass_threshold}) before the task opens.`);
-    p.append(h("div", { class: "card stack" }, h("h2", null, "Tutorial images with reference annotations"), info, h("div", { class: "row" }, fileInput, save), holder));
+    const existing = h("ul", { "data-testid": "tutorial-list" });
+    const refreshExisting = async (): Promise<void> => {
+      try {
+        const imgs = await api.tutorialImages(id);
+        existing.replaceChildren(
+          ...(imgs.length ? imgs.map((i) => h("li", null, `${i.name ?? i.id} — ${i.width} × ${i.height} px`)) : [h("li", { class: "muted" }, "No tutorial image yet: the task opens without a qualification.")]),
+        );
+      } catch {
+        existing.replaceChildren();
+      }
+    };
+    void refreshExisting();
+    p.append(
+      h("div", { class: "card stack" }, h("h2", null, "Tutorial images with reference annotations"), info, h("div", { class: "row" }, fileInput, save), holder),
+      h("div", { class: "card stack" }, h("h2", null, "Current tutorial images"), existing),
+    );
     fileInput.addEventListener("change", async () => {
       file = fileInput.files?.[0] ?? null;
       wb?.destroy();
@@ -336,6 +367,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         await upload(`/tasks/${enc(id)}/tutorial`, fd, () => undefined);
         toast("Tutorial image saved", "ok");
         document.body.dataset.tutorialSaved = "1";
+        void refreshExisting();
         wb.destroy();
         wb = null;
         fileInput.value = "";
@@ -555,7 +587,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
           await new Promise((r) => setTimeout(r, 700));
         }
         bar.set(1, "100 %");
-        const dl = h("button", { class: "btn", type: "button", "data-testid": "download-export" }, "⬇ Download ZIP");
+        const dl = h("button", { class: "btn", type: "button", "data-testid": "download-export" }, "Download ZIP");
         dl.addEventListener("click", async () => {
           const b = await blob(`/exports/${enc(exportId)}/download`);
           const url = URL.createObjectURL(b);

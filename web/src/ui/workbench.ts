@@ -95,7 +95,7 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
 
   const undoB = btn("↶ Undo", "Undo (Ctrl+Z)", () => model.undo(), { "data-testid": "undo" });
   const redoB = btn("↷ Redo", "Redo (Ctrl+Shift+Z)", () => model.redo(), { "data-testid": "redo" });
-  const delB = btn("🗑 Delete", "Delete selected vertex or shape (Delete)", () => model.deleteSelection(), { "data-testid": "delete" });
+  const delB = btn("✕ Delete", "Delete selected vertex or shape (Delete)", () => model.deleteSelection(), { "data-testid": "delete" });
   const finishB = btn("✓ Close shape", "Close / finish the shape being drawn (Enter)", () => model.finishDraft(), { "data-testid": "finish" });
   const smoothB = btn("∿ Smooth", "Bézier smoothing (S)", () => setSmooth(!view.opts.smooth), {
     "aria-pressed": String(prefs.smooth),
@@ -112,11 +112,11 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
   });
   const tolOut = h("output", null, "");
   const tol = h("label", { class: "wb-tol", title: "Freehand strokes are simplified with Ramer–Douglas–Peucker: points closer than this to the simplified outline are dropped" }, "RDP tolerance", tolInput, tolOut);
-  const zoomIn = btn("＋", "Zoom in (+)", () => view.zoomAt(1.25), { class: "btn icon" });
-  const zoomOut = btn("－", "Zoom out (−)", () => view.zoomAt(0.8), { class: "btn icon" });
-  const fitB = btn("⤢ Fit", "Fit image (0)", () => view.fit());
-  const instrB = btn("📖 Instructions", "Instructions (I)", () => showInstructions(), { "data-testid": "instructions" });
-  const helpB = btn("⌨", "Keyboard shortcuts (?)", () => modal("Tool and shortcuts", shortcutsTable()), { class: "btn icon" });
+  const zoomIn = btn("+", "Zoom in (+)", () => view.zoomAt(1.25), { class: "btn icon" });
+  const zoomOut = btn("−", "Zoom out (−)", () => view.zoomAt(0.8), { class: "btn icon" });
+  const fitB = btn("Fit", "Fit image (0)", () => view.fit());
+  const instrB = btn("Instructions", "Instructions (I)", () => showInstructions(), { "data-testid": "instructions" });
+  const helpB = btn("?", "Keyboard shortcuts (?)", () => modal("Tool and shortcuts", shortcutsTable()), { class: "btn icon" });
   const primary = o.onPrimary
     ? h("button", { class: "btn btn-primary", type: "button", "data-testid": "primary", onclick: () => o.onPrimary?.() }, o.primaryLabel ?? "Next →")
     : null;
