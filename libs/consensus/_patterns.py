@@ -58,32 +58,72 @@ def as_binary_stack(masks: NDArray[Any]) -> NDArray[np.bool_]:
     return stack != 0
 
 
+_CHUNK_LANES = 1 << 15  # 256 KiB of uint64 per rater row: the working rows stay in cache
+
+
+def _lanes(flat: NDArray[np.bool_]) -> NDArray[np.uint64]:
+    """The (raters, pixels) bool stack as (raters, ceil(pixels / 8)) uint64, 8 pixels per word."""
+    padding = -flat.shape[1] % 8
+    votes = np.pad(flat, ((0, 0), (0, padding))) if padding else np.ascontiguousarray(flat)
+    return votes.view(np.uint8).view(np.uint64)
+
+
+def _fill_planes(lanes: NDArray[np.uint64], planes: NDArray[np.uint64], scratch: NDArray[np.uint64]) -> None:
+    """Bit r % 8 of each pixel's byte in plane r // 8 := rater r's vote, for one chunk of words."""
+    for r in range(lanes.shape[0]):
+        plane = planes[r // 8]
+        if r % 8 == 0:
+            plane[:] = lanes[r]
+            continue
+        np.left_shift(lanes[r], np.uint64(r % 8), out=scratch)
+        np.bitwise_or(plane, scratch, out=plane)
+
+
 def _byte_planes(flat: NDArray[np.bool_]) -> NDArray[np.uint8]:
     """(ceil(R / 8), pixels) bytes; bit r % 8 of byte plane r // 8 is rater r's vote.
 
     The bool bytes of 8 neighbouring pixels are shifted and OR-ed as one uint64, so each rater
     costs one vector operation over pixels / 8 words; votes are 0/1, so bits never spill
-    into the neighbouring pixel's byte.
+    into the neighbouring pixel's byte. Words are processed in cache-sized chunks, so the input
+    is read from memory once and nothing else leaves the cache.
     """
     raters, pixels = flat.shape
-    padding = -pixels % 8
-    votes = np.pad(flat, ((0, 0), (0, padding))) if padding else np.ascontiguousarray(flat)
-    lanes = votes.view(np.uint8).view(np.uint64)
+    lanes = _lanes(flat)
     planes = np.empty((-(-raters // 8), lanes.shape[1]), np.uint64)
-    for b in range(planes.shape[0]):
-        plane = planes[b]
-        plane[:] = lanes[8 * b]
-        for r in range(8 * b + 1, min(raters, 8 * b + 8)):
-            plane |= lanes[r] << np.uint64(r - 8 * b)
+    scratch = np.empty(min(_CHUNK_LANES, lanes.shape[1]), np.uint64)
+    for start in range(0, lanes.shape[1], _CHUNK_LANES):
+        chunk = slice(start, start + _CHUNK_LANES)
+        _fill_planes(lanes[:, chunk], planes[:, chunk], scratch[: planes[:, chunk].shape[1]])
     return planes.view(np.uint8)[:, :pixels]
+
+
+def _full_bytes(raters: int) -> list[int]:
+    """The byte value of each plane when every rater in it votes foreground."""
+    return [(1 << min(8, raters - 8 * b)) - 1 for b in range(-(-raters // 8))]
+
+
+def _unanimous(planes: NDArray[np.uint8], raters: int) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(all background, all foreground) per pixel, from the byte planes, 8 pixels per operation."""
+    pixels = planes.shape[1]
+    padded = np.pad(planes, ((0, 0), (0, -pixels % 8))) if pixels % 8 else planes
+    words = np.ascontiguousarray(padded).view(np.uint64)
+    any_vote = words[0].copy()
+    missing = words[0] ^ np.uint64(int.from_bytes(bytes([_full_bytes(raters)[0]] * 8), "little"))
+    for b, full in enumerate(_full_bytes(raters)[1:], start=1):
+        any_vote |= words[b]
+        missing |= words[b] ^ np.uint64(int.from_bytes(bytes([full] * 8), "little"))
+    return any_vote.view(np.uint8)[:pixels] == 0, missing.view(np.uint8)[:pixels] == 0
 
 
 def pack_votes(flat: NDArray[np.bool_]) -> NDArray[np.unsignedinteger[Any]]:
     """(words, pixels): rater r's vote at bit r % 64 of word r // 64 (uint32 words if R <= 32)."""
-    raters, pixels = flat.shape
-    planes = _byte_planes(flat)
+    return _words(_byte_planes(flat), flat.shape[0])
+
+
+def _words(planes: NDArray[np.uint8], raters: int) -> NDArray[np.unsignedinteger[Any]]:
+    """Byte planes (of a few pixels) combined into words of 64 (or, for R <= 32, 32) raters."""
     dtype = np.uint32 if raters <= 32 else np.uint64
-    words = np.zeros((-(-raters // _WORD_BITS), pixels), dtype)
+    words = np.zeros((-(-raters // _WORD_BITS), planes.shape[1]), dtype)
     for b in range(planes.shape[0]):
         words[b // 8] |= planes[b].astype(dtype) << dtype(8 * (b % 8))
     return words
@@ -139,23 +179,19 @@ def _group_rows(
 def decision_patterns(masks: NDArray[np.bool_]) -> DecisionPatterns:
     """Group the pixels of a (raters, ...) bool stack by their rater-decision pattern."""
     raters = masks.shape[0]
-    words = pack_votes(masks.reshape(raters, -1))
-    full = _full_words(raters)
-    all_bg = words[0] == 0
-    all_fg = words[0] == full[0].astype(words.dtype)
-    for w in range(1, words.shape[0]):
-        all_bg &= words[w] == 0
-        all_fg &= words[w] == full[w]
+    planes = _byte_planes(masks.reshape(raters, -1))
+    all_bg, all_fg = _unanimous(planes, raters)
     mixed = np.flatnonzero(~(all_bg | all_fg))
+    full = _full_words(raters)
 
-    mixed_words = words[:, mixed].astype(np.uint64)
+    mixed_words = _words(planes[:, mixed], raters).astype(np.uint64)
     unique_rows: NDArray[np.uint64]
-    if len(words) == 1:
+    if len(full) == 1:
         unique_keys, counts, order, group = group_keys(mixed_words[0], raters)
         unique_rows = unique_keys[:, None]
     else:
         unique_rows, counts, order, group = _group_rows(mixed_words.T)
     rows = np.concatenate([np.zeros_like(full)[None], full[None], unique_rows.reshape(-1, len(full))])
     n_fg = int(np.count_nonzero(all_fg))
-    all_counts = np.concatenate([[words.shape[1] - n_fg - len(mixed), n_fg], counts]).astype(np.float64)
+    all_counts = np.concatenate([[planes.shape[1] - n_fg - len(mixed), n_fg], counts]).astype(np.float64)
     return DecisionPatterns(unpack_votes(rows, raters), all_counts, all_fg, mixed[order], group + 2)

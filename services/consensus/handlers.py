@@ -6,15 +6,26 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
 import numpy as np
 from crowdseg import metrics
-from crowdseg.consensus import cluster_points, staple
-from crowdseg.domain import Consensus, Image, RaterScore, Submission, Task
+from crowdseg.consensus import (
+    Counts,
+    Performance,
+    PerformanceTracker,
+    RaterPointScore,
+    cluster_points,
+    fuse_polygons,
+    fuse_polylines,
+    object_counts,
+    staple,
+    staple_counts,
+)
+from crowdseg.domain import Consensus, Image, RaterScore, Submission, Task, Tool
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
 from crowdseg.geometry import mask_to_png, probability_to_png, rasterize
@@ -50,6 +61,8 @@ async def recompute(
     started = time.perf_counter()
     if task.tool.makes_masks:
         consensus = await _mask_consensus(blobs, task, image, submissions, options)
+    elif task.tool is Tool.POLYLINE:
+        consensus = await asyncio.to_thread(_line_consensus, task, image, submissions)
     else:
         consensus = await asyncio.to_thread(_point_consensus, task, image, submissions)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
@@ -89,11 +102,17 @@ async def _mask_consensus(
         masks = np.stack([rasterize(s.shapes, image.width, image.height) for s in submissions])
         result = staple(masks, max_iter=options.max_iter, tol=options.tol)
         raters = [
-            RaterScore(user_id=s.user_id, submission_id=s.id, sensitivity=float(p), specificity=float(q))
-            for s, p, q in zip(submissions, result.sensitivity, result.specificity, strict=True)
+            _with_counts(
+                RaterScore(user_id=s.user_id, submission_id=s.id, sensitivity=float(p), specificity=float(q)), counts
+            )
+            for s, p, q, counts in zip(
+                submissions, result.sensitivity, result.specificity, staple_counts(result), strict=True
+            )
         ]
         consensus = _base(task, image, submissions, "staple", raters)
         consensus.prior, consensus.iterations = float(result.prior), result.iterations
+        if task.tool is Tool.POLYGON:
+            _add_object_polygons(consensus, submissions)
         return consensus, mask_to_png(result.consensus()), probability_to_png(result.probability)
 
     consensus, mask_png, probability_png = await asyncio.to_thread(compute)
@@ -118,6 +137,29 @@ def click_radius(points: list[np.ndarray[Any, Any]], width: int, height: int) ->
     return float(np.clip(0.5 * np.median(spacings), 3.0, max(3.0, ceiling)))
 
 
+def _with_counts(score: RaterScore, counts: Counts) -> RaterScore:
+    """The score carrying this image's counts, which the running performance pools across images."""
+    return score.model_copy(update={"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "tn": counts.tn})
+
+
+def _object_scores(submissions: list[Submission], scores: list[RaterPointScore]) -> list[RaterScore]:
+    """Rater scores against consensus objects (points, lines): precision, recall, crowd-only quality."""
+    return [
+        _with_counts(
+            RaterScore(
+                user_id=s.user_id,
+                submission_id=s.id,
+                precision=score.precision,
+                recall=score.recall,
+                quality=score.quality,
+                sensitivity=score.recall,
+            ),
+            counts,
+        )
+        for s, score, counts in zip(submissions, scores, object_counts(scores), strict=True)
+    ]
+
+
 def _point_consensus(task: Task, image: Image, submissions: list[Submission]) -> Consensus:
     points = [
         np.asarray([p for shape in s.shapes for p in shape.points], dtype=np.float64).reshape(-1, 2)
@@ -125,23 +167,43 @@ def _point_consensus(task: Task, image: Image, submissions: list[Submission]) ->
     ]
     radius = click_radius(points, image.width, image.height)
     clustering = cluster_points(points, radius=radius)
-    raters = [
-        RaterScore(
-            user_id=s.user_id,
-            submission_id=s.id,
-            precision=score.precision,
-            recall=score.recall,
-            quality=score.quality,
-            sensitivity=score.recall,
-        )
-        for s, score in zip(submissions, clustering.raters, strict=True)
-    ]
-    consensus = _base(task, image, submissions, "point-clustering", raters)
+    consensus = _base(task, image, submissions, "point-clustering", _object_scores(submissions, clustering.raters))
     consensus.points = [
         {"x": float(x), "y": float(y), "support": int(n)}
         for (x, y), n in zip(clustering.centres, clustering.support, strict=True)
     ]
     return consensus
+
+
+def line_radius(width: int, height: int) -> float:
+    """How far apart (mean distance along the line) two raters' lines of one object may lie."""
+    return max(3.0, 0.03 * min(width, height))
+
+
+def _shape_points(submission: Submission) -> list[np.ndarray[Any, Any]]:
+    return [np.asarray(shape.points, dtype=np.float64).reshape(-1, 2) for shape in submission.shapes]
+
+
+def _outline(points: np.ndarray[Any, Any], support: int) -> dict[str, Any]:
+    return {"points": [[round(float(x), 3), round(float(y), 3)] for x, y in points], "support": support}
+
+
+def _line_consensus(task: Task, image: Image, submissions: list[Submission]) -> Consensus:
+    fusion = fuse_polylines([_shape_points(s) for s in submissions], radius=line_radius(image.width, image.height))
+    consensus = _base(task, image, submissions, "polyline-fusion", _object_scores(submissions, fusion.raters))
+    consensus.lines = [_outline(line, int(n)) for line, n in zip(fusion.lines, fusion.support, strict=True)]
+    return consensus
+
+
+def _add_object_polygons(consensus: Consensus, submissions: list[Submission]) -> None:
+    """Object polygons fused one by one (STAPLE per object), with each rater's object precision and
+    recall; the pixel-level sensitivity and specificity stay those of the whole-image STAPLE."""
+    fusion = fuse_polygons([_shape_points(s) for s in submissions])
+    consensus.polygons = [_outline(ring, int(n)) for ring, n in zip(fusion.polygons, fusion.support, strict=True)]
+    consensus.raters = [
+        rater.model_copy(update={"precision": score.precision, "recall": score.recall, "quality": score.quality})
+        for rater, score in zip(consensus.raters, fusion.raters, strict=True)
+    ]
 
 
 async def stale_images(store: Store) -> list[str]:
@@ -168,19 +230,71 @@ async def reconcile(store: Store, blobs: BlobStore, *, options: StapleOptions, n
 
 @dataclass
 class RaterTally:
-    submissions: int = 0
-    sensitivity: list[float] | None = None
-    specificity: list[float] | None = None
-    quality: list[float] | None = None
-    seconds: list[float] | None = None
+    """One user's running performance over a task: counts pooled across every image (see
+    crowdseg.consensus.performance), or per-image rates averaged for documents without counts."""
 
-    def add(self, score: RaterScore) -> None:
-        for name in ("sensitivity", "specificity", "quality"):
+    submissions: int = 0
+    seconds: list[float] | None = None
+    performance: Performance = field(default_factory=lambda: Performance(Counts(), 0))
+    legacy: dict[str, list[float]] = field(default_factory=dict)
+    qualities: list[float] = field(default_factory=list)
+
+    def add_legacy(self, score: RaterScore) -> None:
+        for name in ("sensitivity", "specificity"):
             value = getattr(score, name)
             if value is not None:
-                bucket = getattr(self, name) or []
-                bucket.append(float(value))
-                setattr(self, name, bucket)
+                self.legacy.setdefault(name, []).append(float(value))
+
+    def rate(self, name: str) -> float | None:
+        """The pooled ``sensitivity`` or ``specificity``, else the legacy mean."""
+        pooled = getattr(self.performance, name)
+        if pooled is not None:
+            return float(pooled)
+        values = self.legacy.get(name)
+        return fmean(values) if values else None
+
+    @property
+    def sensitivity(self) -> float | None:
+        return self.rate("sensitivity")
+
+    @property
+    def specificity(self) -> float | None:
+        return self.rate("specificity")
+
+    @property
+    def quality(self) -> float | None:
+        """The crowd-only score over pooled object counts (points, lines); otherwise (polygons,
+        whose counts are pixels) the mean of the per-image scores; None for pure masks."""
+        if not self.qualities:
+            return None
+        pooled = self.performance.quality()
+        if pooled is not None and self.performance.counts.tn == 0:
+            return pooled
+        return fmean(self.qualities)
+
+
+def _counts(score: RaterScore) -> Counts | None:
+    if score.tp is None or score.fp is None or score.fn is None:
+        return None
+    return Counts(score.tp, score.fp, score.fn, score.tn or 0.0)
+
+
+def pool_scores(consensuses: Iterable[Consensus]) -> tuple[PerformanceTracker, dict[str, list[RaterScore]]]:
+    """Every rater's counts over the images, and the scores stored without counts."""
+    tracker = PerformanceTracker()
+    legacy: dict[str, list[RaterScore]] = defaultdict(list)
+    for consensus in consensuses:
+        for score in consensus.raters:
+            counts = _counts(score)
+            if counts is None:
+                legacy[score.user_id].append(score)
+            else:
+                tracker.add(score.user_id, counts)
+    return tracker, legacy
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 6) if value is not None else None
 
 
 def _mean(values: list[float] | None) -> float | None:
@@ -188,16 +302,24 @@ def _mean(values: list[float] | None) -> float | None:
 
 
 async def rater_tallies(store: Store, task_id: str) -> dict[str, RaterTally]:
-    """Running per-user performance over every image of a task."""
+    """Running per-user performance over every image of a task (pooled, never reset per image)."""
     tallies: dict[str, RaterTally] = defaultdict(RaterTally)
     for submission in await store.submissions.list_for_task(task_id):
         tally = tallies[submission.user_id]
         tally.submissions += 1
         if submission.duration_ms is not None:
             tally.seconds = [*(tally.seconds or []), submission.duration_ms / 1000]
-    for consensus in await store.consensus.list_for_task(task_id):
+    consensuses = await store.consensus.list_for_task(task_id)
+    tracker, legacy = pool_scores(consensuses)
+    for user_id in tracker.raters():
+        tallies[user_id].performance = tracker.performance(user_id)
+    for user_id, scores in legacy.items():
+        for score in scores:
+            tallies[user_id].add_legacy(score)
+    for consensus in consensuses:
         for score in consensus.raters:
-            tallies[score.user_id].add(score)
+            if score.quality is not None:
+                tallies[score.user_id].qualities.append(score.quality)
     return tallies
 
 
@@ -220,9 +342,9 @@ async def task_stats(store: Store, task: Task) -> dict[str, Any]:
                 "user_id": user_id,
                 "name": names.get(user_id, ""),
                 "submissions": tally.submissions,
-                "sensitivity": _mean(tally.sensitivity),
-                "specificity": _mean(tally.specificity),
-                "quality": _mean(tally.quality),
+                "sensitivity": _round(tally.sensitivity),
+                "specificity": _round(tally.specificity),
+                "quality": _round(tally.quality),
                 "mean_seconds": _mean(tally.seconds),
             }
             for user_id, tally in sorted(tallies.items())
@@ -235,8 +357,8 @@ async def user_quality(store: Store, user_id: str) -> float | None:
     values: list[float] = []
     for task_id in {s.task_id for s in await store.submissions.list_for_user(user_id)}:
         tally = (await rater_tallies(store, task_id)).get(user_id)
-        if tally and tally.sensitivity:
-            values.extend(tally.sensitivity)
+        if tally and tally.sensitivity is not None:
+            values.append(tally.sensitivity)
     return fmean(values) if values else None
 
 
@@ -251,16 +373,16 @@ async def user_stats(store: Store, user_id: str) -> dict[str, Any]:
     for task_id in sorted({s.task_id for s in submissions}):
         task = await store.tasks.get(task_id)
         tally = (await rater_tallies(store, task_id)).get(user_id, RaterTally())
-        sensitivities.extend(tally.sensitivity or [])
-        specificities.extend(tally.specificity or [])
+        sensitivities.extend([] if tally.sensitivity is None else [tally.sensitivity])
+        specificities.extend([] if tally.specificity is None else [tally.specificity])
         per_task.append(
             {
                 "task_id": task_id,
                 "title": task.title if task else "",
                 "submissions": tally.submissions,
                 "images": len(await store.images.list_for_task(task_id)),
-                "sensitivity": _mean(tally.sensitivity),
-                "specificity": _mean(tally.specificity),
+                "sensitivity": _round(tally.sensitivity),
+                "specificity": _round(tally.specificity),
             }
         )
     level, xp = experience(len(submissions), fmean(sensitivities) if sensitivities else None)
