@@ -70,7 +70,8 @@ def staple_m_step(
     specificity = (
         background_mass @ (1.0 - decisions) / total_bg if total_bg > 0 else np.ones(decisions.shape[1])
     )
-    return np.asarray(sensitivity, np.float64), np.asarray(specificity, np.float64)
+    # Sums of posterior-weighted counts can overshoot 1 by an ulp.
+    return np.clip(sensitivity, 0.0, 1.0, dtype=np.float64), np.clip(specificity, 0.0, 1.0, dtype=np.float64)
 
 
 def staple_e_step(

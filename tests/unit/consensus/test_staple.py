@@ -92,3 +92,45 @@ def test_majority_vote_weights() -> None:
     masks = np.array([[[1, 0]], [[1, 1]], [[0, 0]]], np.uint8)
     np.testing.assert_allclose(majority_vote(masks), [[2 / 3, 1 / 3]])
     np.testing.assert_allclose(majority_vote(masks, np.array([2.0, 1.0, 1.0])), [[0.75, 0.25]])
+
+
+def test_one_perfect_rater_among_noisy_ones_is_recovered_exactly() -> None:
+    """A perfect rater's mask is the consensus, pixel for pixel, and its p and q tend to 1 (EM approaches
+    the boundary of the parameter space only in the limit, hence the tolerance)."""
+    rng = np.random.default_rng(21)
+    truth = blob_truth((48, 48), rng)
+    masks = np.concatenate([truth[None], flip_crowd(truth, [0.05, 0.1, 0.15, 0.2], rng)])
+    result = staple(masks, max_iter=500)
+    np.testing.assert_array_equal(result.consensus(), truth)
+    assert result.sensitivity[0] == pytest.approx(1.0, abs=1e-6)
+    assert result.specificity[0] == pytest.approx(1.0, abs=1e-6)
+    assert np.all(result.sensitivity[1:] < result.sensitivity[0])
+
+
+def test_inverted_rater_gets_zero_sensitivity_and_specificity() -> None:
+    mask = np.zeros((8, 8), np.bool_)
+    mask[2:6, 1:5] = True
+    result = staple(np.stack([mask, mask, mask, ~mask]))
+    np.testing.assert_array_equal(result.consensus(), mask)
+    np.testing.assert_allclose(result.sensitivity, [1.0, 1.0, 1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(result.specificity, [1.0, 1.0, 1.0, 0.0], atol=1e-12)
+    assert result.converged
+
+
+def test_hand_computed_posterior_of_a_split_pixel() -> None:
+    """Two raters agree everywhere except one pixel: the posterior there follows eq. 14 by hand."""
+    a = np.zeros((4, 4), np.bool_)
+    a[:2] = True
+    b = a.copy()
+    b[2, 0] = True
+    result = staple(np.stack([a, b]), max_iter=1)
+    # Iteration 1: W0 = vote fraction; p, q from W0; posterior from p, q and the fixed prior.
+    w0 = (a.astype(float) + b) / 2
+    g = w0.mean()
+    p = [(w0 * m).sum() / w0.sum() for m in (a, b)]
+    q = [((1 - w0) * ~m).sum() / (1 - w0).sum() for m in (a, b)]
+    fg = g * p[1] * (1 - p[0])
+    bg = (1 - g) * (1 - q[1]) * q[0]
+    assert result.probability[2, 0] == pytest.approx(fg / (fg + bg), rel=1e-12)
+    assert result.probability[0, 0] == pytest.approx(1.0, abs=1e-9)
+    assert result.probability[3, 3] == pytest.approx(0.0, abs=1e-9)
