@@ -246,6 +246,17 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       return;
     }
     if (disposed) return;
+    // the server may hand back an image whose submission is still in the local queue (its lease is
+    // ours): wait for the queue to deliver it instead of showing the image again
+    const img0 = nx?.image;
+    if (img0 && queue.list().some((p) => p.task_id === taskId && p.body.image_id === img0.id && !p.rejected)) {
+      loading("Saving your last drawing… it is kept on this device until the server has it.");
+      await queue.flush();
+      if (queue.list().some((p) => p.task_id === taskId && p.body.image_id === img0.id && !p.rejected))
+        await new Promise((r) => setTimeout(r, 1500));
+      if (!disposed) return nextImage();
+      return;
+    }
     if (!nx || !nx.image) {
       expose(null, "done", null);
       const pending = queue.list().filter((p) => p.task_id === taskId).length;
