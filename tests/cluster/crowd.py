@@ -47,7 +47,7 @@ class CrowdTask:
     images: dict[str, str]  # image id → name
     replicates: int
     accepted: dict[str, str] = field(default_factory=dict)  # submission id → image id
-    submitted_at: dict[str, float] = field(default_factory=dict)  # submission id → time.time()
+    accepted_at: dict[str, float] = field(default_factory=dict)  # submission id → time.time() of the answer
 
     @classmethod
     def create(
@@ -77,7 +77,16 @@ class CrowdTask:
         assert len(ids) == images
         return cls(master, task.json()["id"], {image.name: image for image in synthetic}, ids, replicates)
 
-    def annotate(self, api: Api, *, bad: bool, seed: int, limit: int | None = None, retry_for: float = 120.0) -> int:
+    def annotate(
+        self,
+        api: Api,
+        *,
+        bad: bool,
+        seed: int,
+        limit: int | None = None,
+        retry_for: float = 120.0,
+        pause: float = 0.0,
+    ) -> int:
         """``next`` → ``submissions`` until nothing is left (or ``limit``); a 5xx or a dropped connection
         is retried with the same submission id, as a client should. Returns how many were accepted."""
         rng = np.random.default_rng(seed)
@@ -96,12 +105,13 @@ class CrowdTask:
                 "duration_ms": int(rng.integers(20_000, 90_000)),
                 "shapes": [{"type": "contour", "points": points}],
             }
-            sent = time.time()
             stored = self._retrying(partial(api.http.post, f"/tasks/{self.task_id}/submissions", json=body), retry_for)
             assert stored.status_code in (200, 201), stored.text
             self.accepted[body["id"]] = image["id"]
-            self.submitted_at[body["id"]] = sent
+            self.accepted_at[body["id"]] = time.time()
             done += 1
+            if pause:
+                time.sleep(pause)
         return done
 
     @staticmethod
