@@ -148,6 +148,7 @@ class ClusterStack:
         consensus_workers: int = 2,
         partitions: int = 8,
         extra_env: dict[str, str] | None = None,
+        worker_log_level: str = "INFO",
     ) -> None:
         self.tmp_dir = Path(tmp_dir)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -177,8 +178,10 @@ class ClusterStack:
         self.services: dict[str, ServiceProcess] = {}
         for service in BACKENDS:
             self._add(service, service)
+        # Workers log every event they take and finish ("Received"/"Processed"): tests see what is in flight.
+        self.worker_env = {"CROWDSEG_LOG_LEVEL": worker_log_level}
         for index in range(consensus_workers):
-            self._add(f"consensus-{index}", "consensus")
+            self._add(f"consensus-{index}", "consensus", **self.worker_env)
         urls = {service: self.services[service].url for service in BACKENDS}
         urls["consensus"] = self.services["consensus-0"].url  # its HTTP routes; every worker consumes
         self._add("gateway", "gateway", CROWDSEG_SERVICE_URLS=json.dumps(urls))
@@ -197,7 +200,7 @@ class ClusterStack:
         return [p for name, p in self.services.items() if name.startswith("consensus-")]
 
     def add_worker(self) -> ServiceProcess:
-        process = self._add(f"consensus-{len(self.workers)}", "consensus")
+        process = self._add(f"consensus-{len(self.workers)}", "consensus", **self.worker_env)
         process.start().wait_ready()
         return process
 
