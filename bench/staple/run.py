@@ -57,7 +57,7 @@ def median_seconds(run: Callable[[], Any], repetitions: int, budget: float = flo
 
 
 def traced_peak(run: Callable[[], Any]) -> int:
-    """Peak bytes allocated through Python and NumPy while ``run`` runs."""
+    """Peak bytes allocated through Python and NumPy while ``run`` runs (the result included)."""
     tracemalloc.start()
     try:
         run()
@@ -106,16 +106,21 @@ def crowdkit_frame(masks: np.ndarray) -> pd.DataFrame:
 def run_simpleitk(masks: np.ndarray) -> tuple[float, int, np.ndarray, int]:
     """(median seconds, runs, consensus, resident-set growth) of SimpleITK's STAPLEImageFilter."""
     images = [sitk.GetImageFromArray(m.astype(np.uint8)) for m in masks]
-    seconds, runs, mask = median_seconds(lambda: simpleitk_staple(images), 3, PEER_BUDGET_SECONDS)
-    return seconds, runs, mask, rss_peak_growth(lambda: simpleitk_staple(images))
+    timed: list[Any] = []
+    growth = rss_peak_growth(
+        lambda: timed.extend(median_seconds(lambda: simpleitk_staple(images), 3, PEER_BUDGET_SECONDS))
+    )
+    return timed[0], timed[1], timed[2], growth
 
 
 def run_crowdkit(masks: np.ndarray) -> tuple[float, int, np.ndarray, int]:
-    """(median seconds, runs, consensus, traced peak bytes) of Crowd-Kit's SegmentationEM."""
+    """(median seconds, runs, consensus, resident-set growth) of Crowd-Kit's SegmentationEM."""
     frame = crowdkit_frame(masks)
-    seconds, runs, series = median_seconds(lambda: SegmentationEM().fit_predict(frame), 3, PEER_BUDGET_SECONDS)
-    peak = traced_peak(lambda: SegmentationEM().fit_predict(frame))
-    return seconds, runs, np.asarray(series.loc["t"]).reshape(masks.shape[1:]), peak
+    timed: list[Any] = []
+    growth = rss_peak_growth(
+        lambda: timed.extend(median_seconds(lambda: SegmentationEM().fit_predict(frame), 3, PEER_BUDGET_SECONDS))
+    )
+    return timed[0], timed[1], np.asarray(timed[2].loc["t"]).reshape(masks.shape[1:]), growth
 
 
 def bench_crowd(raters: int, shape: tuple[int, ...], repetitions: int, seed: int) -> dict[str, Any]:
@@ -129,7 +134,7 @@ def bench_crowd(raters: int, shape: tuple[int, ...], repetitions: int, seed: int
     our_peak = traced_peak(lambda: staple(masks))
 
     itk, itk_runs, itk_mask, itk_growth = run_simpleitk(masks)
-    kit, kit_runs, kit_mask, kit_peak = run_crowdkit(masks)
+    kit, kit_runs, kit_mask, kit_growth = run_crowdkit(masks)
 
     row = {
         "raters": raters,
@@ -141,7 +146,7 @@ def bench_crowd(raters: int, shape: tuple[int, ...], repetitions: int, seed: int
         "speedup": {"vs_simpleitk": itk / ours, "vs_crowdkit_segmentation_em": kit / ours},
         "peak_memory_bytes": {
             "crowdseg_traced": our_peak,
-            "crowdkit_traced": kit_peak,
+            "crowdkit_rss_growth": kit_growth,
             "simpleitk_rss_growth": itk_growth,
         },
         "crowdseg_peak_over_input": our_peak / masks.nbytes,
@@ -156,19 +161,49 @@ def bench_crowd(raters: int, shape: tuple[int, ...], repetitions: int, seed: int
     return row
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table: one row per crowd."""
+    lines = [
+        "| crowd | crowdseg | SimpleITK | Crowd-Kit EM | × SimpleITK | × Crowd-Kit | crowdseg peak / input"
+        " | agreement with SimpleITK | Dice crowdseg / SimpleITK / Crowd-Kit |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["crowds"]:
+        seconds, runs, dices = row["seconds"], row["runs"], row["dice_vs_truth"]
+        crowd = f"{row['raters']} × {'×'.join(map(str, row['shape']))}"
+        lines.append(
+            f"| {crowd} | {seconds['crowdseg'] * 1e3:.1f} ms (n={runs['crowdseg']})"
+            f" | {seconds['simpleitk']:.2f} s (n={runs['simpleitk']})"
+            f" | {seconds['crowdkit_segmentation_em']:.2f} s (n={runs['crowdkit_segmentation_em']})"
+            f" | {row['speedup']['vs_simpleitk']:.0f}× | {row['speedup']['vs_crowdkit_segmentation_em']:.0f}×"
+            f" | {row['crowdseg_peak_over_input']:.2f} | {row['agreement_with_simpleitk'] * 100:.4f} %"
+            f" | {dices['crowdseg']:.4f} / {dices['simpleitk']:.4f} / {dices['crowdkit_segmentation_em']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small crowds, for a smoke run")
     parser.add_argument("--repetitions", type=int, default=11, help="crowdseg runs per crowd (median)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of --out and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     rows = [
         bench_crowd(raters, shape, args.repetitions, seed)
         for seed, (raters, shape) in enumerate(QUICK if args.quick else FULL)
     ]
     report = {
-        "machine": {"python": platform.python_version(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "versions": {"numpy": np.__version__, "simpleitk": sitk.Version.VersionString()},
         "threads": 1,
         "quick": args.quick,
@@ -176,6 +211,7 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
+    print(markdown_table(report))
 
 
 if __name__ == "__main__":
