@@ -10,6 +10,7 @@ screenshotted into tests/browser/artifacts/test_web_flow/.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -41,6 +42,15 @@ from tests.embedded import Api, EmbeddedServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+DROP_FILE = """(b64) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+  const zone = document.querySelector("[data-testid='dropzone']");
+  zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  zone.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+}"""
+
 
 def test_task_master_and_annotator_in_the_browser(
     server: EmbeddedServer, browser: Any, artifacts: Path, tmp_path: Path
@@ -48,6 +58,8 @@ def test_task_master_and_annotator_in_the_browser(
     url = server.url
     shot = Shot(artifacts)
     images = [synthetic_image(i) for i in range(4)]
+    extra = synthetic_image(9)
+    by_name = {image.name: image for image in images} | {"dropped.png": extra}
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for image in images:
@@ -104,6 +116,13 @@ def test_task_master_and_annotator_in_the_browser(
         master.wait_for_selector("text=4 image(s) accepted")
         shot(master, "upload")
 
+        # -- and one more image dropped on the drop zone -------------------------------------------
+        dropped = base64.b64encode(extra.png).decode()
+        with master.expect_response(lambda r: r.url.endswith(uploaded) and r.request.method == "POST") as up:
+            master.evaluate(DROP_FILE, dropped)
+        assert up.value.status == 202 and len(up.value.json()["accepted"]) == 1, up.value.text()
+        master.wait_for_selector("text=1 image(s) accepted")
+
         # -- tutorial image with its reference, drawn with the same tool ------------------------
         master.click("[data-testid='tab-tutorial']")
         master.set_input_files("[data-testid='tutorial-file']", str(tutorial_file))
@@ -120,6 +139,8 @@ def test_task_master_and_annotator_in_the_browser(
         # -- the annotator signs up, opens the task, takes the tour -----------------------------
         sign_up(annot, url, "Ann Otator", "annotator@example.org")
         annot.wait_for_selector("[data-testid='task-list']")
+        assert annot.locator("a[href='/console']").count() == 0, "an annotator has no console"
+        assert annot.locator("a[href='/admin']").count() == 0, "an annotator has no admin page"
         assert annot.locator(f"[data-task-id='{task_id}']").count() == 0, "a private task is for its members only"
 
         # -- the task master makes the annotator a member of the private task --------------------
@@ -163,7 +184,7 @@ def test_task_master_and_annotator_in_the_browser(
             annot.click("[data-testid='primary']")
         wait_workbench(annot, "annotate")
         first = annot.evaluate("() => window.crowdseg.image")
-        truth = next(i for i in images if i.name == first["name"])
+        truth = by_name[first["name"]]
         clicked = truth.outline[::6]
         click_polygon(annot, clicked)
         moved_from = clicked[2]
@@ -183,7 +204,7 @@ def test_task_master_and_annotator_in_the_browser(
         wait_new_image(annot, first["id"])
         second = annot.evaluate("() => window.crowdseg.image")
         assert second["id"] != first["id"]
-        truth2 = next(i for i in images if i.name == second["name"])
+        truth2 = by_name[second["name"]]
         traced = truth2.outline
         freehand(annot, traced)
         shapes2 = model_shapes(annot)
@@ -250,10 +271,26 @@ def test_task_master_and_annotator_in_the_browser(
             names = bundle.namelist()
         assert names and any(first["id"] in n or first["name"].rsplit(".", 1)[0] in n for n in names), names
 
-        # -- the admin page --------------------------------------------------------------------------
+        # -- the admin page: the annotator becomes a task master too ---------------------------------
         master.goto(f"{url}/admin")
-        master.wait_for_selector("input[data-role='taskmaster']")
+        annotator_id = annotator.user["id"]
+        box = master.locator(f"input[data-role='taskmaster'][data-user='{annotator_id}']")
+        box.wait_for()
+        with master.expect_response(lambda r: r.url.endswith(f"/users/{annotator_id}/roles")) as roles:
+            box.check()
+        assert roles.value.ok, roles.value.text()
+        assert sorted(annotator.http.get("/me").json()["roles"]) == ["annotator", "taskmaster"]
         shot(master, "admin")
+
+        # -- sign out ------------------------------------------------------------------------------------
+        master.click("[data-testid='signout']")
+        master.wait_for_selector("[data-testid='signin-submit']")
+        master.goto(f"{url}/console")
+        master.wait_for_selector("[data-testid='signin-submit']")
+        master.fill("#f-email", "master@example.org")
+        master.fill("#f-password", PASSWORD)
+        master.click("[data-testid='signin-submit']")
+        master.wait_for_selector("[data-testid='new-task']")  # back where the sign-in was asked for
         assert not errors, errors
     except Exception:
         for name, page in (("failure-master", master), ("failure-annotator", annot)):

@@ -55,7 +55,7 @@ export async function render(): Promise<void> {
   const redirect = beforeEach?.(path);
   if (redirect && redirect !== path) {
     history.replaceState(null, "", redirect);
-    path = redirect;
+    path = location.pathname; // the redirect may carry a query (?next=…)
   }
   for (const r of routes) {
     const m = r.re.exec(path);

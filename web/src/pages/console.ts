@@ -240,7 +240,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const fileInput = h("input", { type: "file", multiple: true, accept: "image/*,.zip,.dcm,.tif,.tiff", hidden: true, "data-testid": "image-files" });
     const zone = h(
       "div",
-      { class: "dropzone", tabIndex: 0, role: "button", "aria-label": "Upload images: drop files here or press Enter to choose" },
+      { class: "dropzone", tabIndex: 0, role: "button", "data-testid": "dropzone", "aria-label": "Upload images: drop files here or press Enter to choose" },
       h("div", { style: { fontSize: "1.8rem" } }, "↑"),
       h("strong", null, "Drop images or ZIP archives here"),
       h("div", { class: "small" }, "PNG, JPEG, TIFF, DICOM — or click to choose files"),
