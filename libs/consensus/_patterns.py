@@ -30,8 +30,8 @@ class DecisionPatterns:
     decisions: NDArray[np.float64]  # (patterns, raters), 1.0 = foreground vote
     counts: NDArray[np.float64]  # (patterns,)
     all_foreground: NDArray[np.bool_]  # (pixels,)
-    positions: NDArray[np.intp]  # (mixed pixels,)
-    position_pattern: NDArray[np.intp]  # (mixed pixels,)
+    positions: NDArray[np.signedinteger[Any]]  # (mixed pixels,)
+    position_pattern: NDArray[np.signedinteger[Any]]  # (mixed pixels,)
 
     def expand(self, per_pattern: NDArray[Any]) -> NDArray[Any]:
         """Scatter one value per pattern back onto the (flat) pixels."""
@@ -142,30 +142,40 @@ def _full_words(raters: int) -> NDArray[np.uint64]:
     return np.array([(1 << b) - 1 for b in bits], np.uint64)
 
 
+def index_dtype(length: int) -> type[np.signedinteger[Any]]:
+    """int32 indices while they fit (half the memory of intp on the mixed pixels), else intp."""
+    return np.int32 if length < 2**31 else np.intp
+
+
 def group_keys(
-    keys: NDArray[np.uint64], key_bits: int
-) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    keys: NDArray[np.unsignedinteger[Any]], key_bits: int
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.signedinteger[Any]], NDArray[np.signedinteger[Any]]]:
     """Distinct keys, counts, and an (order, group id) pairing without an argsort.
 
     Each key carries its own position in its low bits, so a plain value sort (much faster than
     argsort) yields the order too; when key and position do not fit into 64 bits, np.unique.
-    Returns (distinct keys, their counts, order, group of each ordered key).
+    Works in place on one uint64 copy of the keys. Returns (distinct keys, their counts, order,
+    group of each ordered key).
     """
     index_bits = max(1, (len(keys) - 1).bit_length())
     if key_bits + index_bits > _WORD_BITS:
         unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        return unique, counts, np.arange(len(keys), dtype=np.intp), inverse.reshape(-1)
-    tagged = (keys << np.uint64(index_bits)) | np.arange(len(keys), dtype=np.uint64)
+        return unique.astype(np.uint64), counts, np.arange(len(keys), dtype=np.intp), inverse.reshape(-1)
+    index = index_dtype(len(keys))
+    tagged = keys.astype(np.uint64)
+    tagged <<= np.uint64(index_bits)
+    tagged |= np.arange(len(keys), dtype=np.uint64)
     tagged.sort()
-    sorted_keys = tagged >> np.uint64(index_bits)
-    order = (tagged & np.uint64((1 << index_bits) - 1)).astype(np.intp)
+    order = (tagged & np.uint64((1 << index_bits) - 1)).astype(index)
+    tagged >>= np.uint64(index_bits)
     starts = np.empty(len(keys), np.bool_)
     starts[:1] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts[1:])
-    group = np.cumsum(starts, dtype=np.intp) - 1
+    np.not_equal(tagged[1:], tagged[:-1], out=starts[1:])
+    group = np.cumsum(starts, dtype=index)
+    group -= 1
     first = np.flatnonzero(starts)
     counts = np.diff(np.append(first, len(keys)))
-    return sorted_keys[first], counts, order, group
+    return tagged[first], counts, order, group
 
 
 def _group_rows(
@@ -176,22 +186,38 @@ def _group_rows(
     return unique, counts, np.arange(len(rows), dtype=np.intp), inverse.reshape(-1)
 
 
+def _mixed_pixels(planes: NDArray[np.uint8], raters: int) -> tuple[NDArray[np.bool_], NDArray[np.signedinteger[Any]]]:
+    """(all-foreground flag per pixel, flat indices of the pixels where the raters disagree)."""
+    all_bg, all_fg = _unanimous(planes, raters)
+    np.logical_or(all_bg, all_fg, out=all_bg)
+    np.logical_not(all_bg, out=all_bg)
+    return all_fg, np.flatnonzero(all_bg).astype(index_dtype(planes.shape[1]))
+
+
 def decision_patterns(masks: NDArray[np.bool_]) -> DecisionPatterns:
-    """Group the pixels of a (raters, ...) bool stack by their rater-decision pattern."""
+    """Group the pixels of a (raters, ...) bool stack by their rater-decision pattern.
+
+    Memory: the byte planes (R / 8 bytes a pixel) and a few bytes a pixel for the flags, plus
+    some 30 bytes per pixel where the raters disagree.
+    """
     raters = masks.shape[0]
     planes = _byte_planes(masks.reshape(raters, -1))
-    all_bg, all_fg = _unanimous(planes, raters)
-    mixed = np.flatnonzero(~(all_bg | all_fg))
+    pixels = planes.shape[1]
+    all_fg, mixed = _mixed_pixels(planes, raters)
+    mixed_words = _words(planes[:, mixed], raters)
+    del planes
     full = _full_words(raters)
-
-    mixed_words = _words(planes[:, mixed], raters).astype(np.uint64)
     unique_rows: NDArray[np.uint64]
     if len(full) == 1:
         unique_keys, counts, order, group = group_keys(mixed_words[0], raters)
         unique_rows = unique_keys[:, None]
     else:
-        unique_rows, counts, order, group = _group_rows(mixed_words.T)
+        unique_rows, counts, order, group = _group_rows(mixed_words.T.astype(np.uint64))
+    del mixed_words
+    positions = mixed[order]
+    del mixed, order
+    group += 2
     rows = np.concatenate([np.zeros_like(full)[None], full[None], unique_rows.reshape(-1, len(full))])
     n_fg = int(np.count_nonzero(all_fg))
-    all_counts = np.concatenate([[planes.shape[1] - n_fg - len(mixed), n_fg], counts]).astype(np.float64)
-    return DecisionPatterns(unpack_votes(rows, raters), all_counts, all_fg, mixed[order], group + 2)
+    all_counts = np.concatenate([[pixels - n_fg - len(positions), n_fg], counts]).astype(np.float64)
+    return DecisionPatterns(unpack_votes(rows, raters), all_counts, all_fg, positions, group)
