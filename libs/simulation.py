@@ -53,9 +53,12 @@ def synthetic_image(index: int, width: int = 256, height: int = 256, seed: int =
     pixels[truth] += 90
     cells: list[tuple[float, float]] = []
     yy, xx = np.mgrid[0:height, 0:width]
-    while len(cells) < 6:
-        x, y = rng.uniform(12, width - 12), rng.uniform(12, height - 12)
-        if truth[int(y), int(x)] or any(math.dist((x, y), c) < 30 for c in cells):
+    spacing, margin = min(30.0, min(width, height) / 5), min(12.0, min(width, height) / 8)
+    for _attempt in range(10_000):  # small images have room for fewer cells
+        if len(cells) == 6:
+            break
+        x, y = rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)
+        if truth[int(y), int(x)] or any(math.dist((x, y), c) < spacing for c in cells):
             continue
         cells.append((float(x), float(y)))
         pixels[(xx - x) ** 2 + (yy - y) ** 2 <= 25] += 120

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -14,6 +15,14 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CROWDSEG = Path(sys.executable).parent / "crowdseg"
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    """A test run that dies (or a fixture that fails before its teardown) leaves no server behind."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -36,7 +45,7 @@ class EmbeddedServer:
         env = {**os.environ, "CROWDSEG_OUTBOX_POLL_SECONDS": "0.2"}
         self.process = subprocess.Popen(
             [str(CROWDSEG), "up", "--data", str(self.data_dir), "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=_die_with_parent,
         )
         self.wait_ready(timeout)
         return self

@@ -54,10 +54,12 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     server = EmbeddedServer(tmp_path_factory.mktemp("flow") / "data").start()
-    master = Api.sign_up(server.url, "master@flow.crowdseg", "Task Master")
-    truth = in_folder([synthetic_image(i, seed=11) for i in range(IMAGES)])
-    yield World(server, master, truth)
-    server.stop()
+    try:
+        master = Api.sign_up(server.url, "master@flow.crowdseg", "Task Master")
+        truth = in_folder([synthetic_image(i, seed=11) for i in range(IMAGES)])
+        yield World(server, master, truth)
+    finally:
+        server.stop()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:

@@ -62,3 +62,12 @@ def test_several_contours_are_united() -> None:
     both = rasterize([Shape(type=Tool.CONTOUR, points=SQUARE), Shape(type=Tool.CONTOUR, points=other)], 64, 48)
     one = rasterize([Shape(type=Tool.CONTOUR, points=SQUARE)], 64, 48)
     assert both.sum() > one.sum() and both[20, 45]
+
+
+@pytest.mark.parametrize("size", [32, 64, 256])
+def test_synthetic_images_of_any_size_are_made(size: int) -> None:
+    """Regression: `synthetic_image` looped forever below ~100 px, looking for room for six cells 30 px apart."""
+    from crowdseg.simulation import synthetic_image
+
+    image = synthetic_image(1, size, size)
+    assert image.truth().any() and 1 <= len(image.cells) <= 6

@@ -1,0 +1,126 @@
+"""The rules of work over HTTP: the qualification gate, the task's order, leases that hold and expire,
+and idempotent submissions."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from crowdseg.simulation import careful_outline, synthetic_image
+
+from tests.embedded import Api
+
+pytestmark = pytest.mark.integration
+
+
+def create_task(owner: Api, **fields: object) -> dict[str, object]:
+    body = {"title": "rules", "tool": "contour", "visibility": "public", **fields}
+    response = owner.http.post("/tasks", json=body)
+    assert response.status_code == 201, response.text
+    task: dict[str, object] = response.json()
+    return task
+
+
+def upload(owner: Api, task_id: object, count: int, seed: int = 3) -> list[dict[str, str]]:
+    files = [("files", (f"img-{n}.png", synthetic_image(n, 64, 64, seed=seed).png, "image/png")) for n in range(count)]
+    response = owner.http.post(f"/tasks/{task_id}/images", files=files)
+    assert response.status_code == 202, response.text
+    accepted: list[dict[str, str]] = response.json()["accepted"]
+    assert len(accepted) == count
+    return accepted
+
+
+def square(x: float, y: float, size: float) -> list[list[float]]:
+    return [[x, y], [x + size, y], [x + size, y + size], [x, y + size]]
+
+
+def submit(api: Api, task_id: object, image_id: str, submission_id: str | None = None) -> int:
+    body = {
+        "id": submission_id or uuid.uuid4().hex,
+        "image_id": image_id,
+        "duration_ms": 1000,
+        "shapes": [{"type": "contour", "points": square(10, 10, 30)}],
+    }
+    status: int = api.http.post(f"/tasks/{task_id}/submissions", json=body).status_code
+    return status
+
+
+def test_qualification_gate_opens_only_after_a_passing_attempt(
+    taskmaster: Api, annotator_factory: Callable[[], Api]
+) -> None:
+    task = create_task(taskmaster, pass_threshold=0.8)
+    upload(taskmaster, task["id"], 1)
+    tutorial = synthetic_image(9, 128, 128)
+    reference = [{"type": "contour", "points": tutorial.outline}]
+    added = taskmaster.http.post(
+        f"/tasks/{task['id']}/tutorial",
+        files={"file": ("tutorial.png", io.BytesIO(tutorial.png), "image/png")},
+        data={"shapes": json.dumps(reference)},
+    )
+    assert added.status_code == 201, added.text
+    annotator = annotator_factory()
+    assert annotator.http.get(f"/tasks/{task['id']}/next").status_code == 403
+    state = annotator.http.get(f"/tasks/{task['id']}/qualification").json()
+    assert state["required"] and not state["passed"] and [i["id"] for i in state["images"]] == [added.json()["id"]]
+    attempts = f"/tasks/{task['id']}/qualification/attempts"
+    poor = annotator.http.post(
+        attempts, json={"image_id": added.json()["id"], "shapes": [{"type": "contour", "points": square(0, 0, 20)}]}
+    ).json()
+    assert not poor["passed"] and poor["score"] < 0.8 and poor["reference"]
+    assert annotator.http.get(f"/tasks/{task['id']}/next").status_code == 403
+    good_points = careful_outline(tutorial.outline, np.random.default_rng(1), noise=0.5)
+    good = annotator.http.post(
+        attempts, json={"image_id": added.json()["id"], "shapes": [{"type": "contour", "points": good_points}]}
+    ).json()
+    assert good["passed"] and good["score"] >= 0.8 and good["metric"] == "dice"
+    assert annotator.http.get(f"/tasks/{task['id']}/qualification").json()["passed"]
+    assert annotator.http.get(f"/tasks/{task['id']}/next").status_code == 200
+
+
+def test_name_desc_order_and_a_held_lease_comes_back(taskmaster: Api, annotator_factory: Callable[[], Api]) -> None:
+    task = create_task(taskmaster, order="name_desc", unseen_first=False, replicates=2)
+    upload(taskmaster, task["id"], 3)
+    annotator = annotator_factory()
+    first = annotator.http.get(f"/tasks/{task['id']}/next").json()["image"]
+    assert first["name"] == "img-2.png"
+    assert annotator.http.get(f"/tasks/{task['id']}/next").json()["image"]["id"] == first["id"]  # still leased
+    assert submit(annotator, task["id"], first["id"]) == 201
+    seen = [first["name"]]
+    while (response := annotator.http.get(f"/tasks/{task['id']}/next")).status_code == 200:
+        image = response.json()["image"]
+        seen.append(image["name"])
+        assert submit(annotator, task["id"], image["id"]) == 201
+    assert response.status_code == 204
+    assert seen == ["img-2.png", "img-1.png", "img-0.png"]
+
+
+def test_leases_hold_the_replicates_until_they_expire(taskmaster: Api, annotator_factory: Callable[[], Api]) -> None:
+    task = create_task(taskmaster, replicates=1, lease_seconds=10)
+    (image,) = upload(taskmaster, task["id"], 1)
+    alice, bob, carol = annotator_factory(), annotator_factory(), annotator_factory()
+    assert alice.http.get(f"/tasks/{task['id']}/next").status_code == 200
+    assert bob.http.get(f"/tasks/{task['id']}/next").status_code == 204  # alice's lease holds the only slot
+    assert submit(carol, task["id"], image["id"]) == 409  # no lease, no free slot
+    time.sleep(10.5)
+    assert bob.http.get(f"/tasks/{task['id']}/next").status_code == 200  # alice's lease expired
+    assert submit(bob, task["id"], image["id"]) == 201
+    assert submit(alice, task["id"], image["id"]) == 409  # too late: the image has its replicate
+    stats = taskmaster.http.get(f"/tasks/{task['id']}/stats").json()
+    assert stats["coverage"] == {image["id"]: 1}
+
+
+def test_the_same_submission_twice_is_stored_once(taskmaster: Api, annotator_factory: Callable[[], Api]) -> None:
+    task = create_task(taskmaster, replicates=3)
+    (image,) = upload(taskmaster, task["id"], 1)
+    annotator = annotator_factory()
+    assert annotator.http.get(f"/tasks/{task['id']}/next").status_code == 200
+    submission_id = uuid.uuid4().hex
+    assert submit(annotator, task["id"], image["id"], submission_id) == 201
+    assert submit(annotator, task["id"], image["id"], submission_id) == 200
+    assert taskmaster.http.get(f"/tasks/{task['id']}/stats").json()["submissions"] == 1
+    assert annotator.http.get(f"/tasks/{task['id']}/next").status_code == 204  # never the same image twice
