@@ -304,3 +304,30 @@ def test_points_and_polylines(server: EmbeddedServer, tasks: dict[str, str], pag
     assert math.dist(shape["points"][0], edited[0]) < 1.0 and math.dist(shape["points"][-1], edited[-1]) < 1.0
     for vertex in edited:
         assert min(math.dist(vertex, p) for p in shape["points"]) < 1.5
+
+
+def test_live_console_draws_object_consensus(
+    server: EmbeddedServer, tasks: dict[str, str], browser: Any, artifacts: Path
+) -> None:
+    """Point tasks have no consensus mask: the thumbnails draw the clustered points instead."""
+    annotator = Api.login(server.url, ANNOTATOR, PASSWORD)
+    task_id = tasks["point"]
+    assigned = annotator.http.get(f"/tasks/{task_id}/next")
+    assert assigned.status_code == 200, assigned.text
+    image_id = assigned.json()["image"]["id"]
+    body = {"id": "live-points-1", "image_id": image_id, "shapes": [{"type": "point", "points": [[50, 60]]}]}
+    assert annotator.http.post(f"/tasks/{task_id}/submissions", json=body).status_code == 201
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        tab = context.new_page()
+        tab.goto(f"{server.url}/signin?next=/console/tasks/{task_id}")
+        tab.fill("#f-email", "admin@example.org")
+        tab.fill("#f-password", PASSWORD)
+        tab.click("[data-testid='signin-submit']")
+        tab.wait_for_selector(f"[data-testid='consensus-thumbs'] .thumb[data-image='{image_id}'][data-consensus='1']",
+                              timeout=90_000)
+        assert tab.locator(f".cell[data-image='{image_id}'][data-on='1']").count() == 1
+        Shot(artifacts)(tab, "live-points")
+    finally:
+        context.close()

@@ -502,41 +502,68 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       try {
         const base = await bitmap(`/images/${enc(img.id)}/file`);
         const W = 300;
-        const s = W / base.width;
+        const s = W / (img.width || base.width); // consensus coordinates are original-image pixels
         canvas.width = W;
-        canvas.height = Math.max(1, Math.round(base.height * s));
+        canvas.height = Math.max(1, Math.round((img.height || base.height) * s));
         const ctx = canvas.getContext("2d")!;
         ctx.drawImage(base, 0, 0, canvas.width, canvas.height);
+        let c: Record<string, unknown> | null = null;
         try {
-          const c = await api.consensus(img.id);
+          c = await api.consensus(img.id);
           const raters = (c.raters as Array<{ user_id: string }> | undefined)?.map((r) => r.user_id);
           if (raters) consensusRaters.set(img.id, raters);
           cap.lastElementChild!.textContent = `v${String(c.version ?? "?")} · ${String(c.method ?? "")}`;
         } catch {
-          /* not computed yet */
-        }
-        try {
-          const mask = await bitmap(`/images/${enc(img.id)}/consensus/mask.png`);
-          const off = document.createElement("canvas");
-          off.width = canvas.width;
-          off.height = canvas.height;
-          const octx = off.getContext("2d")!;
-          octx.drawImage(mask, 0, 0, off.width, off.height);
-          const d = octx.getImageData(0, 0, off.width, off.height);
-          for (let k = 0; k < d.data.length; k += 4) {
-            const on = d.data[k]! > 127;
-            d.data[k] = 20;
-            d.data[k + 1] = 220;
-            d.data[k + 2] = 200;
-            d.data[k + 3] = on ? 120 : 0;
-          }
-          octx.putImageData(d, 0, 0);
-          ctx.drawImage(off, 0, 0);
-          next.dataset.consensus = "1";
-        } catch {
           cap.lastElementChild!.textContent = "consensus pending";
           thumbVersions.delete(img.id); // try again on the next poll
+          return;
         }
+        if (c.mask_url) {
+          try {
+            const mask = await bitmap(`/images/${enc(img.id)}/consensus/mask.png`);
+            const off = document.createElement("canvas");
+            off.width = canvas.width;
+            off.height = canvas.height;
+            const octx = off.getContext("2d")!;
+            octx.drawImage(mask, 0, 0, off.width, off.height);
+            const d = octx.getImageData(0, 0, off.width, off.height);
+            for (let k = 0; k < d.data.length; k += 4) {
+              const on = d.data[k]! > 127;
+              d.data[k] = 20;
+              d.data[k + 1] = 220;
+              d.data[k + 2] = 200;
+              d.data[k + 3] = on ? 120 : 0;
+            }
+            octx.putImageData(d, 0, 0);
+            ctx.drawImage(off, 0, 0);
+          } catch {
+            thumbVersions.delete(img.id);
+            return;
+          }
+        }
+        // object consensus (points, lines, object polygons) drawn as vectors
+        ctx.lineWidth = 2;
+        ctx.strokeStyle = "#14dcc8";
+        const path = (pts: unknown, closed: boolean): void => {
+          if (!Array.isArray(pts) || pts.length < 2) return;
+          ctx.beginPath();
+          (pts as Array<[number, number]>).forEach(([x, y], k) => (k ? ctx.lineTo(x * s, y * s) : ctx.moveTo(x * s, y * s)));
+          if (closed) ctx.closePath();
+          ctx.stroke();
+        };
+        for (const l of (c.lines as Array<{ points: unknown }> | undefined) ?? []) path(l.points, false);
+        for (const g of (c.polygons as Array<{ points: unknown }> | undefined) ?? []) path(g.points, true);
+        for (const q of (c.points as Array<{ x: number; y: number }> | undefined) ?? []) {
+          const x = q.x * s;
+          const y = q.y * s;
+          ctx.beginPath();
+          ctx.moveTo(x - 6, y);
+          ctx.lineTo(x + 6, y);
+          ctx.moveTo(x, y - 6);
+          ctx.lineTo(x, y + 6);
+          ctx.stroke();
+        }
+        next.dataset.consensus = "1";
       } catch {
         cap.lastElementChild!.textContent = "image unavailable";
       }
