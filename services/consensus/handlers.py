@@ -112,7 +112,10 @@ async def _mask_consensus(
         consensus = _base(task, image, submissions, "staple", raters)
         consensus.prior, consensus.iterations = float(result.prior), result.iterations
         if task.tool is Tool.POLYGON:
-            _add_object_polygons(consensus, submissions)
+            try:
+                _add_object_polygons(consensus, submissions)
+            except Exception:  # the pixel consensus stands on its own; object outlines are an extra
+                log.exception("fusing the object polygons of image %s failed", image.id)
         return consensus, mask_to_png(result.consensus()), probability_to_png(result.probability)
 
     consensus, mask_png, probability_png = await asyncio.to_thread(compute)
