@@ -59,6 +59,8 @@ async def submit(
             raise Conflict("this submission id is already used by another submission")
         return stored, False
     image = await _work_image(store, task, command.image_id)
+    if any(other.user_id == user.id for other in await store.submissions.list_for_image(image.id)):
+        raise Conflict("you have already annotated this image; ask for the next one")
     if task.status is not TaskStatus.OPEN:
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)

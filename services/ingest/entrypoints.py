@@ -132,9 +132,19 @@ def router() -> APIRouter:
             archive_limits=ArchiveLimits(max_total_bytes=limit),
             notify=runtime.relay.poke,
         )
+        rejected = [Rejection(name=name, reason=reason) for name, reason in report.rejected]
+        if not report.accepted:
+            # Nothing was stored: that is the caller's mistake, so a 4xx that still lists every reason.
+            reasons = "; ".join(f"{r.name}: {r.reason}" for r in rejected[:5]) or "the upload holds no files"
+            more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+            raise InvalidInput(
+                f"no image was accepted: {reasons}{more}",
+                accepted=[],
+                rejected=[r.model_dump() for r in rejected],
+            )
         return UploadOut(
             accepted=[ImageOut(id=i.id, name=i.name, width=i.width, height=i.height) for i in report.accepted],
-            rejected=[Rejection(name=name, reason=reason) for name, reason in report.rejected],
+            rejected=rejected,
         )
 
     @api.get("/tasks/{task_id}/images")
