@@ -152,6 +152,15 @@ def test_task_master_and_annotator_in_the_browser(
         master.wait_for_selector("[data-testid='members'] li:has-text('annotator@example.org')")
         shot(master, "settings-members")
 
+        # -- and edits the task: a new title and one more rater per image ----------------------------
+        master.fill("#f-title", "Browser nuclei (edited)")
+        master.fill("#f-replicates", "3")
+        with master.expect_response(lambda r: r.request.method == "PATCH" and r.url.endswith(task_id)) as edit:
+            master.click("[data-testid='save-task']")
+        assert edit.value.ok, edit.value.text()
+        assert edit.value.json()["replicates"] == 3
+        master.wait_for_selector("h1:has-text('Browser nuclei (edited)')")
+
         annot.reload()
         annot.wait_for_selector(f"[data-task-id='{task_id}'] [data-testid='open-task']")
         shot(annot, "annotator-dashboard-before")

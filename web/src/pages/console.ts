@@ -64,7 +64,7 @@ const DEFAULTS: Partial<Task> = {
   status: "open",
 };
 
-function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Partial<Task>) => Promise<void>): HTMLElement {
+function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Partial<Task>) => Promise<void>, editing = false): HTMLElement {
   const v = { ...DEFAULTS, ...initial };
   const sel = (name: string, opts: [string, string][], value: string): HTMLSelectElement =>
     h("select", { name, id: `f-${name}` }, opts.map(([val, label]) => h("option", { value: val, selected: val === value }, label)));
@@ -86,6 +86,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
   const threshold = h("input", { type: "number", name: "pass_threshold", id: "f-pass_threshold", step: "0.01", min: "0", value: String(v.pass_threshold) });
   const visibility = sel("visibility", [["public", "Public — every annotator"], ["private", "Private — members only"]], v.visibility!);
   const status = sel("status", [["open", "Open"], ["draft", "Draft"], ["closed", "Closed"]], v.status ?? "open");
+  if (editing) tool.disabled = true;
   const err = h("div", { class: "form-error", role: "alert" });
   const submit = h("button", { class: "btn btn-primary", type: "submit", "data-testid": "save-task" }, submitLabel);
   const f = (label: string, el: HTMLElement, hint?: string): HTMLElement =>
@@ -95,7 +96,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     { class: "card stack" },
     f("Title", title),
     h("div", null, h("label", { for: "f-instructions" }, "Instructions ", h("span", { class: "hint" }, "— Markdown, with a live preview (rendered safely)")), h("div", { class: "md-split" }, instr, preview)),
-    h("div", { class: "grid grid-3" }, f("Tool", tool), f("Raters per image", replicates, "replicates"), f("Max shapes per image", maxShapes)),
+    h("div", { class: "grid grid-3" }, f("Tool", tool, editing ? "fixed once the task exists" : undefined), f("Raters per image", replicates, "replicates"), f("Max shapes per image", maxShapes)),
     h("div", { class: "grid grid-3" }, f("Image order", order), h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-unseen_first" }, unseen, "Not-yet-annotated images first")), f("Status", status)),
     h("div", { class: "grid grid-3" }, f("Qualification metric", metric), f("Pass threshold", threshold, "Dice/Jaccard ≥, MHD ≤"), f("Visibility", visibility)),
     err,
@@ -113,7 +114,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
       await onSubmit({
         title: title.value.trim(),
         instructions: instr.value,
-        tool: tool.value as Task["tool"],
+        ...(editing ? {} : { tool: tool.value as Task["tool"] }),
         replicates: Number(replicates.value),
         order: order.value as Task["order"],
         unseen_first: unseen.checked,
@@ -190,7 +191,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         task = await api.patchTask(id, t);
         renderHeader();
         toast("Saved", "ok");
-      }),
+      }, true),
     );
     const memberBox = h("div", { class: "card stack" }, h("h2", null, "Members"), h("p", { class: "muted small" }, "Members can see and annotate the task when it is private."));
     p.append(memberBox);
@@ -395,7 +396,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       h("div", { class: "card stack" }, h("h2", null, "Coverage: users × images"), matrixBox),
       h("div", { class: "grid grid-2" }, h("div", { class: "card" }, h("h2", null, "Per-user performance"), h("div", { class: "chart-box" }, perfCanvas)), h("div", { class: "card" }, h("h2", null, "Mean time per image"), h("div", { class: "chart-box" }, timeCanvas))),
       h("div", { class: "card" }, h("h2", null, "Annotators"), usersTable),
-      h("div", { class: "card stack" }, h("h2", null, "Consensus"), h("p", { class: "small muted" }, "Consensus mask (teal) over each image; updated as submissions arrive."), thumbs),
+      h("div", { class: "card stack" }, h("h2", null, "Consensus"), h("p", { class: "small muted" }, "Consensus (teal: mask, outlines, lines or points) over each image; updated as submissions arrive."), thumbs),
     );
     let stop = false;
     let timer: ReturnType<typeof setTimeout> | null = null;
@@ -419,7 +420,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       summary.replaceChildren(
         h("div", { class: "card" }, h("div", { class: "kpi" }, String(stats.images ?? images.length)), h("div", { class: "kpi-label" }, "images")),
         h("div", { class: "card" }, h("div", { class: "kpi", "data-testid": "live-submissions" }, String(stats.submissions ?? 0)), h("div", { class: "kpi-label" }, "submissions")),
-        h("div", { class: "card" }, h("div", { class: "kpi" }, `${covered} / ${images.length}`), h("div", { class: "kpi-label" }, `images with ${task.replicates} raters`)),
+        h("div", { class: "card" }, h("div", { class: "kpi" }, `${covered} / ${images.length}`), h("div", { class: "kpi-label" }, `images with ${task.replicates} rater${task.replicates === 1 ? "" : "s"}`)),
       );
       const users = stats.users ?? [];
       const label = (u: { user_id: string; name?: string; email?: string }): string => u.name || names.get(u.user_id) || u.email || u.user_id.slice(0, 8);
