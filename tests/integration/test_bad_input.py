@@ -949,3 +949,114 @@ def test_server_is_still_healthy(world: World) -> None:
     assert httpx.get(f"{world.url}/readyz", timeout=10).status_code == 200
     log = world.server.log_path.read_text(errors="replace")
     assert "Traceback" not in log, world.server.log_tail(80)
+
+
+# -- more sessions, states and transports ----------------------------------------------------------
+
+
+def _token(world: World, **claims: Any) -> str:
+    import jwt
+
+    key = (world.server.data_dir / "secret.key").read_text().strip()
+    return jwt.encode({"sub": world.annotator.user["id"], "exp": 4_102_444_800, **claims}, key, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    ("claims", "word"),
+    [
+        ({"exp": 1_000_000_000}, "expired"),
+        ({"sub": "deleted-user"}, "no longer exists"),
+        ({"exp": "tomorrow"}, "invalid"),
+    ],
+)
+def test_expired_or_orphan_tokens_are_401(world: World, claims: dict[str, Any], word: str) -> None:
+    headers = {"Authorization": f"Bearer {_token(world, **claims)}"}
+    with world.unchanged():
+        response = world.anonymous().get("/me", headers=headers)
+        assert_error(response, 401, word)
+        assert response.headers.get("www-authenticate") == "Bearer"
+        body = {"title": "Late", "tool": "contour"}
+        assert_error(world.anonymous().post("/tasks", json=body, headers=headers), 401, word)
+
+
+def test_a_forged_cookie_is_401(world: World) -> None:
+    browser = world.anonymous()
+    browser.cookies.set("crowdseg_session", "forged")
+    browser.cookies.set("crowdseg_csrf", "x")
+    with world.unchanged():
+        assert_error(browser.get("/me"), 401)
+        assert_error(browser.post("/tasks", json={"title": "x", "tool": "contour"}, headers={"X-CSRF-Token": "x"}), 401)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"title=Form&tool=contour", "application/x-www-form-urlencoded"),
+        (b'{"title": "Text", "tool": "contour"}', "text/plain"),
+        (b"<task><title>XML</title></task>", "application/xml"),
+    ],
+)
+def test_json_routes_refuse_other_content_types(world: World, content: bytes, content_type: str) -> None:
+    with world.unchanged():
+        response = world.taskmaster.post("/tasks", content=content, headers={"content-type": content_type})
+        assert_error(response, (400, 415, 422))
+
+
+def test_wrong_methods_are_405(world: World) -> None:
+    with world.unchanged():
+        assert_error(world.admin.delete(f"/tasks/{world.task['id']}"), 405)
+        assert_error(world.admin.put(f"/tasks/{world.task['id']}", json={"title": "x"}), 405)
+        # GETs fall through to the web UI's catch-all route, which answers unknown API paths 404.
+        assert_error(world.admin.get("/auth/signup"), (404, 405))
+
+
+def test_qualification_gate_refuses_work_before_passing(world: World) -> None:
+    task_id = world.tutorial_task["id"]
+    upload_ok = upload(world.taskmaster, task_id, [("gated.png", png(40))])
+    assert upload_ok.status_code == 202, upload_ok.text
+    image_id = upload_ok.json()["accepted"][0]["id"]
+    with world.unchanged():
+        assert_error(world.outsider.get(f"/tasks/{task_id}/next"), 403)
+        response = submit(world.outsider, task_id, image_id, [{"type": "contour", "points": contour()}])
+        assert_error(response, 403)
+
+
+def test_closed_tasks_take_no_submissions(world: World) -> None:
+    created = world.taskmaster.post("/tasks", json={"title": "Closing", "tool": "contour"})
+    task_id = created.json()["id"]
+    uploaded = upload(world.taskmaster, task_id, [("closing.png", png(41))])
+    image_id = uploaded.json()["accepted"][0]["id"]
+    closed = world.taskmaster.patch(f"/tasks/{task_id}", json={"status": "closed"})
+    assert closed.status_code == 200, closed.text
+    with world.unchanged():
+        response = submit(world.annotator, task_id, image_id, [{"type": "contour", "points": contour()}])
+        assert_error(response, (404, 409), "closed")
+
+
+def test_duplicate_tutorial_name_is_422(world: World) -> None:
+    shapes = json.dumps([{"type": "contour", "points": contour()}])
+    with world.unchanged():
+        response = world.taskmaster.post(
+            f"/tasks/{world.tutorial_task['id']}/tutorial",
+            files={"file": ("ref.png", png(6), "image/png")},
+            data={"shapes": shapes},
+        )
+        assert_error(response, (409, 422), "already")
+
+
+def test_export_download_before_done_is_409_or_served(world: World) -> None:
+    created = world.taskmaster.post(f"/tasks/{world.points['id']}/exports")
+    assert created.status_code == 202
+    export_id = created.json()["id"]
+    download = world.taskmaster.get(f"/exports/{export_id}/download")
+    if download.status_code != 200:  # still building
+        assert_error(download, 409, "done")
+
+
+def test_upload_names_are_made_inert(world: World) -> None:
+    names = ["<img src=x onerror=alert(1)>.png", "ctl\x07name.png", "y" * 400 + ".png"]
+    response = upload(world.taskmaster, world.single["id"], [(name, png(50 + i)) for i, name in enumerate(names)])
+    assert response.status_code == 202, response.text
+    stored = [image["name"] for image in response.json()["accepted"]]
+    assert len(stored) == 3
+    assert all(name.isprintable() and len(name) <= 255 for name in stored)
