@@ -3,8 +3,10 @@
 Consumers follow FastStream's ``ack_after_process`` example with manual acknowledgement:
 the offset is committed only after the handler succeeded (at least once). A failing handler is
 retried with exponential back-off, then its event goes to the consumer's dead-letter topic; an
-event that does not parse goes there at once. Handlers are idempotent, so redelivery after a
-rebalance (``CommitFailedError``) is harmless.
+event that does not parse goes there at once. When every attempt failed only because a store or
+the broker was unreachable (:class:`Unavailable`), the event is not dead-lettered but redelivered
+after a pause (seek back, nothing committed): the outage stops the partition, not the work.
+Handlers are idempotent, so redelivery after a rebalance (``CommitFailedError``) is harmless.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
 
 CONSUMER_GROUPS = ("consensus", "export")
+MAX_REDELIVERIES = 20  # redeliveries of one event through an outage before it is dead-lettered after all
 
 
 def build_broker(bootstrap_servers: str) -> KafkaBroker:
@@ -85,6 +88,8 @@ def reliable_subscriber(
     dead_letters = dead_letter_topic(group)
     broker.publisher(dead_letters, title=f"{dead_letters}:publish", description=f"Events {group} could not handle")
 
+    outages: dict[tuple[int | None, int | None], int] = {}  # (partition, offset) → redeliveries
+
     @broker.subscriber(
         topic,
         group_id=group,
@@ -105,6 +110,19 @@ def reliable_subscriber(
             max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
         )
         error = await _handle_with_retries(handle, event, topic, group, max_attempts, backoff_seconds)
+        position = (getattr(record, "partition", None), getattr(record, "offset", None))
+        if isinstance(error, _Transient) and outages.get(position, 0) < MAX_REDELIVERIES:
+            # A store or the broker is down: every event would fail alike, and dead-lettering would only
+            # set valid work aside. Redeliver this one (seek back, nothing committed) once it may succeed.
+            outages[position] = outages.get(position, 0) + 1
+            log.warning("%s offset %s waits for a backing service: %s", topic, position[1], error)
+            await asyncio.sleep(min(30.0, backoff_seconds * 2**max_attempts))
+            try:
+                await msg.nack()
+            except Exception as exc:  # the partition moved to another worker meanwhile: it starts uncommitted
+                log.warning("cannot seek back on %s: %s", topic, exc)
+            return
+        outages.pop(position, None)
         if error is not None:
             log.error("dead-lettering %s offset %s: %s", topic, getattr(record, "offset", "?"), error)
             await _dead_letter_or_redeliver(broker, msg, dead_letters, topic, group, error)
@@ -113,10 +131,16 @@ def reliable_subscriber(
         await _ack(msg)
 
 
+class _Transient(str):
+    """The reason a handler failed when only a backing service being unreachable stopped it."""
+
+
 async def _handle_with_retries(
     handle: Handler[E], event: E, topic: str, group: str, max_attempts: int, backoff_seconds: float
 ) -> str | None:
-    """Run the handler; None on success, else the reason it was given up."""
+    """Run the handler; None on success, else the reason it was given up (a :class:`_Transient` one
+    when every attempt failed only because a store or the broker was unavailable)."""
+    transient = True
     for attempt in range(1, max_attempts + 1):
         try:
             await handle(event)
@@ -129,10 +153,11 @@ async def _handle_with_retries(
         except Exception as exc:
             log.exception("handler for %s failed (attempt %d/%d)", topic, attempt, max_attempts)
             reason = f"{type(exc).__name__}: {exc}"
+            transient = False
         metrics.EVENTS_FAILED.labels(topic, group).inc()
         if attempt < max_attempts:
             await asyncio.sleep(backoff_seconds * 2 ** (attempt - 1))
-    return reason
+    return _Transient(reason) if transient else reason
 
 
 async def _dead_letter_or_redeliver(

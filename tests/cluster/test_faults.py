@@ -23,7 +23,7 @@ from tests.cluster.crowd import CrowdTask, wait_for
 from tests.cluster.kafka_tools import produce, read_topic, run, wait_committed_past
 from tests.cluster.stack import ClusterStack, ServiceProcess
 from tests.embedded import Api
-from tests.servers import KafkaServer
+from tests.servers import FerretDBServer, KafkaServer
 
 pytestmark = pytest.mark.cluster
 
@@ -142,6 +142,36 @@ def test_kill_9_a_consensus_worker_mid_recompute(cluster: ClusterStack, master: 
         assert all(c["submissions"] == 6 for c in found.values())
     finally:
         victim.start()  # back to two workers; it reconciles on start (readiness is checked by the next test)
+
+
+def test_a_store_outage_redelivers_events_instead_of_dead_lettering_them(
+    cluster: ClusterStack, master: Api, mongo_server: FerretDBServer
+) -> None:
+    for process in cluster.services.values():  # a process starting during the outage would (rightly) exit
+        process.wait_ready()
+    task = CrowdTask.create(master, images=2, replicates=2, seed=27, title="store outage")
+    for n, api in enumerate(_crowd(cluster, "store", 2)):
+        task.annotate(api, bad=False, seed=n)
+    before = task.assert_nothing_lost()
+    submission_id, image_id = next(iter(task.accepted.items()))
+    [user_id] = [c["user_id"] for c in before[image_id]["raters"] if c["submission_id"] == submission_id]
+    event = SubmissionAccepted(task_id=task.task_id, image_id=image_id, submission_id=submission_id, user_id=user_id)
+    bootstrap = cluster.kafka.bootstrap
+
+    mongo_server.stop()  # every service loses its document store
+    try:
+        partition, offset = run(
+            produce(bootstrap, SUBMISSION_ACCEPTED, event.model_dump_json().encode(), key=image_id.encode())
+        )
+        time.sleep(5)  # the consumer retries, finds the store still down, and must not give the event up
+    finally:
+        mongo_server.start()
+    wait_committed_past(bootstrap, GROUP, SUBMISSION_ACCEPTED, partition, offset, timeout=180)
+    dlq = run(read_topic(bootstrap, dead_letter_topic(GROUP), seconds=10))
+    assert not [r for r in dlq if event.event_id.encode() in r.value], "a valid event was dead-lettered"
+    for process in cluster.services.values():  # and every running service is back on its store
+        process.wait_ready()
+    assert {image: task.consensus(image) for image in before} == before
 
 
 def test_kafka_stops_and_restarts_while_annotators_submit(
