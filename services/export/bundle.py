@@ -51,7 +51,9 @@ def _json(value: Any) -> bytes:
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120] or "image"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120]
+    # "." and ".." are path components, not folder names: an image called ".." must not escape its folder.
+    return safe if safe.strip(".") else "image"
 
 
 def image_folders(images: list[Image]) -> dict[str, str]:

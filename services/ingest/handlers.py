@@ -225,7 +225,10 @@ async def _store_image(
 
 
 def _clean_name(name: str) -> str:
-    cleaned = "".join(ch for ch in name.replace("\\", "/") if ch.isprintable()).strip().lstrip("/")
+    printable = "".join(ch for ch in name.replace("\\", "/") if ch.isprintable())
+    # A display name, never a path that climbs: empty, "." and ".." components are dropped.
+    parts = [part.strip() for part in printable.split("/")]
+    cleaned = "/".join(part for part in parts if part not in ("", ".", ".."))
     return cleaned[:255] or "unnamed"
 
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -1060,3 +1061,39 @@ def test_upload_names_are_made_inert(world: World) -> None:
     stored = [image["name"] for image in response.json()["accepted"]]
     assert len(stored) == 3
     assert all(name.isprintable() and len(name) <= 255 for name in stored)
+
+
+def test_upload_names_that_climb_are_cleaned_and_exports_stay_inside(world: World) -> None:
+    """regression: a single file uploaded as "../../escape.png" (or "..") kept that name, and the
+    export used it as a folder, so the bundle held entries like "submissions/../x.json"."""
+    created = world.taskmaster.post("/tasks", json={"title": "Names", "tool": "point", "replicates": 1})
+    task_id = created.json()["id"]
+    names = ["..", "../../escape.png", "./dot.png", "sub/../../up.png", "...", "/abs/olute.png"]
+    response = upload(world.taskmaster, task_id, [(name, png(60 + i)) for i, name in enumerate(names)])
+    assert response.status_code == 202, response.text
+    accepted = response.json()["accepted"]
+    assert len(accepted) == len(names), response.text
+    for image in accepted:
+        parts = image["name"].split("/")
+        assert ".." not in parts and "." not in parts and "" not in parts, image["name"]
+    for image in accepted:
+        made = submit(world.annotator, task_id, image["id"], [{"type": "point", "points": [[10, 10]]}])
+        assert made.status_code == 201, made.text
+    export = world.taskmaster.post(f"/tasks/{task_id}/exports")
+    assert export.status_code == 202, export.text
+    export_id = export.json()["id"]
+    status: dict[str, Any] = {}
+    for _ in range(300):
+        status = world.taskmaster.get(f"/exports/{export_id}").json()
+        if status["status"] in ("done", "failed"):
+            break
+        time.sleep(0.2)
+    assert status["status"] == "done", status
+    bundle = world.taskmaster.get(f"/exports/{export_id}/download")
+    assert bundle.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
+        entries = archive.namelist()
+    assert len([e for e in entries if e.startswith("submissions/")]) == len(names)
+    for entry in entries:
+        parts = entry.split("/")
+        assert not entry.startswith("/") and ".." not in parts and "." not in parts, entry
