@@ -270,6 +270,10 @@ def test_points_and_polylines(server: EmbeddedServer, tasks: dict[str, str], pag
     # points: crosshair clicks, drag one, delete one
     task_id = tasks["point"]
     open_task(page, server.url, task_id)
+    page.click("[data-testid='replay-tour']")  # the tour can be replayed at any time
+    page.wait_for_selector("[data-testid='tour']")
+    page.click("[data-testid='tour-skip']")
+    page.wait_for_selector("[data-testid='tour']", state="detached")
     clicks = [(40.0, 40.0), (120.0, 60.0), (200.0, 200.0)]
     click_at(page, clicks)
     assert [s["type"] for s in model_shapes(page)] == ["point"] * 3

@@ -52,7 +52,7 @@ function tourSteps(wb: Workbench, task: Task, qualifying: boolean): TourStep[] {
       title: `Welcome to “${task.title}”`,
       text: qualifying
         ? "This short tour shows the tool. Then you will outline a few tutorial images; your result is compared with an expert's before the task opens."
-        : "This short tour shows the annotation tool. You can replay it any time from the ? menu.",
+        : "This short tour shows the annotation tool. You can replay it any time with the Tour button.",
     },
     { target: () => wb.stage, title: "Draw", text: drawText[task.tool] ?? drawText.contour! },
   ];
@@ -119,6 +119,14 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
   const user = me();
   const wantTour = !!user && !tourSeen(user.id, taskId);
 
+  const tourButton = (qualifying: boolean): HTMLElement => {
+    const b = h("button", { class: "btn", type: "button", title: "Replay the guided tour", "data-testid": "replay-tour" }, "Tour");
+    b.addEventListener("click", () => {
+      if (wb) void runTour(tourSteps(wb, task, qualifying));
+    });
+    return b;
+  };
+
   async function maybeTour(qualifying: boolean): Promise<void> {
     if (!wb || !user || tourSeen(user.id, taskId) || !wantTour) return;
     await runTour(tourSteps(wb, task, qualifying));
@@ -183,6 +191,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
         instructions: task.instructions,
         primaryLabel: "Submit attempt",
         onPrimary: () => void submit(),
+        extra: [tourButton(true)],
       });
       wb = w;
       expose(w, "qualification", img);
@@ -306,6 +315,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       instructions: task.instructions,
       primaryLabel: "Next →",
       onPrimary: () => void next(),
+      extra: [tourButton(false)],
     });
     wb = w;
     expose(w, "annotate", img);
