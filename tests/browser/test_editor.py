@@ -335,3 +335,67 @@ def test_live_console_draws_object_consensus(
         Shot(artifacts)(tab, "live-points")
     finally:
         context.close()
+
+
+def test_qualification_gate(server: EmbeddedServer, tasks: dict[str, str], page: Any, artifacts: Path) -> None:
+    """A poor tutorial outline fails and keeps the task closed; a retry that meets the threshold opens it."""
+    shot = Shot(artifacts)
+    admin = Api.login(server.url, "admin@example.org", PASSWORD)
+    made = admin.http.post(
+        "/tasks",
+        json={
+            "title": "Editor gate", "instructions": "Outline the object.", "tool": "polygon", "replicates": 1,
+            "order": "name_asc", "unseen_first": True, "metric": "jaccard", "pass_threshold": 0.8,
+            "visibility": "public", "max_shapes": 3,
+        },
+    )
+    assert made.status_code == 201, made.text
+    task_id = made.json()["id"]
+    files = [("files", (image.name, image.png, "image/png")) for image in (synthetic_image(i) for i in range(2))]
+    assert admin.http.post(f"/tasks/{task_id}/images", files=files).status_code == 202
+    tutorial = synthetic_image(30)
+    reference = tutorial.outline[::4]
+    added = admin.http.post(
+        f"/tasks/{task_id}/tutorial",
+        files={"file": ("tutorial.png", tutorial.png, "image/png")},
+        data={"shapes": json.dumps([{"type": "polygon", "points": reference}])},
+    )
+    assert added.status_code == 201, added.text
+    annotator = Api.login(server.url, ANNOTATOR, PASSWORD)
+    assert annotator.http.get(f"/tasks/{task_id}/next").status_code == 403
+
+    page.goto(f"{server.url}/tasks/{task_id}")
+    wait_workbench(page, "qualification")
+    page.wait_for_selector("[data-testid='tour']")
+    page.click("[data-testid='tour-skip']")
+    page.wait_for_selector("[data-testid='tour']", state="detached")
+
+    # a sloppy attempt: a small triangle inside the object
+    cx = sum(x for x, _ in reference) / len(reference)
+    cy = sum(y for _, y in reference) / len(reference)
+    click_at(page, [(cx - 10, cy - 10), (cx + 10, cy - 10), (cx, cy + 10)])
+    page.keyboard.press("Enter")
+    with page.expect_response(lambda r: "/qualification/attempts" in r.url) as attempt:
+        page.click("[data-testid='primary']")
+    assert attempt.value.ok and not attempt.value.json()["passed"]
+    page.wait_for_selector("body[data-attempt='failed']")
+    assert "Not passed" in page.inner_text(".wb-banner")
+    shot(page, "qualification-failed")
+    page.click("[data-testid='primary']")
+    page.wait_for_selector("[data-testid='retry-qualification']")
+    assert annotator.http.get(f"/tasks/{task_id}/next").status_code == 403
+    shot(page, "qualification-retry")
+
+    # the retry follows the reference and opens the task
+    page.click("[data-testid='retry-qualification']")
+    wait_workbench(page, "qualification")
+    click_at(page, reference)
+    page.keyboard.press("Enter")
+    with page.expect_response(lambda r: "/qualification/attempts" in r.url) as attempt:
+        page.click("[data-testid='primary']")
+    assert attempt.value.json()["passed"], attempt.value.text()
+    page.wait_for_selector("body[data-attempt='passed']")
+    with page.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/next")) as nxt:
+        page.click("[data-testid='primary']")
+    assert nxt.value.status == 200
+    wait_workbench(page, "annotate")
