@@ -1097,3 +1097,26 @@ def test_upload_names_that_climb_are_cleaned_and_exports_stay_inside(world: Worl
     for entry in entries:
         parts = entry.split("/")
         assert not entry.startswith("/") and ".." not in parts and "." not in parts, entry
+
+
+def test_concurrent_submissions_of_one_user_for_one_image_store_one(world: World) -> None:
+    """regression: one user posting fresh client ids for one image at once stored several submissions,
+    more than the task's replicates (the slot claim lets a user who holds the slot claim it again)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    created = world.taskmaster.post("/tasks", json={"title": "Race", "tool": "contour", "replicates": 5})
+    task_id = created.json()["id"]
+    image_id = upload(world.taskmaster, task_id, [("race.png", png(70))]).json()["accepted"][0]["id"]
+    shapes = [{"type": "contour", "points": contour()}]
+    token = world.annotator.http.headers["Authorization"]
+
+    def one(_: int) -> int:
+        with httpx.Client(base_url=f"{world.url}/api/v1", headers={"Authorization": token}, timeout=60) as c:
+            body = {"id": client_id(), "image_id": image_id, "shapes": shapes}
+            return c.post(f"/tasks/{task_id}/submissions", json=body).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(8)))
+    assert sorted(statuses) == [201] + [409] * 7, statuses
+    stats = world.admin.get(f"/tasks/{task_id}/stats").json()
+    assert stats["submissions"] == 1, stats
