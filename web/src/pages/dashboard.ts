@@ -116,10 +116,22 @@ export async function dashboardPage(root: HTMLElement): Promise<() => void> {
     h("div", { class: "grid grid-2", style: { marginTop: "1rem" } }, h("div", { class: "card" }, h("h2", null, "Activity calendar"), calendarHeatmap(st.per_day ?? {})), h("div", { class: "card" }, h("h2", null, "Contributions per day"), h("div", { class: "chart-box" }, actCanvas))),
   );
   const last = days.slice(-30);
+  // running total: the experience that the level grows from
+  let running = days.slice(0, days.length - last.length).reduce((a, d) => a + (st.per_day[d] ?? 0), 0);
+  const cumulative = last.map((d) => (running += st.per_day[d] ?? 0));
   chart(actCanvas, {
     type: "bar",
-    data: { labels: last, datasets: [{ label: "images", data: last.map((d) => st.per_day[d] ?? 0), backgroundColor: "#2f6fed", borderRadius: 4 }] },
-    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    data: {
+      labels: last,
+      datasets: [
+        { label: "images that day", data: last.map((d) => st.per_day[d] ?? 0), backgroundColor: "#2f6fed", borderRadius: 4, yAxisID: "y" },
+        { type: "line", label: "all contributions", data: cumulative, borderColor: "#f472b6", backgroundColor: "#f472b6", tension: 0.25, yAxisID: "y1" } as never,
+      ],
+    },
+    options: {
+      plugins: { legend: { display: true, position: "bottom" } },
+      scales: { y: { beginAtZero: true, ticks: { precision: 0 } }, y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, ticks: { precision: 0 } } },
+    },
   });
   return () => undefined;
 }
