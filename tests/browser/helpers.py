@@ -39,13 +39,16 @@ def httpx_get(url: str) -> str:
 
 
 class Shot:
-    def __init__(self, directory: Path) -> None:
+    """Numbered full-page screenshots: <directory>/<prefix>NN-<name>.png."""
+
+    def __init__(self, directory: Path, prefix: str = "") -> None:
         self.directory = directory
+        self.prefix = prefix
         self.count = 0
 
     def __call__(self, page: Any, name: str) -> None:
         self.count += 1
-        page.screenshot(path=str(self.directory / f"{self.count:02d}-{name}.png"), full_page=True)
+        page.screenshot(path=str(self.directory / f"{self.prefix}{self.count:02d}-{name}.png"), full_page=True)
 
 
 # ---- drawing helpers: image pixels -> page coordinates through the editor's own transform ----

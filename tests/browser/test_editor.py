@@ -119,7 +119,7 @@ def view_state(page: Any) -> dict[str, float]:
 def test_contour_editing_and_durable_saving(
     server: EmbeddedServer, tasks: dict[str, str], page: Any, artifacts: Path
 ) -> None:
-    shot = Shot(artifacts)
+    shot = Shot(artifacts, "contour-")
     task_id = tasks["contour"]
     image = open_task(page, server.url, task_id)
 
@@ -266,7 +266,7 @@ def test_contour_editing_and_durable_saving(
 
 
 def test_points_and_polylines(server: EmbeddedServer, tasks: dict[str, str], page: Any, artifacts: Path) -> None:
-    shot = Shot(artifacts)
+    shot = Shot(artifacts, "objects-")
     # points: crosshair clicks, drag one, delete one
     task_id = tasks["point"]
     open_task(page, server.url, task_id)
@@ -332,14 +332,14 @@ def test_live_console_draws_object_consensus(
         tab.wait_for_selector(f"[data-testid='consensus-thumbs'] .thumb[data-image='{image_id}'][data-consensus='1']",
                               timeout=90_000)
         assert tab.locator(f".cell[data-image='{image_id}'][data-on='1']").count() == 1
-        Shot(artifacts)(tab, "live-points")
+        Shot(artifacts, "live-")(tab, "points")
     finally:
         context.close()
 
 
 def test_qualification_gate(server: EmbeddedServer, tasks: dict[str, str], page: Any, artifacts: Path) -> None:
     """A poor tutorial outline fails and keeps the task closed; a retry that meets the threshold opens it."""
-    shot = Shot(artifacts)
+    shot = Shot(artifacts, "gate-")
     admin = Api.login(server.url, "admin@example.org", PASSWORD)
     made = admin.http.post(
         "/tasks",
