@@ -58,6 +58,8 @@ def as_binary_stack(masks: NDArray[Any]) -> NDArray[np.bool_]:
     return stack != 0
 
 
+_COUNTING_RATERS = 20  # up to 2**20 bins: patterns are counted, not sorted
+_COUNTING_BINS_PER_KEY = 4  # ... and only when the bins are not many more than the keys
 _CHUNK_LANES = 1 << 15  # 256 KiB of uint64 per rater row: the working rows stay in cache
 
 
@@ -194,6 +196,35 @@ def _mixed_pixels(planes: NDArray[np.uint8], raters: int) -> tuple[NDArray[np.bo
     return all_fg, np.flatnonzero(all_bg).astype(index_dtype(planes.shape[1]))
 
 
+def count_keys(
+    keys: NDArray[np.unsignedinteger[Any]], key_bits: int
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.signedinteger[Any]]]:
+    """Distinct keys, their counts and each key's group, by counting into 2**key_bits bins.
+
+    Linear in the number of keys, no sort: for few raters (small ``key_bits``) and many
+    disagreeing pixels, as in volumes. Groups are numbered in ascending key order.
+    """
+    bins = np.bincount(keys, minlength=1 << key_bits)
+    present = np.flatnonzero(bins)
+    lookup = np.zeros(1 << key_bits, index_dtype(len(keys)))
+    lookup[present] = np.arange(len(present))
+    return present.astype(np.uint64), bins[present], lookup[keys]
+
+
+def _group_mixed(
+    words: NDArray[np.unsignedinteger[Any]], mixed: NDArray[np.signedinteger[Any]], raters: int
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.signedinteger[Any]], NDArray[np.signedinteger[Any]]]:
+    """(distinct rows, counts, positions, group per position) of the mixed pixels' packed votes."""
+    if raters <= _COUNTING_RATERS and (1 << raters) <= _COUNTING_BINS_PER_KEY * len(mixed):
+        unique_keys, counts, group = count_keys(words[0], raters)
+        return unique_keys[:, None], counts, mixed, group
+    if len(words) == 1:
+        unique_keys, counts, order, group = group_keys(words[0], raters)
+        return unique_keys[:, None], counts, mixed[order], group
+    unique_rows, counts, order, group = _group_rows(words.T.astype(np.uint64))
+    return unique_rows, counts, mixed[order], group
+
+
 def decision_patterns(masks: NDArray[np.bool_]) -> DecisionPatterns:
     """Group the pixels of a (raters, ...) bool stack by their rater-decision pattern.
 
@@ -206,17 +237,10 @@ def decision_patterns(masks: NDArray[np.bool_]) -> DecisionPatterns:
     all_fg, mixed = _mixed_pixels(planes, raters)
     mixed_words = _words(planes[:, mixed], raters)
     del planes
-    full = _full_words(raters)
-    unique_rows: NDArray[np.uint64]
-    if len(full) == 1:
-        unique_keys, counts, order, group = group_keys(mixed_words[0], raters)
-        unique_rows = unique_keys[:, None]
-    else:
-        unique_rows, counts, order, group = _group_rows(mixed_words.T.astype(np.uint64))
-    del mixed_words
-    positions = mixed[order]
-    del mixed, order
+    unique_rows, counts, positions, group = _group_mixed(mixed_words, mixed, raters)
+    del mixed_words, mixed
     group += 2
+    full = _full_words(raters)
     rows = np.concatenate([np.zeros_like(full)[None], full[None], unique_rows.reshape(-1, len(full))])
     n_fg = int(np.count_nonzero(all_fg))
     all_counts = np.concatenate([[pixels - n_fg - len(positions), n_fg], counts]).astype(np.float64)
