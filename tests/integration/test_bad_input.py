@@ -946,12 +946,6 @@ def test_exports_are_for_owners_only(world: World) -> None:
             assert_error(api.get(f"/exports/{export_id}/download"), (403, 404))
 
 
-def test_server_is_still_healthy(world: World) -> None:
-    assert httpx.get(f"{world.url}/readyz", timeout=10).status_code == 200
-    log = world.server.log_path.read_text(errors="replace")
-    assert "Traceback" not in log, world.server.log_tail(80)
-
-
 # -- more sessions, states and transports ----------------------------------------------------------
 
 
@@ -1120,3 +1114,90 @@ def test_concurrent_submissions_of_one_user_for_one_image_store_one(world: World
     assert sorted(statuses) == [201] + [409] * 7, statuses
     stats = world.admin.get(f"/tasks/{task_id}/stats").json()
     assert stats["submissions"] == 1, stats
+
+
+def _tiff_pages(pages: int) -> bytes:
+    frames = [PILImage.new("L", (4, 4), k % 256) for k in range(pages)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def _dicom(rows: int, columns: int, pixels: bytes | None = None) -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = pixels if pixels is not None else bytes(k % 256 for k in range(rows * columns))
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("pages.tif", _tiff_pages(1001), "frames"),
+        ("huge.dcm", _dicom(20_000, 20_000, b"\x00" * 64), "pixels"),
+        ("short.dcm", _dicom(64, 64, b"\x00" * 100), "corrupt"),
+    ],
+)
+def test_frame_bombs_and_bad_dicoms_are_rejected(world: World, name: str, data: bytes, reason: str) -> None:
+    with world.unchanged():
+        body = assert_error(upload(world.taskmaster, world.task["id"], [(name, data)]), 422, name)
+        assert reason in body["rejected"][0]["reason"].lower(), body
+
+
+def test_a_valid_dicom_is_accepted(world: World) -> None:
+    response = upload(world.taskmaster, world.single["id"], [("scan.dcm", _dicom(32, 48))])
+    assert response.status_code == 202, response.text
+    assert [(i["width"], i["height"]) for i in response.json()["accepted"]] == [(48, 32)]
+
+
+def test_deeply_nested_json_is_a_4xx(world: World) -> None:
+    depth = 100_000
+    raw = b'{"title": "deep", "tool": "contour", "instructions": ' + b"[" * depth + b"]" * depth + b"}"
+    with world.unchanged():
+        response = world.taskmaster.post("/tasks", content=raw, headers={"content-type": "application/json"})
+        assert_error(response, (400, 422))
+
+
+def test_bad_multipart_is_a_4xx(world: World) -> None:
+    url = f"/tasks/{world.task['id']}/images"
+    with world.unchanged():
+        for content_type in (
+            "multipart/form-data",
+            "multipart/form-data; boundary=",
+            "multipart/form-data; boundary=x",
+        ):
+            response = world.taskmaster.post(url, content=b"--y\r\ngarbage", headers={"content-type": content_type})
+            assert_error(response, (400, 422))
+
+
+def test_too_many_files_is_a_4xx(world: World) -> None:
+    files = [("files", (f"f{k}.png", b"x", "image/png")) for k in range(1_200)]
+    with world.unchanged():
+        response = world.taskmaster.post(f"/tasks/{world.task['id']}/images", files=files)
+        assert_error(response, (400, 413, 422))
+
+
+def test_bad_query_parameters_are_422(world: World) -> None:
+    with world.unchanged():
+        assert_error(world.taskmaster.get(f"/tasks/{world.task['id']}/images", params={"tutorial": "maybe"}), 422)
+
+
+# Last in the file: every request above was answered without an unhandled error.
+def test_server_is_still_healthy(world: World) -> None:
+    assert httpx.get(f"{world.url}/readyz", timeout=10).status_code == 200
+    log = world.server.log_path.read_text(errors="replace")
+    assert "Traceback" not in log, world.server.log_tail(80)
