@@ -264,6 +264,21 @@ def test_contour_editing_and_durable_saving(
     assert json.loads(left.value.request.post_data or "{}")["image_id"] == second["id"]
     page.wait_for_selector("[data-testid='task-list']")
 
+    # and so does unloading the page (pagehide sends it with keepalive)
+    page.goto(f"{server.url}/tasks/{task_id}")
+    wait_workbench(page, "annotate")
+    third = page.evaluate("() => window.crowdseg.image")
+    click_at(page, triangle)
+    page.keyboard.press("Enter")
+    page.goto("about:blank")
+    admin = Api.login(server.url, "admin@example.org", PASSWORD)
+    for _ in range(100):
+        counts = {i["id"]: i["submissions"] for i in admin.http.get(f"/tasks/{task_id}/images").json()}
+        if counts.get(third["id"]):
+            break
+        page.wait_for_timeout(100)
+    assert counts == {image["id"]: 1, second["id"]: 1, third["id"]: 1}, counts
+
 
 def test_points_and_polylines(server: EmbeddedServer, tasks: dict[str, str], page: Any, artifacts: Path) -> None:
     shot = Shot(artifacts, "objects-")
