@@ -77,7 +77,7 @@ UploadBudget = Annotated[None, Depends(upload_budget)]
 async def _read_capped(upload: UploadFile, limit: int) -> UploadedFile:
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise PayloadTooLarge(f"{upload.filename} is larger than {limit} bytes")
+        raise PayloadTooLarge(f"{upload.filename} is larger than the {limit} bytes left of the upload limit")
     return UploadedFile(upload.filename or "unnamed", data)
 
 
@@ -121,7 +121,10 @@ def router() -> APIRouter:
     ) -> UploadOut:
         await managed_task(runtime.store, task_id, user)
         limit = runtime.settings.max_upload_bytes
-        uploads = [await _read_capped(upload, limit) for upload in files]
+        uploads: list[UploadedFile] = []
+        for upload in files:
+            # The budget is for the whole request, also when no Content-Length announced its size.
+            uploads.append(await _read_capped(upload, limit - sum(len(u.data) for u in uploads)))
         report = await handlers.upload_images(
             runtime.store,
             runtime.blobs,

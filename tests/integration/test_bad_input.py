@@ -857,19 +857,24 @@ def test_oversized_upload_is_413(world: World) -> None:
         assert_error(upload(world.taskmaster, world.task["id"], [("a.png", half), ("b.png", half)]), 413)
 
 
-def test_oversized_upload_without_content_length_is_413(world: World) -> None:
+@pytest.mark.parametrize("files", [1, 2])
+def test_oversized_upload_without_content_length_is_413(world: World, files: int) -> None:
+    """regression: without a Content-Length, several files each under the limit were all read and
+    accepted (only each file was capped, not the request)."""
     boundary = "crowdsegboundary"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
-        "Content-Type: image/png\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = MAX_UPLOAD_BYTES + 65_536 if files == 1 else MAX_UPLOAD_BYTES * 6 // 10
 
     def chunks() -> Iterator[bytes]:
-        yield head
-        for _ in range(MAX_UPLOAD_BYTES // 65_536 + 2):
-            yield os.urandom(65_536)
-        yield tail
+        for k in range(files):
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big{k}.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            yield png(80 + k)  # a valid image at the front: only the size is wrong
+            for _ in range(size // 65_536):
+                yield os.urandom(65_536)
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
 
     headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
     with world.unchanged():
