@@ -278,7 +278,10 @@ def test_task_master_and_annotator_in_the_browser(
         download.value.save_as(str(target))
         with zipfile.ZipFile(io.BytesIO(target.read_bytes())) as bundle:
             names = bundle.namelist()
-        assert names and any(first["id"] in n or first["name"].rsplit(".", 1)[0] in n for n in names), names
+            exported = [n for n in names if n.startswith("submissions/") and n.endswith(f"{sent[0]['id']}.json")]
+            assert exported, names
+            record = json.loads(bundle.read(exported[0]))
+        assert record["click_times"] == one["click_times"] and record["duration_ms"] == one["duration_ms"]
 
         # -- the admin page: the annotator becomes a task master too ---------------------------------
         master.goto(f"{url}/admin")
