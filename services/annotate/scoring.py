@@ -48,13 +48,18 @@ def _marks(tool: Tool, shapes: list[Shape], width: int, height: int) -> npt.NDAr
 
 
 def _mhd(tool: Tool, drawn: list[Shape], reference: list[Shape], width: int, height: int) -> float:
-    if not drawn or not reference:
-        return float(np.hypot(width, height)) if drawn or reference else 0.0
     if tool.makes_masks:
-        return modified_hausdorff(
-            boundary_points(rasterize(drawn, width, height)), boundary_points(rasterize(reference, width, height))
+        mine, theirs = (
+            boundary_points(rasterize(drawn, width, height)),
+            boundary_points(rasterize(reference, width, height)),
         )
-    return modified_hausdorff(_point_cloud(drawn), _point_cloud(reference))
+    else:
+        mine, theirs = _point_cloud(drawn), _point_cloud(reference)
+    # Nothing against something is as far apart as the image allows (an outline too small to cover a
+    # pixel centre rasterises to nothing), never an infinite distance.
+    if not len(mine) or not len(theirs):
+        return float(np.hypot(width, height)) if len(mine) or len(theirs) else 0.0
+    return modified_hausdorff(mine, theirs)
 
 
 def _point_cloud(shapes: list[Shape]) -> npt.NDArray[np.float64]:

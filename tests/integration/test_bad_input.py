@@ -1206,3 +1206,26 @@ def test_server_is_still_healthy(world: World) -> None:
     assert httpx.get(f"{world.url}/readyz", timeout=10).status_code == 200
     log = world.server.log_path.read_text(errors="replace")
     assert "Traceback" not in log, world.server.log_tail(80)
+
+
+@pytest.mark.parametrize("metric", ["mhd", "dice", "jaccard"])
+def test_degenerate_qualification_attempts_are_scored_not_500(world: World, metric: str) -> None:
+    """regression: on an MHD task, an outline too small to cover a pixel centre scored inf: stored as
+    inf and answered as `"score": null`."""
+    created = world.taskmaster.post("/tasks", json={"title": f"Qualify {metric}", "tool": "contour", "metric": metric})
+    task_id = created.json()["id"]
+    reference = [{"type": "contour", "points": contour()}]
+    tutorial = world.taskmaster.post(
+        f"/tasks/{task_id}/tutorial",
+        files={"file": ("ref.png", png(90), "image/png")},
+        data={"shapes": json.dumps(reference)},
+    )
+    assert tutorial.status_code == 201, tutorial.text
+    image_id = tutorial.json()["id"]
+    for shapes in ([{"type": "contour", "points": [[10.1, 10.1], [11.1, 10.1], [10.1, 11.1]]}], []):
+        response = world.outsider.post(
+            f"/tasks/{task_id}/qualification/attempts", json={"image_id": image_id, "shapes": shapes}
+        )
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["passed"] is False and math.isfinite(result["score"]), result
