@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffMs, SubmissionQueue, type SubmissionBody, type Transport } from "./saver";
+import { backoffMs, fetchTransport, SubmissionQueue, type SubmissionBody, type Transport } from "./saver";
 
 class MemStorage {
   m = new Map<string, string>();
@@ -71,6 +71,7 @@ describe("SubmissionQueue", () => {
     await q.submit("t", body("c"));
     expect(q.list()[0]!.rejected).toBe(true);
     expect(q.list()[0]!.last_error).toBe("bad");
+    expect(q.list()[0]!.last_status).toBe(422);
     const q5 = new SubmissionQueue({ send: async () => ({ status: 503 }) }, new MemStorage(), () => 0 as never);
     await q5.submit("t", body("d"));
     expect(q5.list()[0]!.rejected).toBeUndefined();
@@ -85,5 +86,25 @@ describe("SubmissionQueue", () => {
 
   it("backoff doubles up to a cap", () => {
     expect([1, 2, 3, 4, 10].map((a) => backoffMs(a))).toEqual([1000, 2000, 4000, 8000, 30000]);
+  });
+
+  it("sends the click times with the submission, bearer token and keepalive", async () => {
+    const calls: Array<{ url: string; init: RequestInit }> = [];
+    const orig = globalThis.fetch;
+    globalThis.fetch = (async (url: string, init: RequestInit) => {
+      calls.push({ url, init });
+      return new Response(null, { status: 201 });
+    }) as typeof fetch;
+    try {
+      const t = fetchTransport("/api/v1", () => "tok");
+      const r = await t.send("task 1", { ...body("f"), click_times: [1, 2, 3] }, true);
+      expect(r.status).toBe(201);
+    } finally {
+      globalThis.fetch = orig;
+    }
+    expect(calls[0]!.url).toBe("/api/v1/tasks/task%201/submissions");
+    expect(calls[0]!.init.keepalive).toBe(true);
+    expect((calls[0]!.init.headers as Record<string, string>).Authorization).toBe("Bearer tok");
+    expect(JSON.parse(calls[0]!.init.body as string).click_times).toEqual([1, 2, 3]);
   });
 });

@@ -20,6 +20,8 @@ export interface Pending {
   body: SubmissionBody;
   attempts: number;
   last_error?: string;
+  /** HTTP status of the last attempt (0: network error) */
+  last_status?: number;
   /** permanent client error: kept for the user, not retried automatically */
   rejected?: boolean;
   queued_at: string;
@@ -110,9 +112,11 @@ export class SubmissionQueue {
       if (item.rejected) continue;
       let outcome: "ok" | "retry" | "rejected";
       let detail = "";
+      let status = 0;
       try {
         const r = await this.transport.send(item.task_id, item.body, keepalive);
         detail = r.detail ?? `HTTP ${r.status}`;
+        status = r.status;
         if (r.status >= 200 && r.status < 300) outcome = "ok";
         else if (r.status === 0 || r.status >= 500 || r.status === 408 || r.status === 429 || r.status === 401 || r.status === 403)
           outcome = "retry";
@@ -129,6 +133,7 @@ export class SubmissionQueue {
       } else {
         cur.attempts += 1;
         cur.last_error = detail;
+        cur.last_status = status;
         if (outcome === "rejected") cur.rejected = true;
         else {
           retry = true;

@@ -367,7 +367,11 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       localStorage.removeItem(draftKey(taskId, img.id));
       const ok = await Promise.race([queue.submit(taskId, b), new Promise<boolean>((r) => setTimeout(() => r(false), 8000))]);
       const stuck = queue.list().find((p) => p.body.id === b.id);
-      if (stuck?.rejected) {
+      if (stuck?.rejected && stuck.last_status === 409) {
+        // the image got all its annotations meanwhile (our lease had expired): nothing to fix here
+        queue.discard(b.id);
+        toast(`Not saved: ${stuck.last_error ?? "the image needs no more annotations"} — moving on.`, "info", 6000);
+      } else if (stuck?.rejected) {
         toast(`The server refused this drawing: ${stuck.last_error ?? "invalid"}. It is kept on this device.`, "error", 8000);
         saved = false;
         queue.discard(b.id);
@@ -377,7 +381,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
         return;
       }
       if (!ok) toast("Saving is taking longer than usual — your drawing is kept on this device and will be retried.", "info", 5000);
-      else toast("Saved", "ok", 1200);
+      else if (!stuck) toast("Saved", "ok", 1200);
       teardown();
       saveCurrent = null;
       if (!disposed) await nextImage();
