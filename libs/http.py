@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -171,6 +172,41 @@ def route_template(scope: Scope) -> str:
     return path
 
 
+class BodyLimit:
+    """Pure ASGI middleware: bodies other than multipart uploads (whose limits ingest enforces while
+    reading them) are capped, by their declared length up front and by the bytes that actually arrive."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in UNSAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").lower().startswith("multipart/"):
+            await self.app(scope, receive, send)
+            return
+        detail = f"the request body is larger than {self.max_bytes} bytes"
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise StarletteHTTPException(413, detail)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -216,7 +252,8 @@ def create_app(*, title: str, runtime: Runtime, routers: Sequence[APIRouter], on
 
     app = FastAPI(title=title, version="1", lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
     app.state.runtime = runtime
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_json_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: its headers are on every answer, 413s included
     install_error_handlers(app)
     app.include_router(health_router())
     for router in routers:

@@ -43,6 +43,8 @@ class CommonSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # Request bodies other than multipart uploads (JSON): larger ones answer 413 before they are parsed.
+    max_json_bytes: int = Field(default=32 * 2**20, ge=1024)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -36,6 +36,7 @@ from tests.embedded import Api, EmbeddedServer
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 MAX_UPLOAD_BYTES = 2_000_000
+MAX_JSON_BYTES = 4_000_000
 PASSWORD = "correct-horse-battery"
 
 
@@ -153,7 +154,8 @@ def upload(api: Api, task_id: str, files: list[tuple[str, bytes]], **kwargs: Any
 def world() -> Iterator[World]:
     # Outside pytest's numbered temp dirs: concurrent pytest runs prune those under a live server.
     root = Path(tempfile.mkdtemp(prefix="crowdseg-bad-input-"))
-    with mock.patch.dict(os.environ, {"CROWDSEG_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES)}):
+    limits = {"CROWDSEG_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES), "CROWDSEG_MAX_JSON_BYTES": str(MAX_JSON_BYTES)}
+    with mock.patch.dict(os.environ, limits):
         server = EmbeddedServer(root / "data").start()
     try:
         yield _populate(server)
@@ -1199,6 +1201,27 @@ def test_too_many_files_is_a_4xx(world: World) -> None:
 def test_bad_query_parameters_are_422(world: World) -> None:
     with world.unchanged():
         assert_error(world.taskmaster.get(f"/tasks/{world.task['id']}/images", params={"tutorial": "maybe"}), 422)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_oversized_json_bodies_are_413(world: World, chunked: bool) -> None:
+    """regression: JSON bodies had no size limit; any size was read and parsed (memory and CPU)."""
+    point = b"[1.5, 2.5], "
+    head = (
+        f'{{"id": "{client_id()}", "image_id": "{world.images[0]["id"]}", "shapes": [{{"type": "contour", "points": ['
+    )
+    body = head.encode() + point * (MAX_JSON_BYTES // len(point) + 10) + b"[1, 2]]}]}"
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 1 << 20):
+            yield body[start : start + (1 << 20)]
+
+    headers = {"content-type": "application/json"}
+    with world.unchanged():
+        url = f"/tasks/{world.task['id']}/submissions"
+        response = world.annotator.post(url, content=chunks() if chunked else body, headers=headers)
+        assert_error(response, 413, "larger than")
+        assert response.headers.get("x-content-type-options") == "nosniff"
 
 
 # Last in the file: every request above was answered without an unhandled error.
