@@ -1224,6 +1224,25 @@ def test_oversized_json_bodies_are_413(world: World, chunked: bool) -> None:
         assert response.headers.get("x-content-type-options") == "nosniff"
 
 
+def test_concurrent_signups_with_one_email_make_one_account(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = len(world.admin.get("/users").json())
+
+    def one(_: int) -> int:
+        with world.anonymous() as client:
+            body = {"email": "twin@example.org", "password": PASSWORD, "name": "Twin"}
+            return client.post("/auth/signup", json=body).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(one, range(6)))
+    assert statuses == [201] + [409] * 5, statuses
+    users = world.admin.get("/users").json()
+    assert len(users) == before + 1
+    twin = next(u for u in users if u["email"] == "twin@example.org")
+    assert twin["roles"] == ["annotator"]
+
+
 # Last in the file: every request above was answered without an unhandled error.
 def test_server_is_still_healthy(world: World) -> None:
     assert httpx.get(f"{world.url}/readyz", timeout=10).status_code == 200
