@@ -38,9 +38,9 @@ def test_matches_simpleitk(seed: int) -> None:
     maps, _ = label_crowd(seed, raters=7)
     expected, confusion = sitk_multilabel(maps)
     result = multilabel_staple(maps, max_iter=1000)
-    assert np.mean(result.label_map == expected) >= 0.999
+    assert np.mean(result.label_map == expected) >= 0.9999
     for r in range(len(maps)):
-        np.testing.assert_allclose(result.confusion[r], confusion[r], atol=1e-2)
+        np.testing.assert_allclose(result.confusion[r], confusion[r], atol=5e-3)
 
 
 def test_recovers_truth_and_ranks_sloppy_raters_last() -> None:
