@@ -134,3 +134,16 @@ def test_hand_computed_posterior_of_a_split_pixel() -> None:
     assert result.probability[2, 0] == pytest.approx(fg / (fg + bg), rel=1e-12)
     assert result.probability[0, 0] == pytest.approx(1.0, abs=1e-9)
     assert result.probability[3, 3] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("raters", "shape"), [(40, (64, 72)), (70, (40, 48)), (6, (10, 40, 44))])
+def test_matches_simpleitk_with_many_raters_and_in_3d(raters: int, shape: tuple[int, ...]) -> None:
+    """Every packing path: one 64-bit word (33-64 raters), several words (> 64), and volumes."""
+    rng = np.random.default_rng(raters)
+    truth = blob_truth(shape, rng)
+    masks = flip_crowd(truth, list(rng.uniform(0.01, 0.3, raters)), rng)
+    probability, sensitivity, specificity = sitk_staple(masks)
+    result = staple(masks, max_iter=1000)
+    assert np.mean(result.consensus() == (probability > 0.5)) >= 0.9999
+    np.testing.assert_allclose(result.sensitivity, sensitivity, atol=5e-3)
+    np.testing.assert_allclose(result.specificity, specificity, atol=5e-3)
