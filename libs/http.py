@@ -29,6 +29,7 @@ CONTENT_SECURITY_POLICY = (
     "script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'"
 )
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+MULTIPART_SLACK_BYTES = 2**20  # part headers and form fields around the files of an upload
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -173,24 +174,34 @@ def route_template(scope: Scope) -> str:
 
 
 class BodyLimit:
-    """Pure ASGI middleware: bodies other than multipart uploads (whose limits ingest enforces while
-    reading them) are capped, by their declared length up front and by the bytes that actually arrive."""
+    """Pure ASGI middleware: request bodies are capped by their declared length up front and by the
+    bytes that actually arrive — JSON at ``max_bytes``, multipart uploads (checked file by file by
+    ingest) at ``max_multipart_bytes``."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_multipart_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_multipart_bytes = max_multipart_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in UNSAFE_METHODS:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        limit: int | None = self.max_bytes
         if headers.get("content-type", "").lower().startswith("multipart/"):
+            # Uploads are checked precisely by ingest; this only stops an endless body being spooled to
+            # disk before anyone (even the caller's credentials) is looked at.
+            limit = self.max_multipart_bytes
+        if limit is None:
             await self.app(scope, receive, send)
             return
-        detail = f"the request body is larger than {self.max_bytes} bytes"
+        await self._limited(scope, receive, send, headers, limit)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, headers: Headers, limit: int) -> None:
+        detail = f"the request body is larger than {limit} bytes"
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and int(declared) > limit:
             await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
             return
         received = 0
@@ -200,7 +211,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise StarletteHTTPException(413, detail)
             return message
 
@@ -252,7 +263,9 @@ def create_app(*, title: str, runtime: Runtime, routers: Sequence[APIRouter], on
 
     app = FastAPI(title=title, version="1", lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
     app.state.runtime = runtime
-    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_json_bytes)
+    upload_bytes: int | None = getattr(runtime.settings, "max_upload_bytes", None)
+    multipart_bytes = None if upload_bytes is None else upload_bytes + MULTIPART_SLACK_BYTES
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_json_bytes, max_multipart_bytes=multipart_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: its headers are on every answer, 413s included
     install_error_handlers(app)
     app.include_router(health_router())

@@ -1243,6 +1243,28 @@ def test_concurrent_signups_with_one_email_make_one_account(world: World) -> Non
     assert twin["roles"] == ["annotator"]
 
 
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_endless_chunked_upload_is_cut_off_with_413(world: World, signed_in: bool) -> None:
+    """regression: a multipart body without Content-Length was spooled to disk whole (by anyone, even
+    without credentials) before any limit or credential was checked."""
+    boundary = "endless"
+
+    def chunks() -> Iterator[bytes]:
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n\r\n'.encode()
+        for _ in range(4 * MAX_UPLOAD_BYTES // 65_536):
+            yield b"\0" * 65_536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    client = world.taskmaster.http if signed_in else world.anonymous()
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    with world.unchanged():
+        try:
+            response = client.post(f"/tasks/{world.task['id']}/images", content=chunks(), headers=headers)
+        except httpx.TransportError:
+            return  # the server answered and closed the connection while the client was still sending
+        assert_error(response, 413, "larger than")
+
+
 # Last in the file: every request above was answered without an unhandled error.
 def test_server_is_still_healthy(world: World) -> None:
     assert httpx.get(f"{world.url}/readyz", timeout=10).status_code == 200
