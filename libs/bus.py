@@ -23,7 +23,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from crowdseg import metrics
 from crowdseg.errors import CrowdsegError, Unavailable
-from crowdseg.events import ALL_TOPICS, EVENT_TYPES, Event, dead_letter_topic
+from crowdseg.events import (
+    ALL_TOPICS,
+    CONSENSUS_UPDATED,
+    EVENT_TYPES,
+    EXPORT_COMPLETED,
+    EXPORT_REQUESTED,
+    IMAGE_INGESTED,
+    SUBMISSION_ACCEPTED,
+    Event,
+    dead_letter_topic,
+)
 from crowdseg.ports import OutboxEntry, Store
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -36,6 +46,16 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
 
 CONSUMER_GROUPS = ("consensus", "export")
+# The service whose documents carry each topic's pending events. A process relays only the outboxes of
+# the services it hosts: with every service its own process, each event is published by its producer,
+# not once by every process (still at least once; consumers are idempotent).
+PRODUCERS = {
+    IMAGE_INGESTED: "ingest",
+    SUBMISSION_ACCEPTED: "annotate",
+    CONSENSUS_UPDATED: "consensus",
+    EXPORT_REQUESTED: "export",
+    EXPORT_COMPLETED: "export",
+}
 MAX_REDELIVERIES = 20  # redeliveries of one event through an outage before it is dead-lettered after all
 
 
@@ -201,6 +221,7 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.services: frozenset[str] | None = None  # the services hosted here; None relays every outbox
 
     def poke(self) -> None:
         """Ask the relay to publish now instead of at its next poll."""
@@ -228,11 +249,15 @@ class OutboxRelay:
             await self.flush()
 
     async def flush(self) -> int:
-        entries = await self._store.outbox.pending()
+        entries = [entry for entry in await self._store.outbox.pending() if self._relays(entry)]
         metrics.OUTBOX_PENDING.set(len(entries))
         for entry in entries:
             await self._publish(entry)
         return len(entries)
+
+    def _relays(self, entry: OutboxEntry) -> bool:
+        producer = PRODUCERS.get(entry.event.topic)
+        return self.services is None or producer is None or producer in self.services
 
     async def _publish(self, entry: OutboxEntry) -> None:
         await publish(self._broker, entry.event.topic, entry.event.key, entry.event.payload)

@@ -31,6 +31,7 @@ def build_app(
 ) -> FastAPI:
     """One FastAPI app hosting the given services on one runtime (one broker, one store)."""
     runtime = runtime or Runtime.build(settings)
+    runtime.relay.services = frozenset(part.name for part in parts)
     for part in parts:
         for subscribe in part.subscribe:
             subscribe(runtime)
