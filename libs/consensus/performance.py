@@ -8,7 +8,8 @@ large object then weighs more than one with a speck, as in the pooled estimate o
 STAPLE run over all images (Warfield, Zou & Wells 2004, eqs. 18-19, summed over images).
 
 Masks: from a STAPLE result with posterior W, rater j's expected counts are
-tp = p_j·ΣW, fn = (1 − p_j)·ΣW, tn = q_j·Σ(1 − W), fp = (1 − q_j)·Σ(1 − W).
+tp = p_j·ΣW, fn = (1 − p_j)·ΣW, tn = q_j·Σ(1 − W), fp = (1 − q_j)·Σ(1 − W), summed over the
+region STAPLE estimated over (the image, or the union of the raters' foreground).
 Objects (points, lines, polygons): the counts of matches against the crowd's consensus.
 """
 
@@ -37,8 +38,9 @@ class Counts:
 
 def staple_counts(result: StapleResult) -> list[Counts]:
     """Every rater's expected confusion counts on one image, from its STAPLE result."""
-    foreground = float(result.probability.sum())
-    background = float(result.probability.size) - foreground
+    foreground = float(result.probability.sum())  # pixels outside a "union" region add ~0
+    pixels = result.probability.size if result.region_pixels is None else result.region_pixels
+    background = max(float(pixels) - foreground, 0.0)
     return [
         Counts(tp=p * foreground, fn=(1.0 - p) * foreground, tn=q * background, fp=(1.0 - q) * background)
         for p, q in zip(result.sensitivity.tolist(), result.specificity.tolist(), strict=True)

@@ -14,12 +14,20 @@ ITK's ``STAPLEImageFilter`` (as wrapped by SimpleITK), so results agree with it:
 * it stops when no p_j or q_j moved by more than ``tol`` (ITK: squared change <= 1e-14).
 
 The EM runs over distinct rater-decision patterns weighted by pixel counts, not per pixel.
+
+``region="union"`` estimates p, q and the prior only over the pixels that at least one rater
+marked foreground. Specificity and the prior depend on how much background the estimation
+includes, which is why STAPLE is commonly run within a region of interest: over the whole
+image, a few pixels of boundary error are a negligible false-positive rate against the large
+background, so every foreground vote looks reliable and the consensus grows under boundary
+noise. Crowd-Kit's SegmentationEM normalises its error rates by the same union.
+Pixels outside the union still get a posterior (near 0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from crowdseg.consensus._patterns import as_binary_stack, decision_patterns
@@ -35,7 +43,8 @@ class StapleResult:
     """Outcome of binary STAPLE.
 
     ``probability`` is the posterior P(true foreground) per pixel, ``history`` the observed-data
-    log-likelihood after every iteration (non-decreasing up to rounding).
+    log-likelihood after every iteration (non-decreasing up to rounding), ``region_pixels`` the
+    number of pixels p, q and the prior were estimated over.
     """
 
     probability: NDArray[np.float64]
@@ -45,6 +54,7 @@ class StapleResult:
     iterations: int
     converged: bool
     history: list[float] = field(default_factory=list)
+    region_pixels: int | None = None
 
     def consensus(self, threshold: float = 0.5) -> NDArray[np.bool_]:
         """Consensus mask: pixels whose posterior exceeds ``threshold`` (ITK's STAPLE output > 0.5)."""
@@ -126,24 +136,48 @@ def staple_patterns(
     return posterior, sensitivity, specificity, g, iterations, converged, history
 
 
+Region = Literal["image", "union"]
+
+
+def region_weights(counts: NDArray[np.float64], region: Region) -> NDArray[np.float64]:
+    """Pattern weights for estimation: the pixel counts, without the all-background row for "union"
+    (row 0 of `decision_patterns`), unless nobody marked anything."""
+    if region not in ("image", "union"):
+        raise ValueError(f"region must be 'image' or 'union', got {region!r}")
+    if region == "image" or counts[0] == counts.sum():
+        return counts
+    weights = counts.copy()
+    weights[0] = 0.0
+    return weights
+
+
 def staple(
-    masks: NDArray[Any], *, max_iter: int = 100, tol: float = 1e-7, prior: float | None = None
+    masks: NDArray[Any],
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-7,
+    prior: float | None = None,
+    region: Region = "image",
 ) -> StapleResult:
     """Binary STAPLE (Warfield, Zou & Wells 2004) of a (raters, H, W) or (raters, D, H, W) stack.
 
     ``masks`` are bool or 0/1. ``prior`` is P(true foreground); by default the mean fraction
-    of foreground over raters, as in ITK/SimpleITK. One rater is allowed (its mask comes back).
+    of foreground over raters, as in ITK/SimpleITK. ``region`` is where p, q and the prior are
+    estimated: "image" (ITK's choice) or "union" of the raters' foreground (see the module
+    docstring; more accurate under boundary noise). One rater is allowed (its mask comes back).
     Raises ValueError on empty or ragged input.
     """
     if prior is not None and not 0.0 <= prior <= 1.0:
         raise ValueError(f"prior must be in [0, 1], got {prior}")
     stack = as_binary_stack(masks)
     patterns = decision_patterns(stack)
+    weights = region_weights(patterns.counts, region)
     posterior, sensitivity, specificity, g, iterations, converged, history = staple_patterns(
-        patterns.decisions, patterns.counts, max_iter=max_iter, tol=tol, prior=prior
+        patterns.decisions, weights, max_iter=max_iter, tol=tol, prior=prior
     )
     probability = patterns.expand(posterior).reshape(stack.shape[1:])
-    return StapleResult(probability, sensitivity, specificity, g, iterations, converged, history)
+    region_pixels = int(weights.sum())
+    return StapleResult(probability, sensitivity, specificity, g, iterations, converged, history, region_pixels)
 
 
 def majority_vote(masks: NDArray[Any], weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:

@@ -25,6 +25,7 @@ from crowdseg.consensus import (
     staple,
     staple_counts,
 )
+from crowdseg.consensus.staple import Region
 from crowdseg.domain import Consensus, Image, RaterScore, Submission, Task, Tool
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
@@ -39,6 +40,9 @@ Notify = Callable[[], None]
 class StapleOptions:
     max_iter: int = 100
     tol: float = 1e-7
+    # Rates estimated over the union of the raters' foreground: crowd outlines carry boundary noise,
+    # under which whole-image STAPLE over-segments (crowdseg.consensus.staple).
+    region: Region = "union"
 
 
 async def recompute(
@@ -100,7 +104,7 @@ async def _mask_consensus(
 ) -> Consensus:
     def compute() -> tuple[Consensus, bytes, bytes]:
         masks = np.stack([rasterize(s.shapes, image.width, image.height) for s in submissions])
-        result = staple(masks, max_iter=options.max_iter, tol=options.tol)
+        result = staple(masks, max_iter=options.max_iter, tol=options.tol, region=options.region)
         raters = [
             _with_counts(
                 RaterScore(user_id=s.user_id, submission_id=s.id, sensitivity=float(p), specificity=float(q)), counts
