@@ -59,12 +59,15 @@ GUARDS = "_guards"
 META = "_meta"
 FIRST_USER = "first-user"
 
+ALREADY_ANNOTATED = "you have already annotated this image; ask for the next one"
+
 INDEXES: dict[str, list[tuple[list[tuple[str, int]], bool]]] = {
     "users": [([("email", ASCENDING)], True)],
     "tasks": [],
     "images": [([("task_id", ASCENDING), ("name", ASCENDING)], True), ([("_pending", ASCENDING)], False)],
     "submissions": [
-        ([("image_id", ASCENDING)], False),
+        # One submission per user per image, whichever annotate replica accepts it.
+        ([("image_id", ASCENDING), ("user_id", ASCENDING)], True),
         ([("task_id", ASCENDING)], False),
         ([("user_id", ASCENDING)], False),
         ([("_pending", ASCENDING)], False),
@@ -259,8 +262,8 @@ class MongoSubmissions(_Collection[Submission]):
             await self.insert(submission.id, submission)
         except DuplicateKeyError:
             stored = await self.get(submission.id)
-            if stored is None:  # a duplicate that is not there: another unique key, not a retry
-                raise Conflict(f"submission {submission.id} conflicts with a stored one") from None
+            if stored is None:  # not a retry: the user already has a submission for this image
+                raise Conflict(ALREADY_ANNOTATED) from None
             return stored, False
         return submission, True
 

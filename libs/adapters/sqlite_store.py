@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS submissions (
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, image_id TEXT NOT NULL, user_id TEXT NOT NULL,
   pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS submissions_by_image ON submissions (image_id);
+CREATE UNIQUE INDEX IF NOT EXISTS submissions_one_per_user ON submissions (image_id, user_id);
 CREATE INDEX IF NOT EXISTS submissions_by_task ON submissions (task_id);
 CREATE INDEX IF NOT EXISTS submissions_by_user ON submissions (user_id);
 CREATE TABLE IF NOT EXISTS consensus (
@@ -228,7 +228,8 @@ class SqliteSubmissions(_Table[Submission]):
             )
         except sqlite3.IntegrityError:
             stored = self.one("id = ?", submission.id)
-            assert stored is not None
+            if stored is None:  # not a retry: the user already has a submission for this image
+                raise Conflict("you have already annotated this image; ask for the next one") from None
             return stored, False
         return submission, True
 

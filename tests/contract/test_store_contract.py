@@ -296,6 +296,20 @@ async def test_concurrent_duplicate_submissions_store_one(store: Store) -> None:
     assert len(await store.submissions.list_for_image(img.id)) == 1
 
 
+async def test_one_submission_per_user_per_image_under_concurrency(store: Store) -> None:
+    """Regression: a user racing fresh client ids for one image (two tabs, two annotate replicas) stored
+    several submissions, more than the task's replicates; the store now refuses all but one."""
+    _, img = await stored_image(store)
+    attempts = [store.submissions.add(submission(img, "u1")) for _ in range(8)]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert len(stored) == 1 and stored[0][1]
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException))
+    assert [s.user_id for s in await store.submissions.list_for_image(img.id)] == ["u1"]
+    _, created = await store.submissions.add(submission(img, "u2"))
+    assert created and len(await store.submissions.list_for_image(img.id)) == 2
+
+
 async def test_submission_lookups_and_counts(store: Store) -> None:
     t, img_a = await stored_image(store)
     img_b = image(t.id, "b.png")
