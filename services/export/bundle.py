@@ -199,6 +199,15 @@ class BundleWriter:
         for point in consensus.points or []:
             entry = _coco_shape(len(self.coco_consensus) + 1, number, Tool.POINT, [(point["x"], point["y"])])
             self.coco_consensus.append({**entry, "support": point.get("support")})
+        # Fused lines and object polygons: one entry each, as the raw annotations of their tool
+        # (flat segmentation, bbox, length or area), with the raters behind them.
+        for tool, objects in ((Tool.POLYLINE, consensus.lines), (Tool.POLYGON, consensus.polygons)):
+            for fused in objects or []:
+                points = [(float(x), float(y)) for x, y in fused["points"]]
+                if len(points) < tool.min_points:
+                    continue
+                entry = _coco_shape(len(self.coco_consensus) + 1, number, tool, points)
+                self.coco_consensus.append({**entry, "support": fused.get("support"), "raters": consensus.submissions})
 
     async def _tables(
         self, archive: zipfile.ZipFile, images: list[Image], subs: list[Submission], users: dict[str, User]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
-from crowdseg.domain import Image
-from crowdseg.services.export.bundle import image_folders, rle
+from crowdseg.domain import Consensus, Image, RaterScore, Task, Tool
+from crowdseg.services.export.bundle import BundleWriter, image_folders, rle
 
 pytestmark = pytest.mark.unit
 
@@ -28,3 +34,42 @@ def test_images_whose_names_sanitise_alike_get_distinct_folders() -> None:
 def test_rle_is_column_major_and_starts_with_a_background_run() -> None:
     mask = np.array([[1, 0], [1, 1]], dtype=bool)
     assert rle(mask) == {"counts": [0, 2, 1, 1], "size": [2, 2]}
+
+
+def object_consensus(tool: Tool, **objects: object) -> Consensus:
+    raters = [RaterScore(user_id=f"u{i}", submission_id=f"s{i}", precision=1.0, recall=1.0) for i in range(3)]
+    return Consensus(
+        image_id="1", task_id="t", version=3, submissions=3, submission_ids=["s0", "s1", "s2"],
+        method="fusion", tool=tool, raters=raters, **objects,  # type: ignore[arg-type]
+    )
+
+
+def coco_consensus_of(tool: Tool, consensus: Consensus, tmp_path: Path) -> list[dict[str, object]]:
+    writer = BundleWriter(None, None, Task(owner_id="o", title="T", tool=tool), tmp_path / "x.zip", None)  # type: ignore[arg-type]
+    writer.folders = {"1": "one.png"}
+    with zipfile.ZipFile(io.BytesIO(), "w") as archive:
+        asyncio.run(writer._consensus(archive, 1, image("1", "one.png"), consensus))
+        assert json.loads(archive.read("consensus/one.png/consensus.json"))["submissions"] == 3
+    return writer.coco_consensus
+
+
+def test_coco_consensus_has_the_fused_lines_and_polygons(tmp_path: Path) -> None:
+    """Regression: coco/consensus.json held entries for consensus points and masks only; the fused
+    lines of polyline tasks and the object polygons of polygon tasks were missing from it."""
+    lines = object_consensus(Tool.POLYLINE, lines=[{"points": [[0, 0], [3, 4], [3, 10]], "support": 3}])
+    [line] = coco_consensus_of(Tool.POLYLINE, lines, tmp_path)
+    assert line["segmentation"] == [[0, 0, 3, 4, 3, 10]] and line["bbox"] == [0, 0, 3, 10]
+    assert line["length"] == pytest.approx(11.0) and line["area"] == 0.0
+    assert line["support"] == 3 and line["raters"] == 3 and line["image_id"] == 1 and line["id"] == 1
+
+    square = [[10, 10], [20, 10], [20, 20], [10, 20]]
+    polygons = object_consensus(
+        Tool.POLYGON, polygons=[{"points": square, "support": 2}, {"points": [[0, 0], [1, 1]], "support": 2}]
+    )
+    [polygon] = coco_consensus_of(Tool.POLYGON, polygons, tmp_path)  # a degenerate ring is skipped
+    assert polygon["segmentation"] == [[10, 10, 20, 10, 20, 20, 10, 20]] and polygon["bbox"] == [10, 10, 10, 10]
+    assert polygon["area"] == pytest.approx(100.0) and polygon["support"] == 2 and polygon["raters"] == 3
+
+    points = object_consensus(Tool.POINT, points=[{"x": 5.0, "y": 6.0, "support": 3}])
+    [point] = coco_consensus_of(Tool.POINT, points, tmp_path)
+    assert point["keypoints"] == [5.0, 6.0, 2] and point["support"] == 3
