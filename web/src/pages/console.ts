@@ -270,6 +270,10 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       );
     };
     void refresh();
+    const showRejected = (rejected: UploadResult["rejected"]): void => {
+      if (!rejected.length) return;
+      result.append(h("div", { class: "reject-list" }, h("strong", null, `${rejected.length} file(s) rejected:`), h("ul", { "data-testid": "rejected" }, rejected.map((x) => h("li", null, `${x.name}: ${x.reason}`)))));
+    };
     const send = async (files: File[]): Promise<void> => {
       if (!files.length) return;
       const fd = new FormData();
@@ -281,12 +285,14 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         const r = await upload<UploadResult>(`/tasks/${enc(id)}/images`, fd, (x) => bar.set(x, x >= 1 ? "Processing…" : `${Math.round(x * 100)} %`));
         bar.set(1, "Done");
         result.append(h("p", { class: "pill pill-ok" }, `${r.accepted.length} image(s) accepted`));
-        if (r.rejected.length)
-          result.append(h("div", { class: "reject-list" }, h("strong", null, `${r.rejected.length} file(s) rejected:`), h("ul", { "data-testid": "rejected" }, r.rejected.map((x) => h("li", null, `${x.name}: ${x.reason}`)))));
+        showRejected(r.rejected);
         await refresh();
       } catch (e) {
         bar.set(0, "Failed");
         result.append(h("p", { class: "form-error" }, e instanceof Error ? e.message : String(e)));
+        // When every file is refused the server answers 422 and still lists each file with its reason.
+        const body = e instanceof ApiError ? (e.body as Partial<UploadResult> | null) : null;
+        if (body && Array.isArray(body.rejected)) showRejected(body.rejected);
       }
     };
     zone.addEventListener("click", () => fileInput.click());
