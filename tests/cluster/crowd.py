@@ -15,18 +15,9 @@ import httpx
 import numpy as np
 from crowdseg.simulation import SyntheticImage, careful_outline, sloppy_outline, synthetic_image
 
-from tests.embedded import Api
+from tests.embedded import Api, wait_for
 
 RETRYABLE = {502, 503, 504}
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def zip_of(images: list[SyntheticImage]) -> bytes:

@@ -15,10 +15,9 @@ import io
 import json
 import os
 import signal
-import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from crowdseg.consensus import dice
 from crowdseg.simulation import SyntheticImage, careful_outline, sloppy_outline, synthetic_image
 from PIL import Image as PILImage
 
-from tests.embedded import Api, EmbeddedServer
+from tests.embedded import Api, EmbeddedServer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,15 +59,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(server, master, truth)
     finally:
         server.stop()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def in_folder(images: list[SyntheticImage]) -> dict[str, SyntheticImage]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from crowdseg.consensus.lines import line_distance, resample_polyline
 from crowdseg.simulation import SyntheticImage, careful_clicks, careful_outline, sloppy_outline, synthetic_image
 from shapely.geometry import Polygon
 
-from tests.embedded import Api
+from tests.embedded import Api, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +32,6 @@ ANNOTATORS = 5  # the last one is bad
 IMAGES = 2
 CELL_RADIUS = 5.0  # the synthetic cells are discs of radius 5
 Point = tuple[float, float]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def top_half(outline: list[Point]) -> list[Point]:
