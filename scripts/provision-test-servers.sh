@@ -3,6 +3,7 @@
 #   - Apache Kafka 4.x (KRaft, no ZooKeeper): jars from Maven Central  -> $CACHE/kafka-<ver>/libs
 #   - FerretDB v1 (MongoDB wire protocol, SQLite backend): go build    -> $CACHE/bin/ferretdb
 #   - MinIO: go install                                                 -> $CACHE/bin/minio
+#   - kustomize (builds the deploy/k8s overlays in the tests): go install -> $CACHE/bin/kustomize
 #   - Chromium + chromedriver for the browser tests: apt-get, only when missing
 # and write $CACHE/servers.json, the manifest tests/servers.py reads.
 #
@@ -85,6 +86,11 @@ build_minio() {
   GOBIN="$1" go install "github.com/minio/minio@$MINIO_VERSION"
 }
 
+# build_kustomize OUT_DIR: go install into OUT_DIR.
+build_kustomize() {
+  GOBIN="$1" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+}
+
 # build_ferretdb OUT_DIR: FerretDB v1 cannot be `go install`ed: the module proxy refuses its
 # version list (which go install reads for deprecation notices), and the binary panics at start
 # unless build/version/version.txt was generated. So: fetch the module source through the proxy,
@@ -125,7 +131,7 @@ go_binary() {
     die "$name $version: build failed (log: $log)"
   fi
   [[ -x "$build/$name" ]] || die "$name $version: the build produced no $name binary (log: $log)"
-  "$build/$name" --version >>"$log" 2>&1 || die "$name $version: the built binary does not run (log: $log)"
+  { "$build/$name" --version || "$build/$name" version; } >>"$log" 2>&1 || die "$name $version: the built binary does not run (log: $log)"
   mv -f "$build/$name" "$CACHE/bin/$name"
   rm -rf "$build"
   echo "$version" >"$marker"
@@ -159,6 +165,7 @@ provision_chromium() {
 provision_kafka
 go_binary ferretdb "$FERRETDB_VERSION"
 go_binary minio "$MINIO_VERSION"
+go_binary kustomize "$KUSTOMIZE_VERSION"
 provision_chromium
 
 # ---------------------------------------------------------------- manifest for tests/servers.py
@@ -168,6 +175,7 @@ cat >"$CACHE/servers.json.tmp" <<EOF
   "kafka": {"version": "$KAFKA_VERSION", "home": "$CACHE/kafka-$KAFKA_VERSION"},
   "ferretdb": {"version": "$FERRETDB_VERSION", "bin": "$CACHE/bin/ferretdb"},
   "minio": {"version": "$MINIO_VERSION", "bin": "$CACHE/bin/minio"},
+  "kustomize": {"version": "$KUSTOMIZE_VERSION", "bin": "$CACHE/bin/kustomize"},
   "chromium": {"bin": "/usr/bin/chromium", "driver": "/usr/bin/chromedriver"}
 }
 EOF

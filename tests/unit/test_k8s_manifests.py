@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.servers import load_manifest
 
 pytestmark = pytest.mark.unit
 
@@ -77,11 +78,9 @@ def test_base_lists_every_service_and_overlays_pick_images_and_components() -> N
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
 def test_overlays_build_with_kustomize(overlay: str) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
+    kustomize = load_manifest()["kustomize"]["bin"]  # provisioned by `make servers`
     built = subprocess.run(
-        [kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True, check=True, timeout=60
+        [kustomize, "build", str(K8S / "overlays" / overlay)], capture_output=True, text=True, check=True, timeout=60
     )
     docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
     deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
