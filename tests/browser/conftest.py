@@ -19,17 +19,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]
     index = httpx_get(f"{instance.url}/")
     if "crowdseg" not in index or "/assets/" not in index:
         instance.stop()
-        pytest.skip("web/dist is not built (make install builds it)")
-    yield instance
-    instance.stop()
+        pytest.fail("web/dist is not built: run make install", pytrace=False)
+    try:
+        yield instance
+    finally:
+        instance.stop()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     executable = chromium_path()
     if executable is None:
-        pytest.skip("no system Chromium (apt-get install chromium)")
+        pytest.fail("no system Chromium: run make servers (it installs Debian's chromium)", pytrace=False)
     with sync_api.sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield instance
