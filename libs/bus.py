@@ -25,12 +25,7 @@ from crowdseg import metrics
 from crowdseg.errors import CrowdsegError, Unavailable
 from crowdseg.events import (
     ALL_TOPICS,
-    CONSENSUS_UPDATED,
     EVENT_TYPES,
-    EXPORT_COMPLETED,
-    EXPORT_REQUESTED,
-    IMAGE_INGESTED,
-    SUBMISSION_ACCEPTED,
     Event,
     dead_letter_topic,
 )
@@ -46,15 +41,15 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[E], Awaitable[None]]
 
 CONSUMER_GROUPS = ("consensus", "export")
-# The service whose documents carry each topic's pending events. A process relays only the outboxes of
-# the services it hosts: with every service its own process, each event is published by its producer,
-# not once by every process (still at least once; consumers are idempotent).
-PRODUCERS = {
-    IMAGE_INGESTED: "ingest",
-    SUBMISSION_ACCEPTED: "annotate",
-    CONSENSUS_UPDATED: "consensus",
-    EXPORT_REQUESTED: "export",
-    EXPORT_COMPLETED: "export",
+# The documents whose outboxes each service fills. A process relays only the outboxes of the services it
+# hosts: with every service its own process, each event is published by its producer, not once by every
+# process (still at least once; consumers are idempotent). Selecting them in the store, not after it,
+# keeps one service's backlog from hiding another's events behind the page limit.
+OUTBOX_SOURCES = {
+    "ingest": "images",
+    "annotate": "submissions",
+    "consensus": "consensus",
+    "export": "exports",
 }
 MAX_REDELIVERIES = 20  # redeliveries of one event through an outage before it is dead-lettered after all
 
@@ -249,15 +244,12 @@ class OutboxRelay:
             await self.flush()
 
     async def flush(self) -> int:
-        entries = [entry for entry in await self._store.outbox.pending() if self._relays(entry)]
+        sources = None if self.services is None else {OUTBOX_SOURCES[s] for s in self.services if s in OUTBOX_SOURCES}
+        entries = await self._store.outbox.pending(sources=sources)
         metrics.OUTBOX_PENDING.set(len(entries))
         for entry in entries:
             await self._publish(entry)
         return len(entries)
-
-    def _relays(self, entry: OutboxEntry) -> bool:
-        producer = PRODUCERS.get(entry.event.topic)
-        return self.services is None or producer is None or producer in self.services
 
     async def _publish(self, entry: OutboxEntry) -> None:
         await publish(self._broker, entry.event.topic, entry.event.key, entry.event.payload)

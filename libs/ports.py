@@ -7,7 +7,7 @@ MongoDB. Adapters raise :class:`crowdseg.errors.Unavailable` when their backend 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -117,7 +117,10 @@ class ExportRepository(Protocol):
 
 
 class OutboxRepository(Protocol):
-    async def pending(self, limit: int = 100) -> list[OutboxEntry]: ...
+    async def pending(self, limit: int = 100, *, sources: Collection[str] | None = None) -> list[OutboxEntry]:
+        """Up to ``limit`` unpublished events, from the documents of ``sources`` (``images``,
+        ``submissions``, ``consensus``, ``exports``) or of all of them."""
+        ...
     async def mark_published(self, entry: OutboxEntry) -> None: ...
 
 

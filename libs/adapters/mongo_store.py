@@ -27,7 +27,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -346,9 +346,11 @@ class MongoOutbox:
     def __init__(self, collections: dict[str, _Collection[Any]]) -> None:
         self._collections = collections
 
-    async def pending(self, limit: int = 100) -> list[OutboxEntry]:
+    async def pending(self, limit: int = 100, *, sources: Collection[str] | None = None) -> list[OutboxEntry]:
         entries: list[OutboxEntry] = []
         for name, collection in self._collections.items():
+            if sources is not None and name not in sources:
+                continue
             for model in await collection.many({"_pending": True}, limit=limit):
                 doc_id = model.image_id if isinstance(model, Consensus) else model.id
                 entries.extend(OutboxEntry(name, doc_id, event) for event in model.outbox)

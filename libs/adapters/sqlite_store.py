@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -315,10 +315,12 @@ class SqliteOutbox:
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
-    async def pending(self, limit: int = 100) -> list[OutboxEntry]:
+    async def pending(self, limit: int = 100, *, sources: Collection[str] | None = None) -> list[OutboxEntry]:
         entries: list[OutboxEntry] = []
         with self._store.translate():
             for table in OUTBOX_TABLES:
+                if sources is not None and table not in sources:
+                    continue
                 rows = self._store.connection.execute(
                     f"SELECT id, doc FROM {table} WHERE pending = 1 LIMIT ?", (limit,)
                 ).fetchall()

@@ -402,6 +402,23 @@ async def test_outbox_pending_and_mark_published(store: Store) -> None:
     assert stored is not None and stored.outbox == [] and stored.name == img.name
 
 
+async def test_outbox_pending_by_source_is_not_hidden_by_another_backlog(store: Store) -> None:
+    """Regression: each process relays only its own services' outboxes, but filtered the page of
+    `pending()` after reading it, so a backlog of ingest events past the page limit hid every
+    submission event from the annotate process."""
+    t = task()
+    await store.tasks.add(t)
+    images = [image(t.id, f"{n}.png", events=1) for n in range(5)]
+    for img in images:
+        await store.images.add(img)
+    sub = submission(images[0], "u1", events=1)
+    await store.submissions.add(sub)
+    only_submissions = await store.outbox.pending(limit=3, sources={"submissions"})
+    assert [(e.collection, e.document_id) for e in only_submissions] == [("submissions", sub.id)]
+    assert {e.collection for e in await store.outbox.pending(limit=10, sources={"images"})} == {"images"}
+    assert await store.outbox.pending(sources=set()) == []
+
+
 async def test_outbox_of_consensus_and_exports(store: Store) -> None:
     _, img = await stored_image(store)
     result = consensus(img, 1).model_copy(update={"outbox": [event("crowdseg.consensus.updated.v1", img.id)]})
