@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 WEB_STAMP := web/dist/index.html
 CACHE ?= $(HOME)/.cache/crowdseg
 
-.PHONY: up test install web lint typecheck unit servers clean
+.PHONY: up test install web lint typecheck unit servers webtest clean
 
 up: install
 	$(VENV)/bin/crowdseg up
@@ -36,8 +36,12 @@ lint: $(STAMP)
 	  ln -s ../../services .typecheck/crowdseg/services
 	$(VENV)/bin/mypy .typecheck/crowdseg
 
-test: install servers lint
+test: install servers lint webtest
 	CROWDSEG_CACHE=$(CACHE) $(PY) -m pytest -p no:cacheprovider -q
+
+# The web UI's own unit tests (vitest): geometry, raster parity with the server, the save queue.
+webtest: $(WEB_STAMP)
+	cd web && npm test
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
