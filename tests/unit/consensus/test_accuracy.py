@@ -93,10 +93,11 @@ def test_dice_at_least_crowdkit_and_majority_vote_on_boundary_crowds() -> None:
     assert np.mean(ours) >= np.mean(vote)
 
 
-@pytest.mark.xfail(strict=True, reason="known: whole-image STAPLE (ITK's) over-segments under boundary noise")
-def test_whole_image_staple_on_boundary_crowds() -> None:
+def test_whole_image_staple_over_segments_on_boundary_crowds_and_union_does_not() -> None:
     """Spatially correlated boundary errors are a tiny false-positive rate against the whole image's
     background, so foreground votes weigh more than background ones and the consensus grows (3-5 %
-    in area on these crowds). ``region="union"`` is the remedy; kept strict so a change shows up."""
-    ours, kit, _ = boundary_comparison("image")
-    assert np.mean(ours) >= np.mean(kit)
+    in area on these crowds): whole-image STAPLE (ITK's too) falls below Crowd-Kit there, which is
+    why the service estimates over ``region="union"``. Stated, not xfailed, so a change shows up."""
+    whole_image, kit, _ = boundary_comparison("image")
+    union, _, _ = boundary_comparison("union")
+    assert np.mean(whole_image) < np.mean(kit) <= np.mean(union)
