@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from crowdseg.bus import OutboxRelay, build_broker, ensure_topics
+from crowdseg.bus import E, Handler, OutboxRelay, build_broker, ensure_topics, reliable_subscriber
 from crowdseg.ports import BlobStore, Store
 from crowdseg.settings import CommonSettings, Profile
 from faststream.kafka import KafkaBroker
@@ -64,6 +64,17 @@ class Runtime:
         relay = OutboxRelay(store, broker, poll_seconds=settings.outbox_poll_seconds)
         relay.declare_publishers()
         return cls(settings=settings, store=store, blobs=build_blobs(settings), broker=broker, relay=relay)
+
+    def subscribe(self, event_type: type[E], group: str, handle: Handler[E]) -> None:
+        """Subscribe ``handle`` in consumer group ``group``, retried and dead-lettered as configured."""
+        reliable_subscriber(
+            self.broker,
+            event_type=event_type,
+            group=group,
+            handle=handle,
+            max_attempts=self.settings.consumer_max_attempts,
+            backoff_seconds=self.settings.consumer_backoff_seconds,
+        )
 
     async def start(self) -> None:
         await self.store.open()

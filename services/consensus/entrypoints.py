@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from crowdseg.access import managed_image, managed_task
-from crowdseg.bus import reliable_subscriber
 from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, StoreDep
 from crowdseg.runtime import Runtime
@@ -27,14 +26,7 @@ def subscribe(runtime: Runtime) -> None:
             runtime.store, runtime.blobs, event.image_id, options=options(runtime), notify=runtime.relay.poke
         )
 
-    reliable_subscriber(
-        runtime.broker,
-        event_type=SubmissionAccepted,
-        group=GROUP,
-        handle=on_submission_accepted,
-        max_attempts=runtime.settings.consumer_max_attempts,
-        backoff_seconds=runtime.settings.consumer_backoff_seconds,
-    )
+    runtime.subscribe(SubmissionAccepted, GROUP, on_submission_accepted)
 
 
 async def reconcile_on_start(runtime: Runtime) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from crowdseg.bus import reliable_subscriber
 from crowdseg.domain import Export
 from crowdseg.errors import Conflict
 from crowdseg.events import ExportRequested
@@ -41,14 +40,7 @@ def subscribe(runtime: Runtime) -> None:
     async def on_export_requested(event: ExportRequested) -> None:
         await handlers.build_export(runtime.store, runtime.blobs, event.export_id, runtime.relay.poke)
 
-    reliable_subscriber(
-        runtime.broker,
-        event_type=ExportRequested,
-        group=GROUP,
-        handle=on_export_requested,
-        max_attempts=runtime.settings.consumer_max_attempts,
-        backoff_seconds=runtime.settings.consumer_backoff_seconds,
-    )
+    runtime.subscribe(ExportRequested, GROUP, on_export_requested)
 
 
 async def resume_on_start(runtime: Runtime) -> None:
