@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime
 
 from crowdseg.access import visible_task
@@ -59,29 +57,15 @@ async def submit(
     if stored is not None:
         return _same_submission(stored, user, task_id)
     image = await _work_image(store, task, command.image_id)
-    async with _one_at_a_time(image.id, user.id):
-        return await _submit_once(store, blobs, user, task, image, command, max_points, notify, now)
+    # Racing requests with fresh client ids (two tabs, two annotate replicas) may both pass the check in
+    # _submit_once; the store's unique (image, user) index lets exactly one of them in, the other is a 409.
+    return await _submit_once(store, blobs, user, task, image, command, max_points, notify, now)
 
 
 def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Submission, bool]:
     if stored.user_id != user.id or stored.task_id != task_id:
         raise Conflict("this submission id is already used by another submission")
     return stored, False
-
-
-# One user's submissions for one image are accepted one at a time in this process, so racing requests
-# with fresh client ids (two tabs, a client retrying) cannot both pass the "already annotated" check:
-# the store's slot claim deliberately lets a user who holds the slot claim it again (crash retries).
-_SLOT_LOCKS: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-@asynccontextmanager
-async def _one_at_a_time(image_id: str, user_id: str) -> AsyncIterator[None]:
-    lock = _SLOT_LOCKS.get((image_id, user_id))
-    if lock is None:
-        lock = _SLOT_LOCKS[(image_id, user_id)] = asyncio.Lock()
-    async with lock:
-        yield
 
 
 async def _submit_once(
