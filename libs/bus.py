@@ -146,6 +146,33 @@ def reliable_subscriber(
         await _ack(msg)
 
 
+def broadcast_subscriber(broker: KafkaBroker, *, event_type: type[E], name: str, handle: Handler[E]) -> None:
+    """Give this process every event of the topic, from the newest on, outside any consumer group.
+
+    For structures in memory that events keep current while the store stays the state of record
+    (the assign service's selection): every replica needs every event, nothing is committed, and a
+    failing handler is only logged, since the store corrects the structure when it disagrees.
+    """
+    topic = event_type.topic
+
+    @broker.subscriber(
+        topic,
+        group_id=None,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="latest",
+        title=f"{topic}:{name}",
+        description=f"{event_type.__name__} seen by every {name} process",
+    )
+    async def consume(msg: KafkaMessage) -> None:
+        try:
+            event = event_type.model_validate_json(msg.body)
+            await handle(event)
+        except Exception:
+            log.exception("%s could not follow an event of %s", name, topic)
+        else:
+            metrics.EVENTS_CONSUMED.labels(topic, name).inc()
+
+
 class _Transient(str):
     """The reason a handler failed when only a backing service being unreachable stopped it."""
 

@@ -8,7 +8,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from crowdseg.bus import E, Handler, OutboxRelay, build_broker, ensure_topics, reliable_subscriber
+from crowdseg.bus import (
+    E,
+    Handler,
+    OutboxRelay,
+    broadcast_subscriber,
+    build_broker,
+    ensure_topics,
+    reliable_subscriber,
+)
 from crowdseg.ports import BlobStore, Store
 from crowdseg.settings import CommonSettings, Profile
 from faststream.kafka import KafkaBroker
@@ -23,7 +31,11 @@ def build_store(settings: CommonSettings) -> Store:
         return SqliteStore(settings.data_dir / "crowdseg.sqlite3")
     from crowdseg.adapters.mongo_store import MongoStore
 
-    store: Store = MongoStore(settings.mongodb_url.get_secret_value(), settings.mongodb_database)
+    store: Store = MongoStore(
+        settings.mongodb_url.get_secret_value(),
+        settings.mongodb_database,
+        atomic_updates=settings.mongodb_atomic_updates,
+    )
     return store
 
 
@@ -56,6 +68,8 @@ class Runtime:
     started: bool = False
     consumers: asyncio.Task[None] | None = None
     background: list[Any] = field(default_factory=list)
+    # What a service keeps for the life of the process (the assign service's selection structures).
+    components: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: CommonSettings) -> Runtime:
@@ -75,6 +89,15 @@ class Runtime:
             max_attempts=self.settings.consumer_max_attempts,
             backoff_seconds=self.settings.consumer_backoff_seconds,
         )
+
+    def broadcast(self, event_type: type[E], name: str, handle: Handler[E]) -> None:
+        """Give ``handle`` every event of the type, in every process (no consumer group)."""
+        broadcast_subscriber(self.broker, event_type=event_type, name=name, handle=handle)
+
+    async def consuming(self) -> None:
+        """Wait until the consumers have started."""
+        if self.consumers is not None:
+            await asyncio.shield(self.consumers)
 
     async def start(self) -> None:
         await self.store.open()

@@ -17,6 +17,7 @@ from crowdseg.services.annotate import scoring
 from pydantic import BaseModel, ConfigDict, Field
 
 Notify = Callable[[], None]
+ALREADY_ANNOTATED = "you have already annotated this image; ask for the next one"
 ClientId = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
@@ -51,50 +52,25 @@ async def submit(
     notify: Notify,
     now: datetime | None = None,
 ) -> tuple[Submission, bool]:
-    """Accept a submission once; the same client id again returns the stored one unchanged."""
+    """Accept a submission once; the same client id again returns the stored one unchanged.
+
+    A fixed number of store round trips whatever the task's size (task, submission id, image, the
+    image's submissions, qualification, slot, insert), and the CPU work (validation, rasterising,
+    PNG encoding) in a worker thread, off the event loop.
+    """
     task = await visible_task(store, task_id, user)
     stored = await store.submissions.get(command.id)
     if stored is not None:
         return _same_submission(stored, user, task_id)
     image = await _work_image(store, task, command.image_id)
-    # Racing requests with fresh client ids (two tabs, two annotate replicas) may both pass the check in
-    # _submit_once; the store's unique (image, user) index lets exactly one of them in, the other is a 409.
-    return await _submit_once(store, blobs, user, task, image, command, max_points, notify, now)
-
-
-def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Submission, bool]:
-    if stored.user_id != user.id or stored.task_id != task_id:
-        raise Conflict("this submission id is already used by another submission")
-    return stored, False
-
-
-async def _submit_once(
-    store: Store,
-    blobs: BlobStore,
-    user: User,
-    task: Task,
-    image: Image,
-    command: SubmitShapes,
-    max_points: int,
-    notify: Notify,
-    now: datetime | None,
-) -> tuple[Submission, bool]:
-    stored = await store.submissions.get(command.id)
-    if stored is not None:
-        return _same_submission(stored, user, task.id)
+    # A stored submission, not the image's `submitted_by`, tells whether the user is done: a crash between
+    # claiming the slot and storing the submission leaves the slot claimed, and the retry must get in.
     if any(other.user_id == user.id for other in await store.submissions.list_for_image(image.id)):
-        raise Conflict("you have already annotated this image; ask for the next one")
+        raise Conflict(ALREADY_ANNOTATED)
     if task.status is not TaskStatus.OPEN:
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)
-    shapes = validate_shapes(
-        command.shapes,
-        tool=task.tool,
-        width=image.width,
-        height=image.height,
-        max_shapes=task.max_shapes,
-        max_points=max_points,
-    )
+    shapes, png = await asyncio.to_thread(_prepare, command.shapes, task, image, max_points)
     if not await store.images.claim_slot(image.id, user.id, replicates=task.replicates, now=now or utcnow()):
         raise Conflict("this image already has all the annotations it needs; ask for the next one")
     submission = Submission(
@@ -107,15 +83,36 @@ async def _submit_once(
         duration_ms=command.duration_ms,
         click_times=command.click_times,
     )
-    if task.tool.makes_masks:
+    if png is not None:
         submission.mask_key = mask_key(submission)
-        png = await asyncio.to_thread(lambda: mask_to_png(rasterize(shapes, image.width, image.height)))
         await blobs.put(submission.mask_key, png, "image/png")
     event = SubmissionAccepted(task_id=task.id, image_id=image.id, submission_id=submission.id, user_id=user.id)
     submission.outbox = [event.pending()]
+    # Racing requests with fresh client ids (two tabs, two annotate replicas) may both get here; the
+    # store's unique (image, user) index lets exactly one of them in, the other is a 409.
     stored, created = await store.submissions.add(submission)
     notify()
     return stored, created
+
+
+def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Submission, bool]:
+    if stored.user_id != user.id or stored.task_id != task_id:
+        raise Conflict("this submission id is already used by another submission")
+    return stored, False
+
+
+def _prepare(shapes: list[Shape], task: Task, image: Image, max_points: int) -> tuple[list[Shape], bytes | None]:
+    """The validated shapes, and the mask PNG for mask tools."""
+    valid = validate_shapes(
+        shapes,
+        tool=task.tool,
+        width=image.width,
+        height=image.height,
+        max_shapes=task.max_shapes,
+        max_points=max_points,
+    )
+    png = mask_to_png(rasterize(valid, image.width, image.height)) if task.tool.makes_masks else None
+    return valid, png
 
 
 async def _work_image(store: Store, task: Task, image_id: str) -> Image:

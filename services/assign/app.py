@@ -5,7 +5,12 @@ from crowdseg.services.assign import entrypoints
 from crowdseg.settings import AssignSettings, load_settings
 from fastapi import FastAPI
 
-PARTS = ServiceParts(name="assign", routers=[entrypoints.router])
+PARTS = ServiceParts(
+    name="assign",
+    routers=[entrypoints.router],
+    subscribe=[entrypoints.subscribe],
+    background_on_start=[entrypoints.listen_on_start],
+)
 
 
 def create_app(settings: AssignSettings | None = None) -> FastAPI:

@@ -8,9 +8,25 @@ from datetime import datetime
 from crowdseg.domain import Image, Order, Task
 
 
-def random_rank(user_id: str, image_id: str) -> str:
-    """A per-user shuffle that stays the same across calls (and restarts)."""
-    return hashlib.blake2b(f"{user_id}:{image_id}".encode(), digest_size=8).hexdigest()
+def _key(value: str, person: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8, person=person).digest(), "big")
+
+
+def image_key(image_id: str) -> int:
+    return _key(image_id, b"crowdseg-image")
+
+
+def user_key(user_id: str) -> int:
+    return _key(user_id, b"crowdseg-user")
+
+
+def random_rank(user_id: str, image_id: str) -> int:
+    """A per-user shuffle that stays the same across calls (and restarts).
+
+    The image's key XOR the user's: a different permutation for every user, and one that the
+    selection structure walks in order without ranking every image (``selection.xor_order``).
+    """
+    return image_key(image_id) ^ user_key(user_id)
 
 
 def coverage(image: Image, now: datetime) -> int:
@@ -29,10 +45,13 @@ def is_open_for(task: Task, image: Image, user_id: str, now: datetime) -> bool:
 
 def candidates(task: Task, images: list[Image], user_id: str, now: datetime) -> list[Image]:
     """Images the user may still annotate, best first: the one they hold, then least covered
-    (with ``unseen_first``), then the task's order."""
+    (with ``unseen_first``), then the task's order.
+
+    The brute-force statement of the rules, over every image: the service answers from
+    :class:`crowdseg.services.assign.selection.TaskSelection`, and the tests hold it to this."""
     open_images = [image for image in images if is_open_for(task, image, user_id, now)]
     if task.order is Order.RANDOM:
-        ordered = sorted(open_images, key=lambda image: random_rank(user_id, image.id))
+        ordered = sorted(open_images, key=lambda image: (random_rank(user_id, image.id), image.name))
     else:
         ordered = sorted(open_images, key=lambda image: image.name, reverse=task.order is Order.NAME_DESC)
     # Python's sort is stable: the order above breaks ties of the keys below.

@@ -1,15 +1,19 @@
-"""HTTP routes of assignment."""
+"""HTTP routes of assignment, and the events that keep its selection structures current."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from crowdseg.domain import utcnow
-from crowdseg.http import CurrentUser, StoreDep
+from crowdseg.events import ImageIngested, SubmissionAccepted
+from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
+from crowdseg.runtime import Runtime
 from crowdseg.services.assign import handlers
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel
+
+COMPONENT = "assign.selections"
 
 
 class AssignedImage(BaseModel):
@@ -24,21 +28,59 @@ class NextOut(BaseModel):
     lease_expires_at: datetime
 
 
+def selections_of(runtime: Runtime) -> handlers.Selections:
+    selections: handlers.Selections = runtime.components[COMPONENT]
+    return selections
+
+
+def get_selections(runtime: RuntimeDep) -> handlers.Selections:
+    return selections_of(runtime)
+
+
+SelectionsDep = Annotated[handlers.Selections, Depends(get_selections)]
+
+
+def subscribe(runtime: Runtime) -> None:
+    """The selection structures follow new images and accepted submissions, in every replica."""
+    selections = runtime.components.setdefault(COMPONENT, handlers.Selections(runtime.store))
+
+    async def on_image_ingested(event: ImageIngested) -> None:
+        selections.image_added(event.task_id, event.image_id, event.name, event.width, event.height)
+
+    async def on_submission_accepted(event: SubmissionAccepted) -> None:
+        selections.submitted(event.task_id, event.image_id, event.user_id)
+
+    runtime.broadcast(ImageIngested, "assign", on_image_ingested)
+    runtime.broadcast(SubmissionAccepted, "assign", on_submission_accepted)
+
+
+async def listen_on_start(runtime: Runtime) -> None:
+    await runtime.consuming()
+    selections_of(runtime).listening.set()
+
+
 def router() -> APIRouter:
     api = APIRouter(tags=["work"])
 
     @api.get(
         "/tasks/{task_id}/next",
         response_model=NextOut,
-        responses={204: {"description": "nothing is left for this user"}, 403: {"description": "qualify first"}},
+        responses={
+            204: {"description": "nothing is left for this user"},
+            403: {"description": "qualify first"},
+            404: {"description": "no such task visible to the caller"},
+            409: {"description": "the task is not open"},
+            503: {"description": "the store is unreachable, or the task's images changed too fast; retry"},
+        },
     )
-    async def next_image(task_id: str, user: CurrentUser, store: StoreDep) -> Any:
-        assignment = await handlers.next_image(store, user, task_id, utcnow())
+    async def next_image(task_id: str, user: CurrentUser, store: StoreDep, selections: SelectionsDep) -> Any:
+        assignment = await handlers.next_image(store, selections, user, task_id, utcnow())
         if assignment is None:
             return Response(status_code=204)
-        image = assignment.image
         return NextOut(
-            image=AssignedImage(id=image.id, name=image.name, width=image.width, height=image.height),
+            image=AssignedImage(
+                id=assignment.image_id, name=assignment.name, width=assignment.width, height=assignment.height
+            ),
             lease_expires_at=assignment.lease_expires_at,
         )
 

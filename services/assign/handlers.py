@@ -1,36 +1,139 @@
-"""Leasing the next image to an annotator. Knows nothing about HTTP."""
+"""Leasing the next image to an annotator. Knows nothing about HTTP or Kafka."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from crowdseg.access import visible_task
-from crowdseg.domain import Image, TaskStatus, User
-from crowdseg.errors import Conflict
+from crowdseg.domain import Task, TaskStatus, User, utcnow
+from crowdseg.errors import Conflict, Unavailable
 from crowdseg.ports import Store
 from crowdseg.qualification import ensure_qualified
-from crowdseg.services.assign.domain import candidates
+from crowdseg.services.assign.selection import TaskSelection
+
+log = logging.getLogger(__name__)
+Change = Callable[[TaskSelection], None]
+
+# Each refused lease corrects the structure for one image; this many in a row means the store is
+# being changed faster than we can follow (or is misbehaving), and the caller should retry.
+MAX_LEASE_TRIES = 64
+# An exhausted selection is checked against the store (images whose event never reached this
+# process) at most this often per task, so users who finished everything cannot make `next` scan.
+REFRESH_ON_EXHAUSTION_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
 class Assignment:
-    image: Image
+    image_id: str
+    name: str
+    width: int
+    height: int
     lease_expires_at: datetime
 
 
-async def next_image(store: Store, user: User, task_id: str, now: datetime) -> Assignment | None:
+class Selections:
+    """This process's selection structure per task: built from the store on first use, then kept
+    current by :meth:`image_added`, :meth:`submitted` and the leases this process takes."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._ready: dict[str, TaskSelection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._early: dict[str, list[Change]] = {}  # events that came while the task was being built
+        self._built_at: dict[str, float] = {}
+        # Set once the events that keep the structures current are being consumed: a structure built
+        # before then could miss an image ingested in between.
+        self.listening = asyncio.Event()
+
+    async def for_task(self, task_id: str) -> TaskSelection:
+        selection = self._ready.get(task_id)
+        if selection is not None:
+            return selection
+        async with self._locks.setdefault(task_id, asyncio.Lock()):
+            await self.listening.wait()
+            selection = self._ready.get(task_id)
+            return selection if selection is not None else await self._build(task_id)
+
+    async def _build(self, task_id: str) -> TaskSelection:
+        started = time.perf_counter()
+        selection = TaskSelection(task_id)
+        self._early[task_id] = []
+        try:
+            now = utcnow()
+            for image in await self._store.images.list_for_task(task_id):
+                selection.sync(image, now)
+        finally:
+            early = self._early.pop(task_id)
+        for change in early:
+            change(selection)
+        self._ready[task_id] = selection
+        self._built_at[task_id] = time.monotonic()
+        log.info("selection of task %s: %d images in %.2f s", task_id, len(selection), time.perf_counter() - started)
+        return selection
+
+    def image_added(self, task_id: str, image_id: str, name: str, width: int, height: int) -> None:
+        self._change(task_id, lambda selection: selection.add(image_id, name, width, height))
+
+    def submitted(self, task_id: str, image_id: str, user_id: str) -> None:
+        self._change(task_id, lambda selection: selection.submitted(image_id, user_id))
+
+    def _change(self, task_id: str, change: Change) -> None:
+        selection = self._ready.get(task_id)
+        if selection is not None:
+            change(selection)
+        elif task_id in self._early:
+            self._early[task_id].append(change)
+        # otherwise the task is not in use here yet: its build will read the store
+
+    def may_refresh(self, task_id: str) -> bool:
+        return time.monotonic() - self._built_at.get(task_id, 0.0) > REFRESH_ON_EXHAUSTION_SECONDS
+
+    def drop(self, task_id: str) -> None:
+        """Forget a task's structure; the next use rebuilds it from the store."""
+        self._ready.pop(task_id, None)
+
+
+async def next_image(
+    store: Store, selections: Selections, user: User, task_id: str, now: datetime
+) -> Assignment | None:
     """Lease the best open image to the user; None when nothing is left for them."""
     task = await visible_task(store, task_id, user)
     if task.status is not TaskStatus.OPEN:
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)
+    assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now)
+    if assignment is None and selections.may_refresh(task.id):
+        selections.drop(task.id)
+        assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now)
+    return assignment
+
+
+async def _lease_next(
+    store: Store, selection: TaskSelection, user: User, task: Task, now: datetime
+) -> Assignment | None:
     expires_at = now + timedelta(seconds=task.lease_seconds)
-    images = await store.images.list_for_task(task.id)
-    for image in candidates(task, images, user.id, now):
-        leased = await store.images.try_lease(
-            image.id, user.id, replicates=task.replicates, now=now, expires_at=expires_at
+    for _ in range(MAX_LEASE_TRIES):
+        candidates = selection.candidates(
+            user.id, replicates=task.replicates, order=task.order, unseen_first=task.unseen_first, now=now
         )
-        if leased:
-            return Assignment(image=image, lease_expires_at=expires_at)
-    return None
+        image_id = next(candidates, None)
+        candidates.close()
+        if image_id is None:
+            return None
+        entry = selection.entry(image_id)
+        assert entry is not None
+        # Taken here before the store answers, so concurrent requests of this process spread out.
+        selection.leased(image_id, user.id, expires_at)
+        if await store.images.try_lease(image_id, user.id, replicates=task.replicates, now=now, expires_at=expires_at):
+            return Assignment(image_id, entry.name, entry.width, entry.height, expires_at)
+        image = await store.images.get(image_id)
+        if image is None or image.task_id != task.id or image.tutorial:
+            selection.forget(image_id)
+        else:
+            selection.sync(image, now)
+    raise Unavailable("the task's images are changing faster than they can be leased; retry")
