@@ -97,8 +97,10 @@ def reliable_subscriber(
     handle: Handler[E],
     max_attempts: int,
     backoff_seconds: float,
+    concurrency: int = 1,
 ) -> None:
-    """Subscribe ``handle`` to the event's topic in consumer group ``group``."""
+    """Subscribe ``handle`` to the event's topic in consumer group ``group``, with ``concurrency``
+    consumers in this process (each owns some partitions and handles them in order)."""
     topic = event_type.topic
     dead_letters = dead_letter_topic(group)
     broker.publisher(dead_letters, title=f"{dead_letters}:publish", description=f"Events {group} could not handle")
@@ -110,6 +112,7 @@ def reliable_subscriber(
         group_id=group,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        max_workers=concurrency,
         title=f"{topic}:{group}",
         description=f"{event_type.__name__} consumed by the {group} service",
     )

@@ -79,8 +79,9 @@ class Runtime:
         relay.declare_publishers()
         return cls(settings=settings, store=store, blobs=build_blobs(settings), broker=broker, relay=relay)
 
-    def subscribe(self, event_type: type[E], group: str, handle: Handler[E]) -> None:
-        """Subscribe ``handle`` in consumer group ``group``, retried and dead-lettered as configured."""
+    def subscribe(self, event_type: type[E], group: str, handle: Handler[E], *, concurrency: int = 1) -> None:
+        """Subscribe ``handle`` in consumer group ``group``, retried and dead-lettered as configured;
+        ``concurrency`` partitions at once (each partition still in order)."""
         reliable_subscriber(
             self.broker,
             event_type=event_type,
@@ -88,6 +89,7 @@ class Runtime:
             handle=handle,
             max_attempts=self.settings.consumer_max_attempts,
             backoff_seconds=self.settings.consumer_backoff_seconds,
+            concurrency=concurrency,
         )
 
     def broadcast(self, event_type: type[E], name: str, handle: Handler[E]) -> None:

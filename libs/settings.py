@@ -33,6 +33,10 @@ class CommonSettings(BaseSettings):
     kafka_partitions: int = Field(default=4, ge=1)
     mongodb_url: SecretStr = SecretStr("")
     mongodb_database: str = "crowdseg"
+    # Whether the MongoDB server applies a filtered single-document update atomically: true (MongoDB)
+    # makes the store's read-modify-write a plain compare-and-set; false (FerretDB v1) adds a guard
+    # document per write; unset asks the server (FerretDB says so in buildInfo).
+    mongodb_atomic_updates: bool | None = None
     s3_endpoint: str = ""
     s3_access_key: str = ""
     s3_secret_key: SecretStr = SecretStr("")
@@ -101,6 +105,9 @@ class AnnotateSettings(CommonSettings):
 class ConsensusSettings(CommonSettings):
     staple_max_iter: int = 100
     staple_tol: float = 1e-7
+    # Partitions this process works on at once (one consumer each): compute runs in worker threads,
+    # so one image's STAPLE overlaps another's store and blob round trips.
+    consensus_workers: int = Field(default=2, ge=1, le=64)
 
 
 class ExportSettings(CommonSettings):

@@ -26,7 +26,9 @@ def subscribe(runtime: Runtime) -> None:
             runtime.store, runtime.blobs, event.image_id, options=options(runtime), notify=runtime.relay.poke
         )
 
-    runtime.subscribe(SubmissionAccepted, GROUP, on_submission_accepted)
+    runtime.subscribe(
+        SubmissionAccepted, GROUP, on_submission_accepted, concurrency=runtime.settings.consensus_workers
+    )
 
 
 async def reconcile_on_start(runtime: Runtime) -> None:
