@@ -51,6 +51,8 @@ OUTBOX_SOURCES = {
     "consensus": "consensus",
     "export": "exports",
 }
+# Events the relay reads and publishes at once: a 500-image upload is one page, cleared in one store call.
+RELAY_PAGE = 500
 MAX_REDELIVERIES = 20  # redeliveries of one event through an outage before it is dead-lettered after all
 
 
@@ -61,6 +63,9 @@ def build_broker(bootstrap_servers: str) -> KafkaBroker:
         request_timeout_ms=15_000,
         graceful_timeout=10.0,
         logger=logging.getLogger("crowdseg.bus"),
+        # FastStream logs every message received and processed at this level: at hundreds of events a
+        # second that is most of the log and a good share of the CPU, so only with debug logging.
+        log_level=logging.DEBUG,
     )
 
 
@@ -274,17 +279,39 @@ class OutboxRelay:
             await self.flush()
 
     async def flush(self) -> int:
+        """Publish one page of pending events; returns how many there were.
+
+        Events of one (topic, key) go out one after the other, in outbox order (Kafka keeps a key's
+        order); different keys go out at once, so the producer batches them. The published ones are
+        then cleared in one store call; if any failed, the first failure is raised after that.
+        """
         sources = None if self.services is None else {OUTBOX_SOURCES[s] for s in self.services if s in OUTBOX_SOURCES}
-        entries = await self._store.outbox.pending(sources=sources)
+        entries = await self._store.outbox.pending(RELAY_PAGE, sources=sources)
         metrics.OUTBOX_PENDING.set(len(entries))
+        by_key: dict[tuple[str, str], list[OutboxEntry]] = {}
         for entry in entries:
-            await self._publish(entry)
+            by_key.setdefault((entry.event.topic, entry.event.key), []).append(entry)
+        outcomes = await asyncio.gather(*(self._publish_in_order(group) for group in by_key.values()))
+        published = [entry for done, _error in outcomes for entry in done]
+        if published:
+            await self._store.outbox.mark_published_many(published)
+        for entry in published:
+            metrics.EVENTS_PUBLISHED.labels(entry.event.topic).inc()
+        for _done, error in outcomes:
+            if error is not None:
+                raise error
         return len(entries)
 
-    async def _publish(self, entry: OutboxEntry) -> None:
-        await publish(self._broker, entry.event.topic, entry.event.key, entry.event.payload)
-        await self._store.outbox.mark_published(entry)
-        metrics.EVENTS_PUBLISHED.labels(entry.event.topic).inc()
+    async def _publish_in_order(self, entries: list[OutboxEntry]) -> tuple[list[OutboxEntry], Exception | None]:
+        """Publish until one fails: (the published entries, the failure or None)."""
+        done: list[OutboxEntry] = []
+        for entry in entries:
+            try:
+                await publish(self._broker, entry.event.topic, entry.event.key, entry.event.payload)
+            except Exception as exc:
+                return done, exc
+            done.append(entry)
+        return done, None
 
     async def _run(self) -> None:
         while True:
@@ -292,7 +319,7 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
             self._wake.clear()
             try:
-                while await self.flush() >= 100:
+                while await self.flush() >= RELAY_PAGE:
                     pass
             except Unavailable as exc:
                 log.warning("outbox relay: %s; retrying", exc)
