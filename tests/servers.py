@@ -5,7 +5,8 @@ and MinIO, started as child processes from the cache that ``make servers``
 Plain functions, usable from anything::
 
     kafka = start_kafka(tmp_dir)      # kafka.bootstrap == "127.0.0.1:PORT"
-    mongo = start_ferretdb(tmp_dir)   # mongo.url == "mongodb://127.0.0.1:PORT/"
+    mongo = start_ferretdb(tmp_dir)   # mongo.url == "mongodb://127.0.0.1:PORT/"  (SQLite backend)
+    FerretDBPostgresServer(tmp_dir, load_manifest()).start()  # on PostgreSQL, for bench/store only
     minio = start_minio(tmp_dir)      # minio.endpoint, .url, .access_key, .secret_key
     kafka.restart()                   # same port, same data; kafka.kill() for a hard crash
     kafka.stop()
@@ -25,9 +26,11 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -40,9 +43,11 @@ from typing import Any, ClassVar
 import pytest
 
 __all__ = [
+    "FerretDBPostgresServer",
     "FerretDBServer",
     "KafkaServer",
     "MinioServer",
+    "PostgresServer",
     "Server",
     "ServerNotProvisionedError",
     "ServerStartError",
@@ -51,6 +56,8 @@ __all__ = [
     "load_manifest",
     "minio_server",
     "mongo_server",
+    "postgres_bindir",
+    "postgres_version",
     "start_ferretdb",
     "start_kafka",
     "start_minio",
@@ -145,6 +152,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds = 0.0  # how long the last start() took, until ready
         self.starts = 0
+        self.run_as: str | None = None  # a user to run the process as (PostgreSQL refuses to run as root)
 
     # -- what subclasses provide
     def command(self) -> list[str]:
@@ -190,6 +198,7 @@ class Server:
                 cwd=self.data_dir,
                 start_new_session=True,  # a ^C in pytest does not reach the server
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
+                user=self.run_as,
             )
         with _live_lock:
             _live.add(self)
@@ -425,6 +434,8 @@ class FerretDBServer(Server):
     """FerretDB v1 with its SQLite backend: a real MongoDB wire-protocol server."""
 
     name = "ferretdb"
+    atomic_updates: ClassVar[bool] = False
+    """Whether a filtered single-document update is atomic on this server (see MongoStore)."""
 
     @property
     def url(self) -> str:
@@ -454,6 +465,130 @@ class FerretDBServer(Server):
             return bool(client.admin.command("ping").get("ok"))
         finally:
             client.close()
+
+
+def postgres_bindir(manifest: dict[str, Any]) -> Path:
+    """PostgreSQL's programs: the manifest's ``postgresql.bin``, else the newest Debian install.
+
+    Only bench/store needs PostgreSQL (FerretDB's PostgreSQL backend, measured there); the tests
+    run on FerretDB's SQLite backend, so ``make servers`` does not install it.
+    """
+    named = manifest.get("postgresql", {}).get("bin")
+    found = [Path(named)] if named else sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name)
+    for bindir in reversed(found):
+        if (bindir / "postgres").is_file() and (bindir / "initdb").is_file():
+            return bindir
+    raise ServerNotProvisionedError("PostgreSQL is not installed: apt-get install postgresql")
+
+
+def postgres_version(manifest: dict[str, Any]) -> str:
+    postgres = postgres_bindir(manifest) / "postgres"
+    return subprocess.run([str(postgres), "--version"], capture_output=True, text=True, check=True).stdout.split()[-1]
+
+
+class PostgresServer(Server):
+    """PostgreSQL (Debian's packages), TCP on a loopback port only, no Unix socket, trust auth.
+
+    PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user, with its data in
+    a directory of its own under the system temp dir (pytest's temp dirs are private to root).
+    """
+
+    name = "postgres"
+    superuser = "postgres"
+    database = "ferretdb"
+
+    def __init__(self, tmp_dir: Path | str, manifest: dict[str, Any]) -> None:
+        super().__init__(tmp_dir, manifest)
+        self.bindir = postgres_bindir(manifest)
+        if os.geteuid() == 0:
+            self.run_as = self.superuser
+            self.data_dir.rmdir()
+            self.data_dir = Path(tempfile.mkdtemp(prefix="crowdseg-postgres-"))
+            shutil.chown(self.data_dir, self.run_as, self.run_as)
+
+    def url(self, database: str | None = None) -> str:
+        return f"postgres://{self.superuser}@{LOOPBACK}:{self.port}/{database or self.database}"
+
+    def prepare(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        initdb = [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser]
+        initdb += ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]
+        with self.log_path.open("ab") as log:
+            log.write(f"=== crowdseg tests: {initdb}\n".encode())
+            log.flush()
+            done = subprocess.run(
+                initdb, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir, user=self.run_as, timeout=120
+            )
+        if done.returncode != 0:
+            raise ServerStartError(f"postgres initdb failed ({done.returncode})\n{self.log_tail()}")
+
+    def command(self) -> list[str]:
+        settings = {"listen_addresses": LOOPBACK, "unix_socket_directories": "", "max_connections": "200"}
+        flags = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+        return [str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), *flags]
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        done = subprocess.run(
+            [str(self.bindir / "psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", self.superuser],
+            input=sql,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PGDATABASE": database},
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ServerStartError(f"psql failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def probe(self) -> bool:
+        if not port_open(self.port):
+            return False
+        exists = self.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{self.database}'")
+        if exists.split()[2] == "0":  # the first start: the database FerretDB keeps its schemas in
+            self.psql(f"CREATE DATABASE {self.database}")
+        return True
+
+    def destroy(self) -> None:
+        """Stop and delete the data directory (it lives outside the test's temp dir)."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class FerretDBPostgresServer(FerretDBServer):
+    """FerretDB v1 with its PostgreSQL backend, on a PostgreSQL server of its own.
+
+    ``stop``/``kill``/``restart`` act on FerretDB only (the document store goes away, the data stays
+    in PostgreSQL); ``destroy`` stops both and deletes PostgreSQL's data.
+    """
+
+    name = "ferretdb-pg"
+    atomic_updates = False  # measured by bench/store/race.py: a filtered update is a SELECT, then an UPDATE by _id
+
+    def __init__(self, tmp_dir: Path | str, manifest: dict[str, Any]) -> None:
+        super().__init__(tmp_dir, manifest)
+        self.postgres = PostgresServer(tmp_dir, manifest)
+
+    def command(self) -> list[str]:
+        return [
+            self.manifest["ferretdb"]["bin"],
+            "--handler=postgresql",
+            f"--postgresql-url={self.postgres.url()}",
+            f"--listen-addr={LOOPBACK}:{self.port}",
+            f"--state-dir={self.data_dir}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=WARN",
+        ]
+
+    def start(self) -> Server:
+        self.postgres.start()
+        return super().start()
+
+    def destroy(self) -> None:
+        self.stop()
+        self.postgres.destroy()
 
 
 # ------------------------------------------------------------------------------------------ MinIO

@@ -10,15 +10,22 @@ Invariants rest on single-document operations, never on multi-document transacti
 
 * inserts against unique indexes (submission ids supplied by the client, user emails, image names
   per task, the first-user marker), which every MongoDB-protocol server enforces atomically;
-* revision-guarded read-modify-write (:meth:`MongoStore.mutate`) for leases, slots, consensus
-  replacement and every other change to an existing document. Moving a document from revision
-  ``r`` to ``r + 1`` requires inserting the guard ``<collection>/<id>/<r>`` into ``_guards`` first;
-  the unique ``_id`` lets exactly one writer win. The winner re-reads ``_rev`` (a late writer may
-  win a guard its predecessor already released), writes revision ``r + 1`` and releases the
-  guard. A guard older than ``guard_stale_seconds`` belongs to a dead writer and is cleared.
-  A plain conditional ``find_one_and_update`` is not enough: FerretDB v1 evaluates the filter and
-  applies the update in two steps, so two concurrent compare-and-set updates can both succeed
-  (measured on v1.24/SQLite: 30 of 30 racing compare-and-sets "won", 6 changes survived).
+* revision-checked read-modify-write (:meth:`MongoStore.mutate`) for leases, slots, consensus
+  replacement and every other change to an existing document: read revision ``r``, compute the new
+  document, write it as ``r + 1`` with ``replace_one({"_id": id, "_rev": r}, ...)``; a write that
+  matched nothing lost the race and is retried on a fresh read.
+
+  On MongoDB that conditional write is atomic (one document, filter and write under one lock), so
+  it is the whole protocol (``atomic_updates``). FerretDB v1 evaluates the filter and applies the
+  update in two steps (a SELECT, then an UPDATE by ``_id``), on SQLite and on PostgreSQL alike, so
+  racing compare-and-sets both "win" and even ``$inc`` loses increments (``bench/store/race.py``,
+  30 clients, on PostgreSQL: 1–8 of 30 ``find_one_and_update`` and 2–7 of 30 ``update_one`` won
+  one race; of 600 increments 86–319 survived).
+  There, moving a document from ``r`` to ``r + 1`` also requires inserting the guard
+  ``<collection>/<id>/<r>`` into ``_guards`` first; the unique ``_id`` lets exactly one writer win,
+  which then writes (the ``_rev`` filter refuses a late writer that won a guard its predecessor had
+  already released) and releases the guard. A guard older than ``guard_stale_seconds`` belongs to a
+  dead writer and is cleared.
 """
 
 from __future__ import annotations
@@ -371,11 +378,27 @@ class MongoOutbox:
 class MongoStore:
     """Implements :class:`crowdseg.ports.Store` on a MongoDB-protocol server."""
 
-    def __init__(self, url: str, database: str, *, timeout_ms: int = 5000, guard_stale_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        timeout_ms: int = 5000,
+        guard_stale_seconds: float = 30.0,
+        atomic_updates: bool | None = None,
+    ) -> None:
+        """``atomic_updates``: whether the server applies a filtered single-document update atomically
+        (MongoDB does; FerretDB v1 does not, on SQLite or PostgreSQL). True: :meth:`mutate` is a plain
+        compare-and-set on ``_rev``; False: it takes a guard document first; None (the default): ask
+        the server on :meth:`open` (FerretDB answers ``buildInfo`` with a ``ferretdbVersion``).
+        """
         self.url = url
         self.database_name = database
         self.timeout_ms = timeout_ms
         self.guard_stale_seconds = guard_stale_seconds
+        self.atomic_updates_setting = atomic_updates
+        self.atomic_updates = bool(atomic_updates)
+        """The mode :meth:`mutate` uses, known once the store is open."""
         self.busy_seconds = 30.0
         self._client: AsyncMongoClient[Doc] | None = None
         self.users = MongoUsers(self, "users", User)
@@ -411,6 +434,9 @@ class MongoStore:
         try:
             with translate():
                 await client.admin.command("ping")
+                if self.atomic_updates_setting is None:
+                    info = await client.admin.command("buildInfo")
+                    self.atomic_updates = "ferretdbVersion" not in info
                 await self._create_indexes()
         except Unavailable as exc:
             await self.close()
@@ -472,16 +498,17 @@ class MongoStore:
             new = change(doc)
             if new is None:
                 return True
+            replacement = {**new, "_id": doc_id, "_rev": rev + 1}
+            if self.atomic_updates:  # the server evaluates the filter and writes in one step
+                return (await coll.replace_one({"_id": doc_id, "_rev": rev}, replacement)).matched_count == 1
             guard = f"{coll.name}/{doc_id}/{rev}"
             token = await self._acquire(guard, check_stale=check_stale)
             if token is None:
                 return False
             try:
-                current = await coll.find_one({"_id": doc_id}, {"_rev": 1})
-                if current is None or int(current.get("_rev", 0)) != rev:
-                    return False
-                await coll.replace_one({"_id": doc_id}, {**new, "_id": doc_id, "_rev": rev + 1})
-                return True
+                # Nobody else moves the document from ``rev`` while we hold its guard, so the filter
+                # cannot race here; it only refuses a guard won after its previous holder had written.
+                return (await coll.replace_one({"_id": doc_id, "_rev": rev}, replacement)).matched_count == 1
             finally:
                 await self.database[GUARDS].delete_one({"_id": guard, "token": token})
 
