@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+from crowdseg.counters import Tally, TaskCounters
 from crowdseg.domain import (
     Consensus,
     Export,
@@ -33,6 +34,29 @@ class OutboxEntry:
     event: PendingEvent
 
 
+T = TypeVar("T")
+Key = tuple[str | int | float, ...]
+"""A row's sort key in its store's own terms: opaque above the adapters, sent back as ``after``."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated list: the items, each one's sort key, and whether more follow.
+
+    A page query reads ``limit + 1`` rows along an index, starting after the key ``after``; rows
+    added or changed meanwhile never shift the pages that follow (no duplicates, no gaps).
+    """
+
+    items: list[T]
+    keys: list[Key]
+    more: bool
+
+    @property
+    def next_after(self) -> Key | None:
+        """The key to continue after, or None on the last page."""
+        return self.keys[-1] if self.more and self.keys else None
+
+
 class UserRepository(Protocol):
     async def add(self, user: User) -> User:
         """Store a new user; :class:`Conflict` if the email is taken. The first user becomes admin."""
@@ -41,6 +65,11 @@ class UserRepository(Protocol):
     async def get(self, user_id: str) -> User | None: ...
     async def by_email(self, email: str) -> User | None: ...
     async def all(self) -> list[User]: ...
+    async def page(self, *, limit: int, after: Key | None = None) -> Page[User]:
+        """Users by creation (ties by id)."""
+        ...
+
+    async def get_many(self, user_ids: Collection[str]) -> list[User]: ...
     async def set_roles(self, user_id: str, roles: list[Role]) -> User | None: ...
 
 
@@ -48,6 +77,10 @@ class TaskRepository(Protocol):
     async def add(self, task: Task) -> None: ...
     async def get(self, task_id: str) -> Task | None: ...
     async def all(self) -> list[Task]: ...
+    async def page(self, *, limit: int, after: Key | None = None) -> Page[Task]:
+        """Tasks by creation (ties by id)."""
+        ...
+
     async def replace(self, task: Task) -> None: ...
     async def add_member(self, task_id: str, user_id: str) -> None: ...
 
@@ -59,6 +92,12 @@ class ImageRepository(Protocol):
 
     async def get(self, image_id: str) -> Image | None: ...
     async def list_for_task(self, task_id: str, *, tutorial: bool | None = False) -> list[Image]: ...
+    async def page_for_task(
+        self, task_id: str, *, tutorial: bool | None = False, limit: int, after: Key | None = None
+    ) -> Page[Image]:
+        """The task's images by name (ties by id); ``tutorial`` None: tutorial images too."""
+        ...
+
     async def try_lease(
         self, image_id: str, user_id: str, *, replicates: int, now: datetime, expires_at: datetime
     ) -> bool:
@@ -102,6 +141,25 @@ class ConsensusRepository(Protocol):
     async def list_for_task(self, task_id: str) -> list[Consensus]: ...
 
 
+class CounterRepository(Protocol):
+    """Counters the stores keep current in the operations that change the documents (see
+    :mod:`crowdseg.counters`): adding an image, a slot or a submitter, a submission, a consensus."""
+
+    async def task(self, task_id: str) -> TaskCounters | None:
+        """The task's counters; None when it has none yet (data written before counters existed)."""
+        ...
+
+    async def tasks(self, task_ids: Collection[str]) -> dict[str, TaskCounters]:
+        """The counters of several tasks at once; tasks without counters are left out."""
+        ...
+
+    async def tallies_for_task(self, task_id: str) -> list[Tally]: ...
+    async def tallies_for_user(self, user_id: str) -> list[Tally]: ...
+    async def rebuild(self, task_id: str) -> TaskCounters:
+        """Recompute the task's counters and tallies from its documents and store them."""
+        ...
+
+
 class AttemptRepository(Protocol):
     async def add(self, attempt: QualificationAttempt) -> None: ...
     async def list_for(self, task_id: str, user_id: str) -> list[QualificationAttempt]: ...
@@ -141,6 +199,8 @@ class Store(Protocol):
     def exports(self) -> ExportRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def counters(self) -> CounterRepository: ...
 
     async def open(self) -> None:
         """Connect and create tables/indexes; fail fast with :class:`Unavailable`."""

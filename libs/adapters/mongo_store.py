@@ -31,33 +31,38 @@ Invariants rest on single-document operations, never on multi-document transacti
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+import zlib
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from crowdseg.counters import Tally, TaskCounters, rebuild
 from crowdseg.domain import (
     Consensus,
     Export,
     Image,
     Lease,
     QualificationAttempt,
+    RaterScore,
     Role,
     Submission,
     Task,
     User,
 )
-from crowdseg.errors import Conflict, Unavailable
-from crowdseg.ports import OutboxEntry
+from crowdseg.errors import Conflict, InvalidInput, Unavailable
+from crowdseg.ports import Key, OutboxEntry, Page
 from pydantic import BaseModel
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 Doc = dict[str, Any]
@@ -68,10 +73,16 @@ FIRST_USER = "first-user"
 
 ALREADY_ANNOTATED = "you have already annotated this image; ask for the next one"
 
+# Keyset pagination: users and tasks by creation (``created``, epoch seconds), images by name.
+BY_CREATION = ([("created", ASCENDING), ("_id", ASCENDING)], False)
+IMAGE_PAGES = ([("task_id", ASCENDING), ("tutorial", ASCENDING), ("name", ASCENDING), ("_id", ASCENDING)], False)
+
 INDEXES: dict[str, list[tuple[list[tuple[str, int]], bool]]] = {
-    "users": [([("email", ASCENDING)], True)],
-    "tasks": [],
-    "images": [([("task_id", ASCENDING), ("name", ASCENDING)], True), ([("_pending", ASCENDING)], False)],
+    "users": [([("email", ASCENDING)], True), BY_CREATION],
+    "tasks": [BY_CREATION],
+    "task_counters": [([("task_id", ASCENDING)], False)],
+    "tallies": [([("task_id", ASCENDING)], False), ([("user_id", ASCENDING)], False)],
+    "images": [([("task_id", ASCENDING), ("name", ASCENDING)], True), ([("_pending", ASCENDING)], False), IMAGE_PAGES],
     "submissions": [
         # One submission per user per image, whichever annotate replica accepts it.
         ([("image_id", ASCENDING), ("user_id", ASCENDING)], True),
@@ -128,6 +139,29 @@ class _Collection(Generic[M]):
             cursor = self.coll.find(query, sort=sort, limit=limit)
             return [self.model.model_validate_json(doc["body"]) async for doc in cursor]
 
+    async def keyed_page(self, query: Doc, keys: tuple[str, str], limit: int, after: Key | None) -> Page[M]:
+        """``limit`` documents after the key ``after`` in the order of the fields ``keys`` (an index
+        covers them after the fields ``query`` fixes); reads ``limit + 1`` documents."""
+        first, second = keys
+        if after is not None:
+            if len(after) != 2:
+                raise InvalidInput("cursor: not a cursor of this list")
+            query = {
+                **query,
+                first: {"$gte": after[0]},
+                "$or": [{first: {"$gt": after[0]}}, {second: {"$gt": after[1]}}],
+            }
+        with translate():
+            cursor = self.coll.find(query, sort=[(first, ASCENDING), (second, ASCENDING)], limit=limit + 1)
+            docs = [doc async for doc in cursor]
+        more = len(docs) > limit
+        docs = docs[:limit]
+        return Page(
+            items=[self.model.model_validate_json(doc["body"]) for doc in docs],
+            keys=[(doc[first], doc[second]) for doc in docs],
+            more=more,
+        )
+
     async def insert(self, doc_id: str, model: M) -> None:
         """Insert a new document; :class:`DuplicateKeyError` passes through for the caller."""
         with translate():
@@ -150,6 +184,15 @@ class _Collection(Generic[M]):
 
 class MongoUsers(_Collection[User]):
     fields = frozenset({"email"})
+
+    def encode(self, model: User, doc_id: str) -> Doc:
+        return {**super().encode(model, doc_id), "created": model.created_at.timestamp()}
+
+    async def page(self, *, limit: int, after: Key | None = None) -> Page[User]:
+        return await self.keyed_page({}, ("created", "_id"), limit, after)
+
+    async def get_many(self, user_ids: Collection[str]) -> list[User]:
+        return await self.many({"_id": {"$in": sorted(set(user_ids))}})
 
     async def add(self, user: User) -> User:
         first = await self._store.claim_marker(FIRST_USER, user.id)
@@ -181,7 +224,14 @@ class MongoUsers(_Collection[User]):
 
 
 class MongoTasks(_Collection[Task]):
+    def encode(self, model: Task, doc_id: str) -> Doc:
+        return {**super().encode(model, doc_id), "created": model.created_at.timestamp()}
+
+    async def page(self, *, limit: int, after: Key | None = None) -> Page[Task]:
+        return await self.keyed_page({}, ("created", "_id"), limit, after)
+
     async def add(self, task: Task) -> None:
+        await self._store.counters.create(task.id)  # first: a task never exists without its counters
         try:
             await self.insert(task.id, task)
         except DuplicateKeyError as exc:
@@ -207,6 +257,35 @@ class MongoTasks(_Collection[Task]):
 
 class MongoImages(_Collection[Image]):
     fields = frozenset({"task_id", "name", "tutorial"})
+
+    # Every write of an image passes here: a change to its submitters moves it in the coverage counters.
+    async def insert(self, doc_id: str, model: Image) -> None:
+        await super().insert(doc_id, model)
+        if not model.tutorial:
+            await self._store.counters.cover(model.task_id, doc_id, None, len(model.submitted_by))
+
+    async def update(self, doc_id: str, change: Callable[[Image], tuple[Image | None, R]], missing: R) -> R:
+        moves: list[tuple[str, int, int]] = []
+
+        def counting(image: Image) -> tuple[Image | None, R]:
+            new, result = change(image)
+            moves.clear()  # only the last run of ``change`` is the one written
+            if new is not None and not image.tutorial and len(new.submitted_by) != len(image.submitted_by):
+                moves.append((image.task_id, len(image.submitted_by), len(new.submitted_by)))
+            return new, result
+
+        result = await super().update(doc_id, counting, missing)
+        for task_id, before, after in moves:
+            await self._store.counters.cover(task_id, doc_id, before, after)
+        return result
+
+    async def page_for_task(
+        self, task_id: str, *, tutorial: bool | None = False, limit: int, after: Key | None = None
+    ) -> Page[Image]:
+        query: Doc = {"task_id": task_id}
+        if tutorial is not None:
+            query["tutorial"] = tutorial
+        return await self.keyed_page(query, ("name", "_id"), limit, after)
 
     async def add(self, image: Image) -> bool:
         try:
@@ -264,6 +343,10 @@ class MongoImages(_Collection[Image]):
 class MongoSubmissions(_Collection[Submission]):
     fields = frozenset({"task_id", "image_id", "user_id"})
 
+    async def insert(self, doc_id: str, model: Submission) -> None:
+        await super().insert(doc_id, model)
+        await self._store.counters.submitted(model)
+
     async def add(self, submission: Submission) -> tuple[Submission, bool]:
         try:
             await self.insert(submission.id, submission)
@@ -295,6 +378,26 @@ class MongoSubmissions(_Collection[Submission]):
 
 class MongoConsensus(_Collection[Consensus]):
     fields = frozenset({"task_id", "submissions"})
+
+    # A consensus that is stored, or replaces one with fewer submissions, moves the tallies.
+    async def insert(self, doc_id: str, model: Consensus) -> None:
+        await super().insert(doc_id, model)
+        await self._store.counters.replaced(model, None)
+
+    async def update(self, doc_id: str, change: Callable[[Consensus], tuple[Consensus | None, R]], missing: R) -> R:
+        replaced: list[tuple[Consensus, Consensus]] = []
+
+        def counting(stored: Consensus) -> tuple[Consensus | None, R]:
+            new, result = change(stored)
+            replaced.clear()
+            if new is not None and new.submissions != stored.submissions:
+                replaced.append((new, stored))
+            return new, result
+
+        result = await super().update(doc_id, counting, missing)
+        for new, old in replaced:
+            await self._store.counters.replaced(new, old)
+        return result
 
     async def get(self, image_id: str) -> Consensus | None:
         return await self.one({"_id": image_id})
@@ -375,6 +478,156 @@ class MongoOutbox:
         await self._collections[entry.collection].update(entry.document_id, change, None)
 
 
+COUNTER_SHARDS = 8
+"""A task's counters are spread over this many documents (by image), so that concurrent changes of
+different images rarely contend for one document; readers add them up."""
+
+
+class MongoCounters:
+    """:class:`crowdseg.ports.CounterRepository` for MongoDB, kept by the collections' write methods.
+
+    Each change is one :meth:`MongoStore.mutate` of a counter document right after the document's own
+    write: atomic and never lost under concurrency, and skipped with the write on a retry or a
+    redelivery (the write changes nothing then). Not covered: a process that dies between the two
+    writes, or a store that fails right between them, leaves that one change uncounted until
+    :meth:`rebuild` (logged; the document's own write stands).
+    """
+
+    def __init__(self, store: MongoStore) -> None:
+        self._store = store
+        self.shards = _CounterShards(store, "task_counters", TaskCounters)
+        self.tallies = _Tallies(store, "tallies", Tally)
+
+    @staticmethod
+    def shard(task_id: str, key: str) -> str:
+        return f"{task_id}/{zlib.crc32(key.encode()) % COUNTER_SHARDS}"
+
+    async def create(self, task_id: str) -> None:
+        for number in range(COUNTER_SHARDS):
+            with suppress(DuplicateKeyError):
+                await self.shards.insert(f"{task_id}/{number}", TaskCounters(task_id=task_id))
+
+    async def _guarded(self, what: str, task_id: str, change: Awaitable[Any]) -> None:
+        try:
+            await change
+        except Unavailable:
+            log.exception("the counters of task %s missed %s; rebuild them (store.counters.rebuild)", task_id, what)
+
+    async def cover(self, task_id: str, image_id: str, before: int | None, after: int | None) -> None:
+        """One image went from ``before`` submitters to ``after`` (None: not there)."""
+
+        def change(counters: TaskCounters) -> tuple[TaskCounters, None]:
+            counters.move(before, after)
+            return counters, None
+
+        # A task from before the counters has no shards: nothing to count until it is rebuilt.
+        await self._guarded("an image", task_id, self.shards.update(self.shard(task_id, image_id), change, None))
+
+    async def submitted(self, submission: Submission) -> None:
+        await self._guarded(
+            "a submission",
+            submission.task_id,
+            self._tally(submission.task_id, submission.user_id, lambda t: t.add_submission(submission)),
+        )
+
+    async def replaced(self, new: Consensus, old: Consensus | None) -> None:
+        task_id = new.task_id
+        if old is None:
+
+            def change(counters: TaskCounters) -> tuple[TaskCounters, None]:
+                counters.consensus_images += 1
+                return counters, None
+
+            shard = self.shard(task_id, new.image_id)
+            await self._guarded("a consensus", task_id, self.shards.update(shard, change, None))
+        scores: dict[str, list[tuple[RaterScore, int]]] = {}
+        for consensus, sign in ((old, -1), (new, 1)):
+            for score in consensus.raters if consensus is not None else []:
+                scores.setdefault(score.user_id, []).append((score, sign))
+        for user_id, changes in sorted(scores.items()):
+
+            def apply(tally: Tally, changes: list[tuple[RaterScore, int]] = changes) -> None:
+                for score, sign in changes:
+                    tally.add_score(score, sign)
+
+            await self._guarded("a consensus", task_id, self._tally(task_id, user_id, apply))
+
+    async def _tally(self, task_id: str, user_id: str, apply: Callable[[Tally], None]) -> None:
+        doc_id = f"{task_id}/{user_id}"
+        seen = [False]
+
+        def change(tally: Tally) -> tuple[Tally, None]:
+            seen[0] = True
+            apply(tally)
+            return tally, None
+
+        await self.tallies.update(doc_id, change, None)
+        if seen[0]:
+            return
+        fresh = Tally(task_id=task_id, user_id=user_id)
+        apply(fresh)
+        try:
+            await self.tallies.insert(doc_id, fresh)
+        except DuplicateKeyError:  # another writer created it meanwhile
+            await self.tallies.update(doc_id, change, None)
+
+    async def task(self, task_id: str) -> TaskCounters | None:
+        return (await self.tasks([task_id])).get(task_id)
+
+    async def tasks(self, task_ids: Collection[str]) -> dict[str, TaskCounters]:
+        found: dict[str, TaskCounters] = {}
+        for shard in await self.shards.many({"task_id": {"$in": sorted(set(task_ids))}}):
+            known = found.get(shard.task_id)
+            found[shard.task_id] = shard if known is None else known.merged(shard)
+        return {task_id: counters.merged(TaskCounters(task_id=task_id)) for task_id, counters in found.items()}
+
+    async def tallies_for_task(self, task_id: str) -> list[Tally]:
+        return await self.tallies.many({"task_id": task_id}, sort=[("user_id", ASCENDING)])
+
+    async def tallies_for_user(self, user_id: str) -> list[Tally]:
+        return await self.tallies.many({"user_id": user_id}, sort=[("task_id", ASCENDING)])
+
+    async def rebuild(self, task_id: str) -> TaskCounters:
+        """Recompute from the documents. Changes made while it runs may be missed: run it when the
+        task is quiet (it runs on open for tasks without counters)."""
+        store = self._store
+        counters, tallies = rebuild(
+            task_id,
+            await store.images.many({"task_id": task_id, "tutorial": False}),
+            await store.submissions.list_for_task(task_id),
+            await store.consensus.list_for_task(task_id),
+        )
+        with translate():
+            await self.shards.coll.delete_many({"task_id": task_id})
+            await self.tallies.coll.delete_many({"task_id": task_id})
+        for number in range(COUNTER_SHARDS):
+            shard = counters if number == 0 else TaskCounters(task_id=task_id)
+            with suppress(DuplicateKeyError):  # a concurrent rebuild: either result is the documents' count
+                await self.shards.insert(f"{task_id}/{number}", shard)
+        for tally in tallies:
+            with suppress(DuplicateKeyError):
+                await self.tallies.insert(f"{task_id}/{tally.user_id}", tally)
+        return counters
+
+    async def rebuild_missing(self) -> int:
+        """Counters for every task that has none (data from before counters existed)."""
+        with translate():
+            counted = set(await self.shards.coll.distinct("task_id"))
+            task_ids = [str(task_id) for task_id in await self._store.tasks.coll.distinct("_id")]
+        missing = [task_id for task_id in task_ids if task_id not in counted]
+        for task_id in missing:
+            await self.rebuild(task_id)
+        return len(missing)
+
+
+class _CounterShards(_Collection[TaskCounters]):
+    fields = frozenset({"task_id"})
+
+
+class _Tallies(_Collection[Tally]):
+    fields = frozenset({"task_id", "user_id"})
+
+
 class MongoStore:
     """Implements :class:`crowdseg.ports.Store` on a MongoDB-protocol server."""
 
@@ -408,6 +661,7 @@ class MongoStore:
         self.consensus = MongoConsensus(self, "consensus", Consensus)
         self.attempts = MongoAttempts(self, "attempts", QualificationAttempt)
         self.exports = MongoExports(self, "exports", Export)
+        self.counters = MongoCounters(self)
         self.outbox = MongoOutbox(
             {
                 "images": self.images,
@@ -438,9 +692,19 @@ class MongoStore:
                     info = await client.admin.command("buildInfo")
                     self.atomic_updates = "ferretdbVersion" not in info
                 await self._create_indexes()
+            await self._migrate()
         except Unavailable as exc:
             await self.close()
             raise Unavailable(f"cannot open the document store: {exc.detail}") from exc
+
+    async def _migrate(self) -> None:
+        """Bring documents from before pagination and counters up to date (a no-op afterwards)."""
+        for collection in (self.users, self.tasks):
+            with translate():
+                legacy = [doc["_id"] async for doc in collection.coll.find({"created": {"$exists": False}}, {"_id": 1})]
+            for doc_id in legacy:
+                await collection.update(str(doc_id), lambda model: (model, None), None)  # re-encoded with it
+        await self.counters.rebuild_missing()
 
     async def _create_indexes(self) -> None:
         for name, indexes in INDEXES.items():

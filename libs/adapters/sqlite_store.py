@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from crowdseg.counters import Tally, TaskCounters, rebuild
 from crowdseg.domain import (
     Consensus,
     Export,
@@ -26,8 +27,8 @@ from crowdseg.domain import (
     Task,
     User,
 )
-from crowdseg.errors import Conflict, Unavailable
-from crowdseg.ports import OutboxEntry
+from crowdseg.errors import Conflict, InvalidInput, Unavailable
+from crowdseg.ports import Key, OutboxEntry, Page
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
@@ -53,6 +54,113 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_by_user ON attempts (task_id, user_id);
 CREATE TABLE IF NOT EXISTS exports (
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);
+"""
+
+# Keyset pagination: users and tasks by creation, images by name (ties by id), along these indexes.
+# Pydantic writes UTC times as ``...T12:00:00.123456Z``, or ``...T12:00:00Z`` on a whole second, which
+# would sort after the fractions of that second: the key fills the fraction in.
+CREATED = (
+    "CASE WHEN length(doc ->> '$.created_at') = 20 THEN substr(doc ->> '$.created_at', 1, 19) || '.000000Z' "
+    "ELSE doc ->> '$.created_at' END"
+)
+PAGING_SCHEMA = f"""
+CREATE INDEX IF NOT EXISTS users_by_creation ON users ({CREATED}, id);
+CREATE INDEX IF NOT EXISTS tasks_by_creation ON tasks ({CREATED}, id);
+CREATE INDEX IF NOT EXISTS images_page ON images (task_id, tutorial, name, id);
+"""
+
+TALLY_COLUMNS = (
+    "submissions", "seconds", "timed", "scored", "tp", "fp", "fn", "tn", "quality_sum", "quality_n",
+    "sensitivity_sum", "sensitivity_n", "specificity_sum", "specificity_n",
+)  # fmt: skip
+SUBMITTERS = "coalesce(json_array_length({row}.doc, '$.submitted_by'), 0)"
+
+
+def _scores(*sources: tuple[int, str]) -> str:
+    """Per user, the tally changes of the rater scores of consensus documents ``(sign, row)``."""
+    rows = " UNION ALL ".join(
+        f"SELECT {sign} AS s, value AS v, (value ->> 'tp' IS NOT NULL AND value ->> 'fp' IS NOT NULL "
+        f"AND value ->> 'fn' IS NOT NULL) AS c FROM json_each({row}.doc, '$.raters')"
+        for sign, row in sources
+    )
+    return f"""SELECT v ->> 'user_id' AS user_id, SUM(s * c) AS scored,
+      SUM(CASE WHEN c THEN s * (v ->> 'tp') ELSE 0 END) AS tp, SUM(CASE WHEN c THEN s * (v ->> 'fp') ELSE 0 END) AS fp,
+      SUM(CASE WHEN c THEN s * (v ->> 'fn') ELSE 0 END) AS fn,
+      SUM(CASE WHEN c THEN s * coalesce(v ->> 'tn', 0) ELSE 0 END) AS tn,
+      SUM(s * coalesce(v ->> 'quality', 0)) AS quality_sum, SUM(s * (v ->> 'quality' IS NOT NULL)) AS quality_n,
+      SUM(CASE WHEN c THEN 0 ELSE s * coalesce(v ->> 'sensitivity', 0) END) AS sensitivity_sum,
+      SUM(CASE WHEN c THEN 0 ELSE s * (v ->> 'sensitivity' IS NOT NULL) END) AS sensitivity_n,
+      SUM(CASE WHEN c THEN 0 ELSE s * coalesce(v ->> 'specificity', 0) END) AS specificity_sum,
+      SUM(CASE WHEN c THEN 0 ELSE s * (v ->> 'specificity' IS NOT NULL) END) AS specificity_n
+    FROM ({rows}) GROUP BY 1"""
+
+
+_SCORED = TALLY_COLUMNS[TALLY_COLUMNS.index("scored") :]
+_ADD_SCORES = ", ".join(f"{column} = tallies.{column} + r.{column}" for column in _SCORED)
+
+
+def _tally_scores(*sources: tuple[int, str]) -> str:
+    return f"""
+  INSERT INTO tallies (task_id, user_id)
+    SELECT DISTINCT NEW.task_id, value ->> 'user_id' FROM json_each(NEW.doc, '$.raters') WHERE 1
+    ON CONFLICT DO NOTHING;
+  UPDATE tallies SET {_ADD_SCORES} FROM ({_scores(*sources)}) AS r
+    WHERE tallies.task_id = NEW.task_id AND tallies.user_id = r.user_id;"""
+
+
+# The counters of crowdseg.counters, kept by triggers in the very statement that changes a document
+# (so they are as durable and atomic as the change itself, whichever method makes it). A task's
+# counters exist from its creation; for tasks older than the counters, `open` rebuilds them.
+COUNTED = "EXISTS (SELECT 1 FROM task_counters WHERE task_id = NEW.task_id)"
+COUNTERS_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS task_counters (task_id TEXT PRIMARY KEY, consensus_images INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS task_coverage (
+  task_id TEXT NOT NULL, level INTEGER NOT NULL, images INTEGER NOT NULL, PRIMARY KEY (task_id, level)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tallies (
+  task_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  {", ".join(f"{column} NUMERIC NOT NULL DEFAULT 0" for column in TALLY_COLUMNS)},
+  PRIMARY KEY (task_id, user_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tallies_by_user ON tallies (user_id);
+CREATE TABLE IF NOT EXISTS tally_days (
+  task_id TEXT NOT NULL, user_id TEXT NOT NULL, day TEXT NOT NULL, submissions INTEGER NOT NULL,
+  PRIMARY KEY (task_id, user_id, day)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tally_days_by_user ON tally_days (user_id);
+
+CREATE TRIGGER IF NOT EXISTS tasks_counted AFTER INSERT ON tasks BEGIN
+  INSERT INTO task_counters (task_id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+END;
+CREATE TRIGGER IF NOT EXISTS images_counted_add AFTER INSERT ON images WHEN NOT NEW.tutorial AND {COUNTED} BEGIN
+  INSERT INTO task_coverage (task_id, level, images) VALUES (NEW.task_id, {SUBMITTERS.format(row="NEW")}, 1)
+    ON CONFLICT (task_id, level) DO UPDATE SET images = images + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS images_counted_move AFTER UPDATE OF doc ON images
+WHEN NOT NEW.tutorial AND {SUBMITTERS.format(row="OLD")} != {SUBMITTERS.format(row="NEW")} AND {COUNTED} BEGIN
+  UPDATE task_coverage SET images = images - 1 WHERE task_id = NEW.task_id AND level = {SUBMITTERS.format(row="OLD")};
+  INSERT INTO task_coverage (task_id, level, images) VALUES (NEW.task_id, {SUBMITTERS.format(row="NEW")}, 1)
+    ON CONFLICT (task_id, level) DO UPDATE SET images = images + 1;
+  DELETE FROM task_coverage WHERE task_id = NEW.task_id AND images = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS images_counted_remove AFTER DELETE ON images WHEN NOT OLD.tutorial BEGIN
+  UPDATE task_coverage SET images = images - 1 WHERE task_id = OLD.task_id AND level = {SUBMITTERS.format(row="OLD")};
+  DELETE FROM task_coverage WHERE task_id = OLD.task_id AND images = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS submissions_counted AFTER INSERT ON submissions WHEN {COUNTED} BEGIN
+  INSERT INTO tallies (task_id, user_id, submissions, seconds, timed)
+    VALUES (NEW.task_id, NEW.user_id, 1, coalesce(NEW.doc ->> 'duration_ms', 0) / 1000.0,
+            NEW.doc ->> 'duration_ms' IS NOT NULL)
+    ON CONFLICT (task_id, user_id) DO UPDATE SET submissions = submissions + 1,
+      seconds = seconds + excluded.seconds, timed = timed + excluded.timed;
+  INSERT INTO tally_days (task_id, user_id, day, submissions)
+    VALUES (NEW.task_id, NEW.user_id, substr(NEW.doc ->> 'created_at', 1, 10), 1)
+    ON CONFLICT (task_id, user_id, day) DO UPDATE SET submissions = submissions + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS consensus_counted_add AFTER INSERT ON consensus WHEN {COUNTED} BEGIN
+  UPDATE task_counters SET consensus_images = consensus_images + 1
+    WHERE task_id = NEW.task_id;{_tally_scores((1, "NEW"))}
+END;
+CREATE TRIGGER IF NOT EXISTS consensus_counted_replace AFTER UPDATE OF doc ON consensus
+WHEN NEW.submissions != OLD.submissions AND {COUNTED} BEGIN{_tally_scores((1, "NEW"), (-1, "OLD"))}
+END;
 """
 
 OUTBOX_TABLES: dict[str, type[BaseModel]] = {
@@ -94,6 +202,28 @@ class _Table(Generic[M]):
             rows = self.db.execute(f"SELECT doc FROM {self.table} WHERE {where} ORDER BY {order}", args).fetchall()
         return [self.model.model_validate_json(row[0]) for row in rows]
 
+    def keyed_page(
+        self, where: str, args: tuple[Any, ...], keys: tuple[str, str], limit: int, after: Key | None
+    ) -> Page[M]:
+        """``limit`` rows after the key ``after`` in the order of ``keys`` (two SQL expressions that an
+        index covers, after the columns ``where`` fixes); reads ``limit + 1`` rows."""
+        first, second = keys
+        if after is not None:
+            if len(after) != 2:
+                raise InvalidInput("cursor: not a cursor of this list")
+            where += f" AND {first} >= ? AND ({first}, {second}) > (?, ?)"
+            args = (*args, after[0], after[0], after[1])
+        sql = f"SELECT doc, {first}, {second} FROM {self.table} WHERE {where} ORDER BY {first}, {second} LIMIT ?"
+        with self._store.translate():
+            rows = self.db.execute(sql, (*args, limit + 1)).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            items=[self.model.model_validate_json(row[0]) for row in rows],
+            keys=[(row[1], row[2]) for row in rows],
+            more=more,
+        )
+
     def write(self, sql: str, *args: Any) -> int:
         with self._store.translate(), self.db:
             return self.db.execute(sql, args).rowcount
@@ -125,6 +255,17 @@ class SqliteUsers(_Table[User]):
     async def all(self) -> list[User]:
         return self.many()
 
+    async def page(self, *, limit: int, after: Key | None = None) -> Page[User]:
+        return self.keyed_page("1", (), (CREATED, "id"), limit, after)
+
+    async def get_many(self, user_ids: Collection[str]) -> list[User]:
+        wanted = sorted(set(user_ids))
+        found: list[User] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.extend(self.many(f"id IN ({', '.join('?' * len(chunk))})", *chunk))
+        return found
+
     async def set_roles(self, user_id: str, roles: list[Role]) -> User | None:
         user = self.one("id = ?", user_id)
         if user is None:
@@ -143,6 +284,9 @@ class SqliteTasks(_Table[Task]):
 
     async def all(self) -> list[Task]:
         return self.many()
+
+    async def page(self, *, limit: int, after: Key | None = None) -> Page[Task]:
+        return self.keyed_page("1", (), (CREATED, "id"), limit, after)
 
     async def replace(self, task: Task) -> None:
         self.replace_doc(task.id, task)
@@ -176,6 +320,13 @@ class SqliteImages(_Table[Image]):
         if tutorial is None:
             return self.many("task_id = ?", task_id, order="name")
         return self.many("task_id = ? AND tutorial = ?", task_id, int(tutorial), order="name")
+
+    async def page_for_task(
+        self, task_id: str, *, tutorial: bool | None = False, limit: int, after: Key | None = None
+    ) -> Page[Image]:
+        if tutorial is None:
+            return self.keyed_page("task_id = ?", (task_id,), ("name", "id"), limit, after)
+        return self.keyed_page("task_id = ? AND tutorial = ?", (task_id, int(tutorial)), ("name", "id"), limit, after)
 
     async def try_lease(
         self, image_id: str, user_id: str, *, replicates: int, now: datetime, expires_at: datetime
@@ -344,6 +495,106 @@ class SqliteOutbox:
             )
 
 
+class SqliteCounters:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def _rows(self, sql: str, *args: Any) -> list[Any]:
+        with self._store.translate():
+            return self._store.connection.execute(sql, args).fetchall()
+
+    async def task(self, task_id: str) -> TaskCounters | None:
+        return (await self.tasks([task_id])).get(task_id)
+
+    async def tasks(self, task_ids: Collection[str]) -> dict[str, TaskCounters]:
+        wanted = sorted(set(task_ids))
+        found: dict[str, TaskCounters] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for task_id, consensus_images in self._rows(
+                f"SELECT task_id, consensus_images FROM task_counters WHERE task_id IN ({marks})", *chunk
+            ):
+                found[task_id] = TaskCounters(task_id=task_id, consensus_images=consensus_images)
+            for task_id, level, images in self._rows(
+                f"SELECT task_id, level, images FROM task_coverage WHERE task_id IN ({marks}) AND images != 0 "
+                "ORDER BY task_id, level",
+                *chunk,
+            ):
+                if task_id in found:
+                    found[task_id].coverage[level] = images
+        return found
+
+    def _tallies(self, column: str, value: str) -> list[Tally]:
+        days: dict[tuple[str, str], dict[str, int]] = {}
+        for task_id, user_id, day, count in self._rows(
+            f"SELECT task_id, user_id, day, submissions FROM tally_days WHERE {column} = ? ORDER BY day", value
+        ):
+            days.setdefault((task_id, user_id), {})[day] = count
+        rows = self._rows(
+            f"SELECT task_id, user_id, {', '.join(TALLY_COLUMNS)} FROM tallies WHERE {column} = ? "
+            "ORDER BY task_id, user_id",
+            value,
+        )
+        return [
+            Tally(
+                task_id=row[0],
+                user_id=row[1],
+                days=days.get((row[0], row[1]), {}),
+                **dict(zip(TALLY_COLUMNS, row[2:], strict=True)),
+            )
+            for row in rows
+        ]
+
+    async def tallies_for_task(self, task_id: str) -> list[Tally]:
+        return self._tallies("task_id", task_id)
+
+    async def tallies_for_user(self, user_id: str) -> list[Tally]:
+        return self._tallies("user_id", user_id)
+
+    async def rebuild(self, task_id: str) -> TaskCounters:
+        return self.rebuild_now(task_id)
+
+    def rebuild_now(self, task_id: str) -> TaskCounters:
+        """Recompute from the documents in one transaction (no other coroutine runs meanwhile)."""
+        store = self._store
+        images = store.images.many("task_id = ? AND tutorial = 0", task_id)
+        counters, tallies = rebuild(
+            task_id,
+            images,
+            store.submissions.many("task_id = ?", task_id),
+            store.consensus.many("task_id = ?", task_id),
+        )
+        with store.transaction() as db:
+            for table in ("task_counters", "task_coverage", "tallies", "tally_days"):
+                db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
+            db.execute(
+                "INSERT INTO task_counters (task_id, consensus_images) VALUES (?, ?)",
+                (task_id, counters.consensus_images),
+            )
+            db.executemany(
+                "INSERT INTO task_coverage (task_id, level, images) VALUES (?, ?, ?)",
+                [(task_id, level, count) for level, count in counters.coverage.items()],
+            )
+            db.executemany(
+                f"INSERT INTO tallies (task_id, user_id, {', '.join(TALLY_COLUMNS)}) "
+                f"VALUES (?, ?, {', '.join('?' * len(TALLY_COLUMNS))})",
+                [(task_id, t.user_id, *(getattr(t, column) for column in TALLY_COLUMNS)) for t in tallies],
+            )
+            db.executemany(
+                "INSERT INTO tally_days (task_id, user_id, day, submissions) VALUES (?, ?, ?, ?)",
+                [(task_id, t.user_id, day, count) for t in tallies for day, count in t.days.items()],
+            )
+        return counters
+
+    def rebuild_missing(self) -> int:
+        """Counters for every task that has none (a data directory from before counters existed)."""
+        missing = self._rows("SELECT id FROM tasks WHERE id NOT IN (SELECT task_id FROM task_counters)")
+        for (task_id,) in missing:
+            self.rebuild_now(task_id)
+        return len(missing)
+
+
 class SqliteStore:
     """Implements :class:`crowdseg.ports.Store` on one SQLite file."""
 
@@ -358,6 +609,7 @@ class SqliteStore:
         self.attempts = SqliteAttempts(self, "attempts", QualificationAttempt)
         self.exports = SqliteExports(self, "exports", Export)
         self.outbox = SqliteOutbox(self)
+        self.counters = SqliteCounters(self)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -374,6 +626,19 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise Unavailable(f"document store error: {exc}") from exc
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction (the connection autocommits every statement otherwise)."""
+        db = self.connection
+        with self.translate():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,9 +647,12 @@ class SqliteStore:
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA busy_timeout = 5000")
             connection.executescript(SCHEMA)
+            connection.executescript(PAGING_SCHEMA)
+            connection.executescript(COUNTERS_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise Unavailable(f"cannot open the document store at {self.path}: {exc}") from exc
         self._connection = connection
+        self.counters.rebuild_missing()
 
     async def ping(self) -> None:
         with self.translate():

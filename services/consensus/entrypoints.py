@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from crowdseg.access import managed_image, managed_task
+from crowdseg.domain import utcnow
 from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, StoreDep
+from crowdseg.paging import PAGED_RESPONSES, PagingDep
 from crowdseg.runtime import Runtime
 from crowdseg.services.consensus import handlers
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 GROUP = "consensus"
+MANAGED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "only the task's owner or an admin may see this"},
+    404: {"description": "no such task visible to the caller"},
+}
+
+
+class CoverageOut(BaseModel):
+    image_id: str
+    name: str
+    submissions: int
+    """Annotators who have submitted the image."""
+    leased: int
+    """Unexpired leases on it."""
+    complete: bool
+    """At least the task's ``replicates`` submissions."""
+    users: list[str]
+    """The submitters' user ids."""
 
 
 def options(runtime: Runtime) -> handlers.StapleOptions:
@@ -58,10 +80,21 @@ def router() -> APIRouter:
     async def probability(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
         return await _consensus_png(image_id, user, store, blobs, probability=True)
 
-    @api.get("/tasks/{task_id}/stats")
+    @api.get("/tasks/{task_id}/stats", responses=MANAGED)
     async def task_stats(task_id: str, user: CurrentUser, store: StoreDep) -> JSONResponse:
+        """Progress (``coverage``: images by number of submissions) and every annotator's running
+        performance, from counters kept as work arrives."""
         task = await managed_task(store, task_id, user)
         return JSONResponse(await handlers.task_stats(store, task))
+
+    @api.get("/tasks/{task_id}/coverage", responses={**PAGED_RESPONSES, **MANAGED})
+    async def coverage(task_id: str, user: CurrentUser, store: StoreDep, paging: PagingDep) -> list[CoverageOut]:
+        """One row per image (tutorial images aside) by name: who submitted it, how many leases are out."""
+        task = await managed_task(store, task_id, user)
+        scope = f"coverage:{task.id}"
+        page = await store.images.page_for_task(task.id, limit=paging.limit, after=paging.after(scope))
+        paging.finish(scope, page)
+        return [CoverageOut(**vars(row)) for row in handlers.coverage_rows(task, page.items, utcnow())]
 
     @api.get("/me/stats")
     async def my_stats(user: CurrentUser, store: StoreDep) -> JSONResponse:

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from statistics import fmean
 from typing import Any
 
@@ -26,6 +27,7 @@ from crowdseg.consensus import (
     staple_counts,
 )
 from crowdseg.consensus.staple import Region
+from crowdseg.counters import Tally, counters_of
 from crowdseg.domain import Consensus, Image, RaterScore, Submission, Task, Tool
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
@@ -308,93 +310,96 @@ def _mean(values: list[float] | None) -> float | None:
     return round(fmean(values), 6) if values else None
 
 
-async def rater_tallies(store: Store, task_id: str) -> dict[str, RaterTally]:
-    """Running per-user performance over every image of a task (pooled, never reset per image)."""
-    tallies: dict[str, RaterTally] = defaultdict(RaterTally)
-    for submission in await store.submissions.list_for_task(task_id):
-        tally = tallies[submission.user_id]
-        tally.submissions += 1
-        if submission.duration_ms is not None:
-            tally.seconds = [*(tally.seconds or []), submission.duration_ms / 1000]
-    consensuses = await store.consensus.list_for_task(task_id)
-    tracker, legacy = pool_scores(consensuses)
-    for user_id in tracker.raters():
-        tallies[user_id].performance = tracker.performance(user_id)
-    for user_id, scores in legacy.items():
-        for score in scores:
-            tallies[user_id].add_legacy(score)
-    for consensus in consensuses:
-        for score in consensus.raters:
-            if score.quality is not None:
-                tallies[score.user_id].qualities.append(score.quality)
-    return tallies
+@dataclass(frozen=True)
+class CoverageRow:
+    image_id: str
+    name: str
+    submissions: int
+    leased: int
+    complete: bool
+    users: list[str]
 
 
-async def task_stats(store: Store, task: Task) -> dict[str, Any]:
-    images = await store.images.list_for_task(task.id)
-    coverage = await store.submissions.count_by_image(task.id)
-    tallies = await rater_tallies(store, task.id)
-    names = {u.id: u.name for u in await store.users.all() if u.id in tallies}
-    consensus = await store.consensus.list_for_task(task.id)
+def coverage_rows(task: Task, images: Iterable[Image], now: datetime) -> list[CoverageRow]:
+    """Who has done each image and how many leases are out on it (from the image documents alone)."""
+    return [
+        CoverageRow(
+            image_id=image.id,
+            name=image.name,
+            submissions=len(image.submitted_by),
+            leased=len(image.active_leases(now)),
+            complete=len(image.submitted_by) >= task.replicates,
+            users=list(image.submitted_by),
+        )
+        for image in images
+    ]
+
+
+def _user_row(tally: Tally, name: str) -> dict[str, Any]:
     return {
-        "images": len(images),
-        "submissions": sum(coverage.values()),
-        "replicates": task.replicates,
-        "complete_images": sum(1 for image in images if coverage.get(image.id, 0) >= task.replicates),
-        "consensus_images": len(consensus),
-        "coverage": {image.id: coverage.get(image.id, 0) for image in images},
-        "matrix": {image.id: sorted(image.submitted_by) for image in images},
-        "users": [
-            {
-                "user_id": user_id,
-                "name": names.get(user_id, ""),
-                "submissions": tally.submissions,
-                "sensitivity": _round(tally.sensitivity),
-                "specificity": _round(tally.specificity),
-                "quality": _round(tally.quality),
-                "mean_seconds": _mean(tally.seconds),
-            }
-            for user_id, tally in sorted(tallies.items())
-        ],
+        "user_id": tally.user_id,
+        "name": name,
+        "submissions": tally.submissions,
+        "sensitivity": _round(tally.sensitivity),
+        "specificity": _round(tally.specificity),
+        "quality": _round(tally.quality),
+        "mean_seconds": _round(tally.mean_seconds),
     }
 
 
-async def user_quality(store: Store, user_id: str) -> float | None:
-    """The user's mean agreement with the consensus (sensitivity) over everything they did."""
-    values: list[float] = []
-    for task_id in {s.task_id for s in await store.submissions.list_for_user(user_id)}:
-        tally = (await rater_tallies(store, task_id)).get(user_id)
-        if tally and tally.sensitivity is not None:
-            values.append(tally.sensitivity)
+async def task_stats(store: Store, task: Task) -> dict[str, Any]:
+    """The task's progress and every annotator's running performance, from the counters the store
+    keeps as work arrives (never from the task's images, submissions or consensus documents)."""
+    counters = (await counters_of(store, [task.id]))[task.id]
+    tallies = [t for t in await store.counters.tallies_for_task(task.id) if not t.empty]
+    names = {u.id: u.name for u in await store.users.get_many([t.user_id for t in tallies])}
+    complete = counters.complete(task.replicates)
+    return {
+        "images": counters.images,
+        "submissions": counters.submissions,
+        "replicates": task.replicates,
+        "complete": complete,
+        "complete_images": complete,
+        "consensus_images": counters.consensus_images,
+        "coverage": counters.histogram(task.replicates),
+        "users": [_user_row(tally, names.get(tally.user_id, "")) for tally in tallies],
+    }
+
+
+def user_quality(tallies: Iterable[Tally]) -> float | None:
+    """The user's mean agreement with the consensus (sensitivity) over the tasks they worked on."""
+    values = [t.sensitivity for t in tallies if t.submissions and t.sensitivity is not None]
     return fmean(values) if values else None
 
 
 async def user_stats(store: Store, user_id: str) -> dict[str, Any]:
+    """The user's own record, from their per-task tallies (never from their submissions)."""
     from crowdseg.progress import experience
 
-    submissions = await store.submissions.list_for_user(user_id)
+    tallies = [t for t in await store.counters.tallies_for_user(user_id) if t.submissions]
+    counters = await counters_of(store, [t.task_id for t in tallies])
     per_day: dict[str, int] = defaultdict(int)
-    for submission in submissions:
-        per_day[submission.created_at.date().isoformat()] += 1
     per_task, sensitivities, specificities = [], [], []
-    for task_id in sorted({s.task_id for s in submissions}):
-        task = await store.tasks.get(task_id)
-        tally = (await rater_tallies(store, task_id)).get(user_id, RaterTally())
+    for tally in tallies:
+        for day, count in tally.days.items():
+            per_day[day] += count
+        task = await store.tasks.get(tally.task_id)
         sensitivities.extend([] if tally.sensitivity is None else [tally.sensitivity])
         specificities.extend([] if tally.specificity is None else [tally.specificity])
         per_task.append(
             {
-                "task_id": task_id,
+                "task_id": tally.task_id,
                 "title": task.title if task else "",
                 "submissions": tally.submissions,
-                "images": len(await store.images.list_for_task(task_id)),
+                "images": counters[tally.task_id].images,
                 "sensitivity": _round(tally.sensitivity),
                 "specificity": _round(tally.specificity),
             }
         )
-    level, xp = experience(len(submissions), fmean(sensitivities) if sensitivities else None)
+    submissions = sum(t.submissions for t in tallies)
+    level, xp = experience(submissions, fmean(sensitivities) if sensitivities else None)
     return {
-        "submissions": len(submissions),
+        "submissions": submissions,
         "per_task": per_task,
         "per_day": dict(sorted(per_day.items())),
         "sensitivity": _mean(sensitivities),

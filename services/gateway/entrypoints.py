@@ -7,6 +7,7 @@ import secrets
 from crowdseg.auth import CSRF_COOKIE, SESSION_COOKIE
 from crowdseg.domain import Role, User
 from crowdseg.http import CurrentUser, RuntimeDep, StoreDep, require_role
+from crowdseg.paging import PAGED_RESPONSES, PagingDep
 from crowdseg.progress import experience
 from crowdseg.services.consensus.handlers import user_quality
 from crowdseg.services.gateway import handlers
@@ -63,14 +64,17 @@ def router() -> APIRouter:
 
     @api.get("/me")
     async def me(user: CurrentUser, store: StoreDep) -> MeOut:
-        submissions = await store.submissions.list_for_user(user.id)
-        level, xp = experience(len(submissions), await user_quality(store, user.id))
+        tallies = await store.counters.tallies_for_user(user.id)
+        level, xp = experience(sum(t.submissions for t in tallies), user_quality(tallies))
         return MeOut(**UserOut.of(user).model_dump(), level=level, xp=xp)
 
-    @api.get("/users")
-    async def list_users(user: CurrentUser, store: StoreDep) -> list[UserOut]:
+    @api.get("/users", responses={**PAGED_RESPONSES, 403: {"description": "this needs the admin role"}})
+    async def list_users(user: CurrentUser, store: StoreDep, paging: PagingDep) -> list[UserOut]:
+        """Every account, by creation."""
         require_role(user, Role.ADMIN)
-        return [UserOut.of(u) for u in await store.users.all()]
+        page = await store.users.page(limit=paging.limit, after=paging.after("users"))
+        paging.finish("users", page)
+        return [UserOut.of(u) for u in page.items]
 
     @api.put("/users/{user_id}/roles")
     async def set_roles(user_id: str, body: SetRoles, user: CurrentUser, store: StoreDep) -> UserOut:

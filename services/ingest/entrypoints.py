@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from crowdseg.access import managed_task, visible_image, visible_task
+from crowdseg.access import managed_task, sees, visible_image, visible_task
+from crowdseg.counters import counters_of
 from crowdseg.domain import Image, Shape, Task
 from crowdseg.errors import InvalidInput, PayloadTooLarge
 from crowdseg.http import BlobsDep, CurrentUser, RuntimeDep, StoreDep
+from crowdseg.paging import PAGED_RESPONSES, PagingDep, filtered_page
 from crowdseg.services.ingest import handlers
 from crowdseg.services.ingest.archives import ArchiveLimits
 from crowdseg.services.ingest.handlers import AddMember, CreateTask, UpdateTask, UploadedFile
@@ -93,15 +95,23 @@ def router() -> APIRouter:
     async def create_task(body: CreateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.create_task(store, user, body))
 
-    @api.get("/tasks")
-    async def list_tasks(user: CurrentUser, store: StoreDep) -> list[TaskOut]:
-        tasks = await handlers.tasks_visible_to(store, user)
-        return [TaskOut.of(task, len(await store.images.list_for_task(task.id))) for task in tasks]
+    @api.get("/tasks", responses=PAGED_RESPONSES)
+    async def list_tasks(user: CurrentUser, store: StoreDep, paging: PagingDep) -> list[TaskOut]:
+        """The tasks the caller may see, by creation; ``images`` from the task's counters."""
+        page = await filtered_page(
+            lambda limit, after: store.tasks.page(limit=limit, after=after),
+            lambda task: sees(task, user),
+            paging.limit,
+            paging.after("tasks"),
+        )
+        paging.finish("tasks", page)
+        counters = await counters_of(store, [task.id for task in page.items])
+        return [TaskOut.of(task, counters[task.id].images) for task in page.items]
 
-    @api.get("/tasks/{task_id}")
+    @api.get("/tasks/{task_id}", responses={404: {"description": "no such task visible to the caller"}})
     async def get_task(task_id: str, user: CurrentUser, store: StoreDep) -> TaskOut:
         task = await visible_task(store, task_id, user)
-        return TaskOut.of(task, len(await store.images.list_for_task(task.id)))
+        return TaskOut.of(task, (await counters_of(store, [task.id]))[task.id].images)
 
     @api.patch("/tasks/{task_id}")
     async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
@@ -150,12 +160,24 @@ def router() -> APIRouter:
             rejected=rejected,
         )
 
-    @api.get("/tasks/{task_id}/images")
-    async def list_images(task_id: str, user: CurrentUser, store: StoreDep, tutorial: bool = False) -> list[ImageOut]:
+    @api.get(
+        "/tasks/{task_id}/images",
+        responses={
+            **PAGED_RESPONSES,
+            403: {"description": "only the task's owner or an admin may list its images"},
+            404: {"description": "no such task visible to the caller"},
+        },
+    )
+    async def list_images(
+        task_id: str, user: CurrentUser, store: StoreDep, paging: PagingDep, tutorial: bool = False
+    ) -> list[ImageOut]:
+        """The task's images by name; ``submissions``: how many annotators have submitted each."""
         await managed_task(store, task_id, user)
-        counts = await store.submissions.count_by_image(task_id)
-        images = await store.images.list_for_task(task_id, tutorial=tutorial)
-        return [_image_out(image, counts.get(image.id, 0)) for image in images]
+        scope = f"images:{task_id}:{int(tutorial)}"
+        after = paging.after(scope)
+        page = await store.images.page_for_task(task_id, tutorial=tutorial, limit=paging.limit, after=after)
+        paging.finish(scope, page)
+        return [_image_out(image, len(image.submitted_by)) for image in page.items]
 
     @api.post("/tasks/{task_id}/tutorial", status_code=201)
     async def add_tutorial(

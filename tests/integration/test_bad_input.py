@@ -28,6 +28,7 @@ from unittest import mock
 import httpx
 import numpy as np
 import pytest
+from crowdseg.paging import encode_cursor
 from crowdseg.simulation import synthetic_image
 from PIL import Image as PILImage
 
@@ -516,6 +517,38 @@ def test_unknown_ids_are_404(world: World, method: str, path: str, body: Any) ->
         assert_error(world.admin.request(method, path, json=body), 404)
 
 
+# -- list routes: limits and cursors -------------------------------------------------------------
+
+
+def next_cursor(response: httpx.Response) -> str:
+    """The cursor in a page's Link rel="next" URL."""
+    assert response.status_code == 200, response.text
+    url = httpx.URL(response.links["next"]["url"])
+    return str(url.params["cursor"])
+
+
+@pytest.mark.parametrize("path", ["/tasks", "/users", "/tasks/{task}/images", "/tasks/{task}/coverage"])
+def test_list_routes_refuse_bad_limits_and_cursors(world: World, path: str) -> None:
+    path = path.format(task=world.task["id"])
+    other_list = "/users" if path == "/tasks" else "/tasks"
+    foreign = next_cursor(world.admin.get(other_list, params={"limit": 1}))
+    other_task = encode_cursor(f"images:{world.single['id']}:0", ("a.png", "some-id"))
+    with world.unchanged():
+        for limit in ("0", "-1", "5001", "many", ""):
+            assert_error(world.admin.get(path, params={"limit": limit}), 422, "limit")
+        for cursor in (
+            "garbage",
+            "!!!",
+            "",
+            "W10",  # base64 of []
+            "eyJrIjpbMV19",  # base64 of {"k":[1]}
+            "x" * 5000,
+            foreign,  # a cursor of another list
+            other_task,  # the images of another task
+        ):
+            assert_error(world.admin.get(path, params={"cursor": cursor}), (400, 422), "cursor")
+
+
 def test_unknown_member_is_404(world: World) -> None:
     with world.unchanged():
         response = world.taskmaster.post(f"/tasks/{world.private['id']}/members", json={"user_id": "ghost"})
@@ -698,8 +731,8 @@ def test_resubmission_by_client_id_is_idempotent(world: World) -> None:
         )
         # The same user cannot annotate the same image twice under a new id.
         assert_error(submit(world.annotator, task_id, image_id, shapes), 409)
-    stats = world.admin.get(f"/tasks/{task_id}/stats").json()
-    assert stats["coverage"].get(image_id) == 1
+    rows = {row["image_id"]: row for row in world.admin.get(f"/tasks/{task_id}/coverage").json()}
+    assert rows[image_id]["submissions"] == 1
 
 
 # -- uploads ---------------------------------------------------------------------------------------

@@ -152,9 +152,13 @@ def test_a_concurrent_crowd_fills_every_image_exactly_to_its_replicates(world: W
     world.accepted = {sid for ids in per_user for sid in ids}
     assert len(world.accepted) == IMAGES * REPLICATES
     stats = world.master.http.get(f"/tasks/{world.task_id}/stats").json()
-    assert stats["coverage"] == dict.fromkeys(world.images, REPLICATES)
-    for image_id, users in stats["matrix"].items():
-        assert len(users) == len(set(users)) == REPLICATES, image_id
+    assert stats["coverage"] == {**{str(n): 0 for n in range(REPLICATES)}, str(REPLICATES): IMAGES}
+    assert stats["images"] == stats["complete"] == IMAGES and stats["submissions"] == IMAGES * REPLICATES
+    rows = world.master.http.get(f"/tasks/{world.task_id}/coverage").json()
+    assert {row["image_id"] for row in rows} == set(world.images)
+    for row in rows:
+        assert row["complete"] and row["submissions"] == REPLICATES, row
+        assert len(row["users"]) == len(set(row["users"])) == REPLICATES, row
 
 
 def test_consensus_is_close_to_the_truth_and_the_bad_raters_rank_last(world: World) -> None:
@@ -221,10 +225,12 @@ def test_the_export_holds_everything_listed(world: World) -> None:
 def snapshot(world: World) -> dict[str, Any]:
     stats = world.master.http.get(f"/tasks/{world.task_id}/stats").json()
     images = world.master.http.get(f"/tasks/{world.task_id}/images").json()
+    rows = world.master.http.get(f"/tasks/{world.task_id}/coverage").json()
     consensus = {image_id: consensus_of(world.master, image_id) for image_id in world.images}
     return {
         "coverage": stats["coverage"],
-        "matrix": stats["matrix"],
+        "counts": {key: stats[key] for key in ("images", "submissions", "complete", "consensus_images")},
+        "users": {row["image_id"]: sorted(row["users"]) for row in rows},
         "images": sorted(image["id"] for image in images),
         "consensus_submissions": {k: (v or {}).get("submissions") for k, v in consensus.items()},
     }

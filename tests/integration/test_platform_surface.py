@@ -36,6 +36,8 @@ API_ROUTES = {
     ("get", "/api/v1/images/{image_id}/consensus"),
     ("get", "/api/v1/images/{image_id}/consensus/mask.png"),
     ("get", "/api/v1/tasks/{task_id}/stats"),
+    ("get", "/api/v1/tasks/{task_id}/coverage"),
+    ("get", "/api/v1/users"),
     ("get", "/api/v1/me/stats"),
     ("post", "/api/v1/tasks/{task_id}/exports"),
     ("get", "/api/v1/exports/{export_id}"),

@@ -111,7 +111,19 @@ def test_leases_hold_the_replicates_until_they_expire(taskmaster: Api, annotator
     assert submit(bob, task["id"], image["id"]) == 201
     assert submit(alice, task["id"], image["id"]) == 409  # too late: the image has its replicate
     stats = taskmaster.http.get(f"/tasks/{task['id']}/stats").json()
-    assert stats["coverage"] == {image["id"]: 1}
+    assert stats["coverage"] == {"0": 0, "1": 1}  # images by number of submissions
+    assert stats["complete"] == stats["complete_images"] == 1
+    rows = taskmaster.http.get(f"/tasks/{task['id']}/coverage").json()
+    assert rows == [
+        {
+            "image_id": image["id"],
+            "name": image["name"],
+            "submissions": 1,
+            "leased": 0,
+            "complete": True,
+            "users": [bob.user["id"]],
+        }
+    ]
 
 
 def test_the_same_submission_twice_is_stored_once(taskmaster: Api, annotator_factory: Callable[[], Api]) -> None:

@@ -42,6 +42,8 @@ def test_every_route_of_every_service_resolves_to_its_owner(table: RouteTable) -
         ("GET", "/tasks/t1/next", "assign"),
         ("POST", "/tasks/t1/submissions", "annotate"),
         ("GET", "/tasks/t1/stats", "consensus"),
+        ("GET", "/tasks/t1/coverage", "consensus"),
+        ("GET", "/tasks/t1/images", "ingest"),
         ("GET", "/images/i1/consensus/mask.png", "consensus"),
         ("GET", "/images/i1/file", "ingest"),
         ("POST", "/tasks/t1/exports", "export"),
