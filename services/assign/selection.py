@@ -16,7 +16,7 @@ the first candidate costs O(64 log n) whatever the task's size. The rules are th
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -147,7 +147,7 @@ class TaskSelection:
     # ------------------------------------------------------------------ answering
     def candidates(
         self, user_id: str, *, replicates: int, order: Order, unseen_first: bool, now: datetime
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Image ids the user may annotate, best first, by the rules of ``domain.candidates``.
 
         A generator over live structures: take what you need, then change the selection.

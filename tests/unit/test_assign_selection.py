@@ -86,7 +86,9 @@ operation = st.one_of(
 def test_selection_matches_the_brute_force_rules(
     operations: list[tuple[object, ...]], replicates: int, order: Order, unseen_first: bool
 ) -> None:
-    task = Task(owner_id="o", title="t", tool=Tool.CONTOUR, replicates=replicates, order=order, unseen_first=unseen_first)
+    task = Task(
+        owner_id="o", title="t", tool=Tool.CONTOUR, replicates=replicates, order=order, unseen_first=unseen_first
+    )
     world, selection = World(), TaskSelection("task")
     for op in operations:
         kind = op[0]
