@@ -56,16 +56,15 @@ RELAY_PAGE = 500
 MAX_REDELIVERIES = 20  # redeliveries of one event through an outage before it is dead-lettered after all
 
 
-def build_broker(bootstrap_servers: str) -> KafkaBroker:
+def build_broker(bootstrap_servers: str, *, log_events: bool = False) -> KafkaBroker:
     return KafkaBroker(
         bootstrap_servers,
         client_id="crowdseg",
         request_timeout_ms=15_000,
         graceful_timeout=10.0,
         logger=logging.getLogger("crowdseg.bus"),
-        # FastStream logs every message received and processed at this level: at hundreds of events a
-        # second that is most of the log and a good share of the CPU, so only with debug logging.
-        log_level=logging.DEBUG,
+        # The level of FastStream's line for every message received and processed.
+        log_level=logging.INFO if log_events else logging.DEBUG,
     )
 
 
@@ -90,6 +89,21 @@ async def ensure_topics(bootstrap_servers: str, partitions: int) -> None:
 async def publish(broker: KafkaBroker, topic: str, key: str, payload: dict[str, Any] | bytes) -> None:
     try:
         await broker.publish(payload, topic, key=key.encode())
+    except (TimeoutError, KafkaError, ConnectionError) as exc:
+        raise Unavailable(f"cannot publish to {topic}: {exc}") from exc
+
+
+async def send(broker: KafkaBroker, topic: str, key: str, payload: dict[str, Any] | bytes) -> asyncio.Future[Any]:
+    """Hand an event to the producer without waiting for its delivery; await :func:`confirmed` on the result."""
+    try:
+        return await broker.publish(payload, topic, key=key.encode(), no_confirm=True)
+    except (TimeoutError, KafkaError, ConnectionError) as exc:
+        raise Unavailable(f"cannot publish to {topic}: {exc}") from exc
+
+
+async def confirmed(delivery: asyncio.Future[Any], topic: str) -> None:
+    try:
+        await delivery
     except (TimeoutError, KafkaError, ConnectionError) as exc:
         raise Unavailable(f"cannot publish to {topic}: {exc}") from exc
 
@@ -303,15 +317,28 @@ class OutboxRelay:
         return len(entries)
 
     async def _publish_in_order(self, entries: list[OutboxEntry]) -> tuple[list[OutboxEntry], Exception | None]:
-        """Publish until one fails: (the published entries, the failure or None)."""
-        done: list[OutboxEntry] = []
+        """Publish one key's events in order: each is handed to the producer (which appends it to the
+        partition's batch in that order) before its delivery is awaited, so they share requests.
+        Returns (the entries whose delivery was confirmed, in order, up to the first failure; the failure)."""
+        sent: list[tuple[OutboxEntry, asyncio.Future[Any]]] = []
+        failure: Exception | None = None
         for entry in entries:
             try:
-                await publish(self._broker, entry.event.topic, entry.event.key, entry.event.payload)
+                sent.append((entry, await send(self._broker, entry.event.topic, entry.event.key, entry.event.payload)))
             except Exception as exc:
-                return done, exc
+                failure = exc
+                break
+        done: list[OutboxEntry] = []
+        for entry, delivery in sent:
+            try:
+                await confirmed(delivery, entry.event.topic)
+            except Exception as exc:
+                failure = failure or exc
+                break
             done.append(entry)
-        return done, None
+        for _entry, delivery in sent[len(done) :]:
+            delivery.add_done_callback(_consume_outcome)  # not confirmed: published again on the next flush
+        return done, failure
 
     async def _run(self) -> None:
         while True:
@@ -325,3 +352,8 @@ class OutboxRelay:
                 log.warning("outbox relay: %s; retrying", exc)
             except Exception:
                 log.exception("outbox relay failed; retrying")
+
+
+def _consume_outcome(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled():
+        delivery.exception()

@@ -7,7 +7,7 @@ MongoDB. Adapters raise :class:`crowdseg.errors.Unavailable` when their backend 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -88,6 +88,11 @@ class TaskRepository(Protocol):
 class ImageRepository(Protocol):
     async def add(self, image: Image) -> bool:
         """Store a new image; False if the task already has an image of that name."""
+        ...
+
+    async def add_many(self, images: Sequence[Image]) -> list[bool]:
+        """Store new images in one call, each as :meth:`add` would: per image, False if its task
+        already has an image of that name (also one earlier in ``images``), and that one is not stored."""
         ...
 
     async def get(self, image_id: str) -> Image | None: ...
@@ -180,6 +185,9 @@ class OutboxRepository(Protocol):
         ``submissions``, ``consensus``, ``exports``) or of all of them."""
         ...
     async def mark_published(self, entry: OutboxEntry) -> None: ...
+    async def mark_published_many(self, entries: Sequence[OutboxEntry]) -> None:
+        """:meth:`mark_published` for every entry, in one call (one transaction where there are any)."""
+        ...
 
 
 class Store(Protocol):

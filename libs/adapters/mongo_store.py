@@ -36,7 +36,7 @@ import random
 import time
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -60,7 +60,7 @@ from pydantic import BaseModel
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -72,6 +72,8 @@ META = "_meta"
 FIRST_USER = "first-user"
 
 ALREADY_ANNOTATED = "you have already annotated this image; ask for the next one"
+DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing an insert
+UPDATES_AT_ONCE = 16  # documents changed concurrently by the batch methods
 
 # Keyset pagination: users and tasks by creation (``created``, epoch seconds), images by name.
 BY_CREATION = ([("created", ASCENDING), ("_id", ASCENDING)], False)
@@ -294,6 +296,26 @@ class MongoImages(_Collection[Image]):
             return False
         return True
 
+    async def add_many(self, images: Sequence[Image]) -> list[bool]:
+        if not images:
+            return []
+        refused: set[int] = set()
+        with translate():
+            try:
+                # Unordered: every image is tried; the unique (task_id, name) index refuses duplicates one by one.
+                await self.coll.insert_many([self.encode(image, image.id) for image in images], ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                other = [error for error in errors if error.get("code") != DUPLICATE_KEY]
+                if other or exc.details.get("writeConcernErrors"):
+                    raise Unavailable(f"document store error: {(other or [exc.details])[0]}") from exc
+                refused = {int(error["index"]) for error in errors}
+        added = [index not in refused for index in range(len(images))]
+        for image, stored in zip(images, added, strict=True):
+            if stored and not image.tutorial:
+                await self._store.counters.cover(image.task_id, image.id, None, len(image.submitted_by))
+        return added
+
     async def get(self, image_id: str) -> Image | None:
         return await self.one({"_id": image_id})
 
@@ -476,6 +498,25 @@ class MongoOutbox:
             return model.model_copy(update={"outbox": kept}), None
 
         await self._collections[entry.collection].update(entry.document_id, change, None)
+
+    async def mark_published_many(self, entries: Sequence[OutboxEntry]) -> None:
+        # No multi-document transaction: each document's events are cleared in one update, several at once.
+        published: dict[tuple[str, str], set[object]] = {}
+        for entry in entries:
+            published.setdefault((entry.collection, entry.document_id), set()).add(entry.event.payload.get("event_id"))
+        slots = asyncio.Semaphore(UPDATES_AT_ONCE)
+
+        async def clear(collection: str, document_id: str, event_ids: set[object]) -> None:
+            def change(model: Any) -> tuple[Any, None]:
+                kept = [e for e in model.outbox if e.payload.get("event_id") not in event_ids]
+                if len(kept) == len(model.outbox):
+                    return None, None
+                return model.model_copy(update={"outbox": kept}), None
+
+            async with slots:
+                await self._collections[collection].update(document_id, change, None)
+
+        await asyncio.gather(*(clear(c, d, ids) for (c, d), ids in published.items()))
 
 
 COUNTER_SHARDS = 8

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -233,6 +233,21 @@ class _Table(Generic[M]):
         self.write(f"UPDATE {self.table} SET doc = ?{pending} WHERE id = ?", _dump(model), doc_id)
 
 
+@contextmanager
+def _one_transaction(store: SqliteStore) -> Iterator[sqlite3.Connection]:
+    """Several statements committed together (the connection autocommits each one otherwise)."""
+    db = store.connection
+    with store.translate():
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 class SqliteUsers(_Table[User]):
     async def add(self, user: User) -> User:
         with self._store.translate(), self.db:
@@ -312,6 +327,19 @@ class SqliteImages(_Table[Image]):
         except sqlite3.IntegrityError:
             return False
         return True
+
+    async def add_many(self, images: Sequence[Image]) -> list[bool]:
+        # One transaction, so one commit (one fsync) for the batch; each row still meets UNIQUE (task_id, name).
+        added: list[bool] = []
+        with _one_transaction(self._store) as db:
+            for image in images:
+                cursor = db.execute(
+                    "INSERT INTO images (id, task_id, name, tutorial, pending, doc) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (image.id, image.task_id, image.name, int(image.tutorial), _has_outbox(image), _dump(image)),
+                )
+                added.append(cursor.rowcount > 0)
+        return added
 
     async def get(self, image_id: str) -> Image | None:
         return self.one("id = ?", image_id)
@@ -479,6 +507,25 @@ class SqliteOutbox:
                     for event in json.loads(doc).get("outbox", []):
                         entries.append(OutboxEntry(table, doc_id, PendingEvent.model_validate(event)))
         return entries[:limit]
+
+    async def mark_published_many(self, entries: Sequence[OutboxEntry]) -> None:
+        published: dict[tuple[str, str], set[object]] = {}
+        for entry in entries:
+            published.setdefault((entry.collection, entry.document_id), set()).add(entry.event.payload.get("event_id"))
+        with _one_transaction(self._store) as db:
+            for (collection, document_id), event_ids in published.items():
+                row = db.execute(f"SELECT doc FROM {collection} WHERE id = ?", (document_id,)).fetchone()
+                if row is None:
+                    continue
+                doc = json.loads(row[0])
+                kept = [e for e in doc.get("outbox", []) if e["payload"].get("event_id") not in event_ids]
+                if len(kept) == len(doc.get("outbox", [])):
+                    continue
+                doc["outbox"] = kept
+                db.execute(
+                    f"UPDATE {collection} SET doc = ?, pending = ? WHERE id = ?",
+                    (json.dumps(doc), int(bool(kept)), document_id),
+                )
 
     async def mark_published(self, entry: OutboxEntry) -> None:
         db = self._store.connection

@@ -148,6 +148,13 @@ def expand_archives(
     return expanded, rejected
 
 
+# Images decoded and written together: bounds the renditions held in memory at once while keeping
+# both cores busy (Pillow releases the GIL while it decodes and encodes) and the disk fed.
+DECODE_BATCH = 64
+WRITES_AT_ONCE = 16
+DUPLICATE_NAME = "an image with this name is already in the task"
+
+
 async def upload_images(
     store: Store,
     blobs: BlobStore,
@@ -159,36 +166,54 @@ async def upload_images(
     archive_limits: ArchiveLimits,
     notify: Notify,
 ) -> UploadReport:
+    """Every image's objects are written first, then all the documents in one store call: an image
+    is accepted (and listed, and announced) only once its original, rendition and thumbnail exist."""
     task = await managed_task(store, task_id, user)
     candidates, rejected = await asyncio.to_thread(expand_archives, files, archive_limits)
     report = UploadReport(rejected=rejected)
-    for upload in candidates:
-        try:
-            decoded = await asyncio.to_thread(decode_image, upload.name, upload.data, image_limits)
-        except ImageRejected as exc:
-            report.rejected.append((upload.name, exc.reason))
-            continue
-        image = await _store_image(store, blobs, task, upload, decoded, tutorial=False, reference=[])
-        if image is None:
-            report.rejected.append((upload.name, "an image with this name is already in the task"))
-        else:
+    staged: list[tuple[str, Image]] = []
+    writing: asyncio.Future[None] | None = None  # the previous batch's objects, written while this one decodes
+    try:
+        for start in range(0, len(candidates), DECODE_BATCH):
+            batch = candidates[start : start + DECODE_BATCH]
+            outcomes = await asyncio.gather(*(asyncio.to_thread(_decode, upload, image_limits) for upload in batch))
+            ready: list[tuple[Image, UploadedFile, DecodedImage]] = []
+            for upload, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, ImageRejected):
+                    report.rejected.append((upload.name, outcome.reason))
+                else:
+                    ready.append((_new_image(task, upload, outcome, tutorial=False, reference=[]), upload, outcome))
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(_put_objects(blobs, ready))
+            staged.extend((upload.name, image) for image, upload, _decoded in ready)
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
+    added = await store.images.add_many([image for _name, image in staged]) if staged else []
+    for (name, image), stored in zip(staged, added, strict=True):
+        if stored:
             report.accepted.append(image)
+        else:
+            report.rejected.append((name, DUPLICATE_NAME))
     if report.accepted:
         notify()
     return report
 
 
-async def _store_image(
-    store: Store,
-    blobs: BlobStore,
-    task: Task,
-    upload: UploadedFile,
-    decoded: DecodedImage,
-    *,
-    tutorial: bool,
-    reference: list[Shape],
-) -> Image | None:
-    """Objects first, then the document that makes them visible: a crash leaves no half image."""
+def _decode(upload: UploadedFile, limits: ImageLimits) -> DecodedImage | ImageRejected:
+    try:
+        return decode_image(upload.name, upload.data, limits)
+    except ImageRejected as exc:
+        return exc
+
+
+def _new_image(
+    task: Task, upload: UploadedFile, decoded: DecodedImage, *, tutorial: bool, reference: list[Shape]
+) -> Image:
+    """The image's document, naming its objects, with its ``image.ingested`` event in its outbox."""
     image = Image(
         task_id=task.id,
         name=_clean_name(upload.name),
@@ -204,14 +229,11 @@ async def _store_image(
         reference_shapes=reference,
     )
     prefix = f"images/{task.id}/{image.id}"
-    image.original_key, image.display_key, image.thumbnail_key = (
-        f"{prefix}/original",
-        f"{prefix}/display",
-        f"{prefix}/thumbnail",
-    )
-    await blobs.put(image.original_key, upload.data, "application/octet-stream")
-    await blobs.put(image.display_key, decoded.display, decoded.display_media_type)
-    await blobs.put(image.thumbnail_key, decoded.thumbnail, decoded.thumbnail_media_type)
+    image.original_key = f"{prefix}/original"
+    # An upload that already is its display rendition (or a rendition that already is its thumbnail)
+    # is stored once, under the key of the object it is.
+    image.display_key = image.original_key if decoded.display_is_original else f"{prefix}/display"
+    image.thumbnail_key = image.display_key if decoded.thumbnail_is_display else f"{prefix}/thumbnail"
     event = ImageIngested(
         task_id=task.id,
         image_id=image.id,
@@ -221,6 +243,40 @@ async def _store_image(
         display_key=image.display_key,
     )
     image.outbox = [] if tutorial else [event.pending()]
+    return image
+
+
+async def _put_objects(blobs: BlobStore, images: list[tuple[Image, UploadedFile, DecodedImage]]) -> None:
+    """Write the images' objects, several at once; returns once every one is stored."""
+    writes: list[tuple[str, bytes, str]] = []
+    for image, upload, decoded in images:
+        writes.append((image.original_key, upload.data, "application/octet-stream"))
+        if image.display_key != image.original_key:
+            writes.append((image.display_key, decoded.display, decoded.display_media_type))
+        if image.thumbnail_key != image.display_key:
+            writes.append((image.thumbnail_key, decoded.thumbnail, decoded.thumbnail_media_type))
+    slots = asyncio.Semaphore(WRITES_AT_ONCE)
+
+    async def put(key: str, data: bytes, content_type: str) -> None:
+        async with slots:
+            await blobs.put(key, data, content_type)
+
+    await asyncio.gather(*(put(*write) for write in writes))
+
+
+async def _store_image(
+    store: Store,
+    blobs: BlobStore,
+    task: Task,
+    upload: UploadedFile,
+    decoded: DecodedImage,
+    *,
+    tutorial: bool,
+    reference: list[Shape],
+) -> Image | None:
+    """Objects first, then the document that makes them visible: a crash leaves no half image."""
+    image = _new_image(task, upload, decoded, tutorial=tutorial, reference=reference)
+    await _put_objects(blobs, [(image, upload, decoded)])
     return image if await store.images.add(image) else None
 
 

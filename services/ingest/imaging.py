@@ -7,6 +7,7 @@ reason is a short sentence meant for the uploader.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -70,6 +71,10 @@ class DecodedImage:
     display_media_type: str
     thumbnail: bytes
     thumbnail_media_type: str
+    # The upload itself already is the display rendition (a plain 8-bit PNG, see `_plain_png`), and
+    # the display rendition already is the thumbnail (it fits): the caller may store each object once.
+    display_is_original: bool = False
+    thumbnail_is_display: bool = False
 
 
 class ImageRejected(ValueError):
@@ -90,7 +95,9 @@ def decode_image(name: str, data: bytes, limits: ImageLimits = ImageLimits()) ->
             image = _decode_dicom(data, limits)
         else:
             image = _decode_pillow(data, source_format, limits)
-        return _render(image, source_format, limits)
+        # Decoded in full either way (a corrupt or truncated file is refused); a plain PNG needs no new encoding.
+        plain = source_format == "PNG" and image.mode in ("L", "RGB") and _plain_png(data, image.width, image.height)
+        return _render(image, source_format, limits, original=data if plain else None)
     except ImageRejected:
         raise
     except MemoryError as exc:
@@ -292,21 +299,61 @@ def _array_to_image(unit: FloatArray) -> Image.Image:
     raise ImageRejected("image has an unsupported pixel layout")
 
 
-def _render(im: Image.Image, source_format: str, limits: ImageLimits) -> DecodedImage:
+# A PNG made of these chunks only carries pixels: no text, time, EXIF, ICC profile, gamma or transparency.
+_PLAIN_PNG_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND"})
+_PLAIN_PNG_COLOUR_TYPES = (0, 2)  # greyscale, RGB
+_PLAIN_PNG_SLACK = 4096  # bytes a plain PNG may exceed its raw pixels by (headers, incompressible data)
+
+
+def _plain_png(data: bytes, width: int, height: int) -> bool:
+    """True when the PNG can be shown as uploaded: 8-bit grey or RGB, only IHDR/IDAT/IEND chunks with
+    valid CRCs, nothing after IEND, and no larger than its raw pixels (so no padding passes through)."""
+    channels = 0
+    position = len(_PNG_MAGIC)
+    while position + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        body_end = position + 8 + length
+        if kind not in _PLAIN_PNG_CHUNKS or body_end + 4 > len(data):
+            return False
+        (crc,) = struct.unpack_from(">I", data, body_end)
+        if zlib.crc32(memoryview(data)[position + 4 : body_end]) != crc:
+            return False
+        if kind == b"IHDR":
+            depth, colour = data[position + 16], data[position + 17]
+            if length != 13 or depth != 8 or colour not in _PLAIN_PNG_COLOUR_TYPES:
+                return False
+            channels = 1 if colour == 0 else 3
+        position = body_end + 4
+        if kind == b"IEND":
+            raw = height * (width * channels + 1)
+            return channels > 0 and position == len(data) and len(data) <= raw + _PLAIN_PNG_SLACK
+    return False
+
+
+def _render(im: Image.Image, source_format: str, limits: ImageLimits, *, original: bytes | None = None) -> DecodedImage:
+    """The display rendition (``original`` itself when given: it is already one) and the thumbnail."""
     # Fresh renditions carry no metadata of the upload (EXIF, GPS, ICC, text chunks).
     im.info = {}
     as_jpeg = source_format == "JPEG"
-    display = _encode(im, "JPEG" if as_jpeg else "PNG", quality=92)
-    thumb = im.copy()
-    thumb.thumbnail((limits.thumbnail_size, limits.thumbnail_size), Image.Resampling.LANCZOS)
+    display = original if original is not None else _encode(im, "JPEG" if as_jpeg else "PNG", quality=92)
+    display_media_type = "image/jpeg" if as_jpeg else "image/png"
+    if max(im.width, im.height) <= limits.thumbnail_size:
+        # Already small enough: the thumbnail would be the same pixels again.
+        thumbnail, thumbnail_media_type, thumbnail_is_display = display, display_media_type, True
+    else:
+        thumb = im.copy()
+        thumb.thumbnail((limits.thumbnail_size, limits.thumbnail_size), Image.Resampling.LANCZOS)
+        thumbnail, thumbnail_media_type, thumbnail_is_display = _encode(thumb, "JPEG", quality=85), "image/jpeg", False
     return DecodedImage(
         width=im.width,
         height=im.height,
         source_format=source_format,
         display=display,
-        display_media_type="image/jpeg" if as_jpeg else "image/png",
-        thumbnail=_encode(thumb, "JPEG", quality=85),
-        thumbnail_media_type="image/jpeg",
+        display_media_type=display_media_type,
+        thumbnail=thumbnail,
+        thumbnail_media_type=thumbnail_media_type,
+        display_is_original=original is not None,
+        thumbnail_is_display=thumbnail_is_display,
     )
 
 

@@ -6,6 +6,7 @@ import contextlib
 import random
 import struct
 import zlib
+from collections.abc import Callable
 from io import BytesIO
 
 import numpy as np
@@ -333,3 +334,83 @@ def test_mutated_files_only_ever_raise_image_rejected(seed: int) -> None:
             data = data[: rng.randrange(len(data))]
         with contextlib.suppress(ImageRejected):
             decode_image("fuzz", bytes(data))
+
+
+# --- plain PNGs are their own display rendition ----------------------------------------------
+
+
+def test_plain_png_is_shown_as_uploaded_and_small_ones_are_their_own_thumbnail() -> None:
+    """A plain 8-bit grey/RGB PNG is decoded in full (so checked) but not encoded again."""
+    pixels = np.random.default_rng(5).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(pixels, "RGB"), "PNG")
+    decoded = decode_image("a.png", data)
+    assert decoded.display_is_original and decoded.display is data
+    assert decoded.thumbnail_is_display and decoded.thumbnail is data
+    assert decoded.thumbnail_media_type == decoded.display_media_type == "image/png"
+    assert np.array_equal(np.asarray(display_of(decoded)), pixels)
+
+
+def test_large_plain_png_still_gets_a_small_thumbnail() -> None:
+    data = encode(Image.new("L", (600, 300), 80), "PNG")
+    decoded = decode_image("a.png", data)
+    assert decoded.display_is_original and not decoded.thumbnail_is_display
+    assert reopen(decoded.thumbnail).size == (256, 128)
+
+
+def with_chunk_before_iend(data: bytes, kind: bytes, body: bytes) -> bytes:
+    iend = data.rindex(b"IEND") - 4
+    return data[:iend] + png_chunk(kind, body) + data[iend:]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda d: with_chunk_before_iend(d, b"tEXt", b"Author\x00someone"), id="text chunk"),
+        pytest.param(lambda d: with_chunk_before_iend(d, b"eXIf", b"MM\x00*\x00\x00\x00\x08"), id="exif chunk"),
+        pytest.param(lambda d: with_chunk_before_iend(d, b"gAMA", struct.pack(">I", 45455)), id="gamma chunk"),
+        pytest.param(lambda d: d + b"<html>after the end</html>", id="data after IEND"),
+    ],
+)
+def test_pngs_carrying_more_than_pixels_are_encoded_afresh(make: Callable[[bytes], bytes]) -> None:
+    """Guards: metadata or trailing bytes of an upload reaching annotators in the display rendition."""
+    source = encode(Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), "L"), "PNG")
+    data = make(source)
+    decoded = decode_image("a.png", data)
+    assert not decoded.display_is_original and decoded.display != data
+    shown = display_of(decoded)
+    assert np.array_equal(np.asarray(shown), np.arange(64, dtype=np.uint8).reshape(8, 8))
+    assert not shown.info.get("Author") and "gamma" not in shown.info
+    assert b"tEXt" not in decoded.display and b"eXIf" not in decoded.display and b"html" not in decoded.display
+
+
+def test_png_with_a_bad_chunk_crc_is_not_passed_through() -> None:
+    data = bytearray(encode(Image.fromarray(np.full((8, 8, 3), 7, dtype=np.uint8), "RGB"), "PNG"))
+    at = data.index(b"IDAT")
+    (length,) = struct.unpack(">I", data[at - 4 : at])
+    data[at + 4 + length] ^= 0xFF  # the first byte of the IDAT chunk's CRC
+    try:
+        decoded = decode_image("a.png", bytes(data))
+    except ImageRejected:
+        return  # refused outright is fine too
+    assert not decoded.display_is_original and decoded.display != bytes(data)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        pytest.param(Image.fromarray(np.arange(16, dtype=np.uint16).reshape(4, 4) * 1000), id="16-bit"),
+        pytest.param(Image.new("RGBA", (4, 4), (1, 2, 3, 128)), id="alpha"),
+        pytest.param(Image.new("P", (4, 4)), id="palette"),
+        pytest.param(Image.new("1", (4, 4)), id="1-bit"),
+    ],
+)
+def test_pngs_needing_conversion_are_encoded_afresh(image: Image.Image) -> None:
+    decoded = decode_image("a.png", encode(image, "PNG"))
+    assert not decoded.display_is_original
+    assert display_of(decoded).mode in ("L", "RGB")
+
+
+def test_jpeg_is_never_passed_through() -> None:
+    data = encode(Image.new("RGB", (8, 8), (10, 20, 30)), "JPEG")
+    decoded = decode_image("a.jpg", data)
+    assert not decoded.display_is_original
