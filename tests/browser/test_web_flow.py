@@ -4,8 +4,8 @@ A task master signs up in the browser, creates a contour task, uploads a ZIP and
 reference; an annotator signs up, takes the tour, passes the qualification, outlines one image by
 clicking vertices and another by a freehand drag (real mouse events), edits a vertex and presses
 next. The stored submissions must match what was drawn; the dashboard shows the progress; the task
-master sees the coverage matrix and the consensus and downloads the export. Every page is
-screenshotted into tests/browser/artifacts/test_web_flow/.
+master sees the progress, the coverage histogram, a page of the coverage matrix and the consensus,
+and downloads the export. Every page is screenshotted into tests/browser/artifacts/test_web_flow/.
 """
 
 from __future__ import annotations
@@ -260,6 +260,15 @@ def test_task_master_and_annotator_in_the_browser(
             timeout=LONG,
         )
         assert master.locator("[data-testid='live-submissions']").inner_text().strip() == "2"
+        # one page of five images (no pager), each row named in full on hover; none has its 3 raters yet
+        assert master.locator("[data-testid='coverage'] tbody th.name").count() == 5
+        annotated = master.locator("[data-testid='coverage'] tr:has(.cell[data-on='1']) th.name")
+        assert sorted(annotated.nth(k).get_attribute("title") or "" for k in range(2)) == sorted(
+            [first["name"], second["name"]]
+        )
+        assert master.locator("[data-testid='coverage-page-next']").is_hidden()
+        assert master.locator("[data-testid='live-complete']").inner_text().strip() == "0 / 5"
+        assert master.locator("[data-testid='coverage-histogram']").count() == 1
         master.wait_for_function(
             "() => document.querySelectorAll(\"[data-testid='consensus-thumbs'] .thumb[data-consensus='1']\")"
             ".length === 2",

@@ -1,5 +1,7 @@
 /** HTTP client for the crowdseg API v1 (bearer token; see shared/API.md). */
+import type { CoverageRow } from "./coverage";
 import type { Pt } from "./geometry/types";
+import { fetchAll, Pager, type Getter } from "./paging";
 
 export type Role = "annotator" | "taskmaster" | "admin";
 export type ToolName = "contour" | "polygon" | "point" | "polyline";
@@ -70,6 +72,7 @@ export interface UserStat {
   sensitivity?: number | null;
   specificity?: number | null;
   mean_seconds?: number | null;
+  quality?: number | null;
   name?: string;
   email?: string;
 }
@@ -77,7 +80,11 @@ export interface UserStat {
 export interface TaskStats {
   images: number;
   submissions: number;
+  /** v1.1: a histogram {"<submissions>": <images>} (v1: submissions per image id). */
   coverage: Record<string, number>;
+  /** v1.1: images that need no more work (v1: complete_images). */
+  complete?: number;
+  complete_images?: number;
   users: UserStat[];
   [k: string]: unknown;
 }
@@ -163,7 +170,17 @@ export interface RequestOpts {
 }
 
 /** Raw fetch against the API; returns the Response (throws ApiError on 4xx/5xx). */
-export async function raw(path: string, opts: RequestOpts = {}): Promise<Response> {
+export function raw(path: string, opts: RequestOpts = {}): Promise<Response> {
+  return rawUrl(API + path, opts);
+}
+
+/** The absolute URL of an API path (what the pagination helpers work with). */
+export function apiUrl(path: string): string {
+  return new URL(API + path, location.href).href;
+}
+
+/** `raw` for a URL already made (a page's rel="next" link, same origin). */
+export async function rawUrl(url: string, opts: RequestOpts = {}): Promise<Response> {
   const headers: Record<string, string> = { Accept: "application/json", ...authHeaders() };
   let body: BodyInit | undefined;
   if (opts.form) body = opts.form;
@@ -171,7 +188,7 @@ export async function raw(path: string, opts: RequestOpts = {}): Promise<Respons
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(opts.body);
   }
-  const res = await fetch(API + path, {
+  const res = await fetch(url, {
     method: opts.method ?? (body ? "POST" : "GET"),
     headers,
     body,
@@ -244,6 +261,22 @@ export function upload<T>(path: string, form: FormData, onProgress: (fraction: n
   });
 }
 
+/** The authenticated GET that the pagination helpers use. */
+export const apiGet: Getter = (url, signal) => rawUrl(url, { signal });
+
+/** Every item of a list route, page after page (for lists that stay small: tasks, users, tutorials). */
+export function listAll<T>(path: string, maxItems?: number): Promise<T[]> {
+  return fetchAll<T>(apiUrl(path), apiGet, { maxItems });
+}
+
+/** Next / previous through a list route, `limit` items a page. */
+export function pager<T>(path: string, limit: number): Pager<T> {
+  return new Pager<T>(apiUrl(`${path}${path.includes("?") ? "&" : "?"}limit=${limit}`), apiGet);
+}
+
+/** The server's largest page (API.md v1.1). */
+export const MAX_LIMIT = 5000;
+
 export const api = {
   signup: (b: { email: string; password: string; name: string }) =>
     call<Me>("/auth/signup", { body: b, quiet401: true }),
@@ -252,16 +285,19 @@ export const api = {
   logout: () => call<unknown>("/auth/logout", { method: "POST", quiet401: true }),
   me: () => call<Me>("/me", { quiet401: true }),
   meStats: () => call<MeStats>("/me/stats"),
-  users: () => call<UserRow[]>("/users"),
+  users: () => listAll<UserRow>(`/users?limit=${MAX_LIMIT}`),
   setRoles: (id: string, roles: Role[]) => call<unknown>(`/users/${enc(id)}/roles`, { method: "PUT", body: { roles } }),
-  tasks: () => call<Task[]>("/tasks"),
+  tasks: () => listAll<Task>(`/tasks?limit=${MAX_LIMIT}`),
   task: (id: string) => call<Task>(`/tasks/${enc(id)}`),
   createTask: (t: Partial<Task>) => call<Task>("/tasks", { body: t }),
   patchTask: (id: string, t: Partial<Task>) => call<Task>(`/tasks/${enc(id)}`, { method: "PATCH", body: t }),
   addMember: (id: string, who: string) =>
     call<Task>(`/tasks/${enc(id)}/members`, { body: who.includes("@") ? { email: who } : { user_id: who } }),
-  images: (id: string) => call<ImageInfo[]>(`/tasks/${enc(id)}/images`),
-  tutorialImages: (id: string) => call<ImageInfo[]>(`/tasks/${enc(id)}/images?tutorial=true`),
+  /** The task's images, a page at a time (a task may hold 100 000). */
+  images: (id: string, limit = 200) => pager<ImageInfo>(`/tasks/${enc(id)}/images`, limit),
+  /** Who submitted for each image, a page at a time, in name order. */
+  coverage: (id: string, limit = 200) => pager<CoverageRow>(`/tasks/${enc(id)}/coverage`, limit),
+  tutorialImages: (id: string) => listAll<ImageInfo>(`/tasks/${enc(id)}/images?tutorial=true&limit=${MAX_LIMIT}`),
   qualification: (id: string) => call<Qualification>(`/tasks/${enc(id)}/qualification`),
   attempt: (id: string, image_id: string, shapes: ShapeJson[]) =>
     call<AttemptResult>(`/tasks/${enc(id)}/qualification/attempts`, { body: { image_id, shapes } }),

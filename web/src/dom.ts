@@ -43,6 +43,11 @@ export function fmtPct(v: number | null | undefined): string {
   return v === null || v === undefined || Number.isNaN(v) ? "—" : `${(v * 100).toFixed(1)} %`;
 }
 
+/** 100 000 (a thin space between groups of three). */
+export function fmtInt(v: number): string {
+  return Math.round(v).toLocaleString("en-US").replace(/,/g, "\u202f");
+}
+
 export function fmtNum(v: number | null | undefined, digits = 2): string {
   return v === null || v === undefined || Number.isNaN(v) ? "—" : v.toFixed(digits);
 }

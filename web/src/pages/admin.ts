@@ -1,6 +1,10 @@
 import { api, type Role, type UserRow } from "../api";
 import { h, toast } from "../dom";
+import { slicePage, windowLabel } from "../paging";
 import { me } from "../session";
+import { pagerControls } from "../ui/pager";
+
+const PAGE = 100; // rows on show: every user is in memory (page after page of the API), the DOM holds one page
 
 const ROLES: Role[] = ["annotator", "taskmaster", "admin"];
 
@@ -15,11 +19,17 @@ export async function adminPage(root: HTMLElement): Promise<void> {
   }
   const filter = h("input", { type: "text", placeholder: "Filter by name or email", "aria-label": "Filter users" });
   const tbody = h("tbody");
-  const render = (): void => {
+  let at = 0;
+  const controls = pagerControls("users-page", () => render(at - 1), () => render(at + 1));
+  const render = (to = 0): void => {
     const q = filter.value.trim().toLowerCase();
+    const matching = users.filter((u) => !q || u.email.toLowerCase().includes(q) || u.name.toLowerCase().includes(q));
+    const cut = slicePage(matching, to, PAGE);
+    at = cut.page;
+    const label = windowLabel(cut.offset, cut.rows.length, matching.length) + (q ? ` (filtered from ${users.length})` : "");
+    controls.set({ label, hasPrev: cut.hasPrev, hasNext: cut.hasNext });
     tbody.replaceChildren(
-      ...users
-        .filter((u) => !q || u.email.toLowerCase().includes(q) || u.name.toLowerCase().includes(q))
+      ...cut.rows
         .map((u) => {
           const boxes = ROLES.map((r) => {
             const cb = h("input", { type: "checkbox", checked: u.roles.includes(r), "aria-label": `${r} role for ${u.email}`, dataset: { role: r, user: u.id } });
@@ -41,7 +51,7 @@ export async function adminPage(root: HTMLElement): Promise<void> {
         }),
     );
   };
-  filter.addEventListener("input", render);
+  filter.addEventListener("input", () => render(0));
   render();
   page.append(
     h(
@@ -49,6 +59,7 @@ export async function adminPage(root: HTMLElement): Promise<void> {
       { class: "card stack" },
       filter,
       h("div", { class: "table-wrap" }, h("table", null, h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Email"), ...ROLES.map((r) => h("th", null, r)))), tbody)),
+      controls.el,
     ),
   );
 }

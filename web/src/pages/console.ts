@@ -1,13 +1,18 @@
 /** Task master console: tasks, settings, images, tutorial references, live view, export. */
 import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
-import { clear, fmtNum, fmtPct, h, progressBar, toast } from "../dom";
+import { coverageHistogram, denseBins, leaseCount, matrixColumns, progressOf, type CoverageRow } from "../coverage";
+import { clear, fmtInt, fmtNum, fmtPct, h, progressBar, toast } from "../dom";
 import { renderMarkdown } from "../markdown";
 import { navigate } from "../router";
 import { isAdmin, me } from "../session";
+import { slicePage, windowLabel } from "../paging";
 import { chart } from "../ui/charts";
+import { pagerControls } from "../ui/pager";
 import { createWorkbench, type Workbench } from "../ui/workbench";
 
 const enc = encodeURIComponent;
+/** Rows per page of the image and coverage tables (the DOM never holds a whole 100 000-image task). */
+const PAGE_SIZES = [50, 200, 500];
 
 export async function consolePage(root: HTMLElement): Promise<void> {
   const page = h("div", { class: "page stack" });
@@ -252,22 +257,51 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const result = h("div", { class: "stack", "data-testid": "upload-result" });
     const listBox = h("div");
     p.append(h("div", { class: "card stack" }, h("h2", null, "Upload"), zone, fileInput, bar.el, result), h("div", { class: "card stack" }, h("h2", null, "Images"), listBox));
-    const refresh = async (): Promise<void> => {
-      const imgs = await api.images(id);
-      listBox.replaceChildren(
+    // A page of a few hundred images at a time: a task may hold 100 000.
+    let images = api.images(id, 200);
+    let total: number | null = null;
+    const resize = (n: number): void => {
+      images = api.images(id, n);
+      void move(() => images.reload());
+    };
+    const controls = pagerControls("images-page", () => void move(() => images.prev()), () => void move(() => images.next()), { sizes: PAGE_SIZES, size: 200, onSize: resize });
+    const tableBox = h("div");
+    listBox.append(tableBox, controls.el);
+    const render = (): void => {
+      const imgs = images.page?.items ?? [];
+      controls.set({ label: windowLabel(images.offset, imgs.length, total), hasPrev: images.hasPrev, hasNext: images.hasNext });
+      tableBox.replaceChildren(
         imgs.length
           ? h(
               "div",
               { class: "table-wrap" },
               h(
                 "table",
-                null,
+                { "data-testid": "image-table" },
                 h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Size"), h("th", null, "Submissions"))),
-                h("tbody", null, imgs.map((i) => h("tr", null, h("td", null, i.name ?? i.id), h("td", null, `${i.width} × ${i.height}`), h("td", null, String(i.submissions ?? 0))))),
+                h("tbody", null, imgs.map((i) => h("tr", null, h("td", { class: "name-cell", title: i.name ?? i.id }, i.name ?? i.id), h("td", null, `${i.width} × ${i.height}`), h("td", null, String(i.submissions ?? 0))))),
               ),
             )
           : h("p", { class: "muted" }, "No image yet."),
       );
+    };
+    const move = async (go: () => Promise<unknown>): Promise<void> => {
+      controls.set({ label: "loading…", hasPrev: images.hasPrev, hasNext: images.hasNext, busy: true });
+      try {
+        await go();
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+      render();
+    };
+    const refresh = async (): Promise<void> => {
+      try {
+        const [, stats] = await Promise.all([images.reload(), api.stats(id).catch(() => null)]);
+        total = stats?.images ?? null;
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+      render();
     };
     void refresh();
     const showRejected = (rejected: UploadResult["rejected"]): void => {
@@ -389,113 +423,217 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
 
   // -- live --
   function liveTab(p: HTMLElement): () => void {
+    // Sized for 100 000 images and 1 000 annotators: the stats are counters and a histogram; the
+    // matrix shows one page of images (the coverage route, in name order) and the users who worked
+    // on that page; the annotators table is paged in memory.
+    const COVERAGE_PAGE = 200;
+    const MAX_COLUMNS = 40;
+    const USERS_PAGE = 50;
+    const CHART_USERS = 20;
     const summary = h("div", { class: "grid grid-3" });
-    const matrixBox = h("div", { class: "table-wrap", "data-testid": "coverage" });
+    const progress = progressBar(0, "");
+    progress.el.classList.add("labelled");
+    progress.el.dataset.testid = "live-progress";
+    const completeKpi = h("div", { class: "kpi", "data-testid": "live-complete" });
+    const completeLabel = h("div", { class: "kpi-label" });
+    const imagesKpi = h("div", { class: "kpi", "data-testid": "live-images" });
+    const submissionsKpi = h("div", { class: "kpi", "data-testid": "live-submissions" });
+    summary.append(
+      h("div", { class: "card" }, imagesKpi, h("div", { class: "kpi-label" }, "images")),
+      h("div", { class: "card" }, submissionsKpi, h("div", { class: "kpi-label" }, "submissions")),
+      h("div", { class: "card stack" }, h("div", null, completeKpi, completeLabel), progress.el),
+    );
+    const histCanvas = h("canvas", { "aria-label": "Images by number of submissions", "data-testid": "coverage-histogram" });
+    const matrixBox = h("div", { class: "table-wrap matrix-wrap", "data-testid": "coverage" });
+    const matrixNote = h("p", { class: "small muted", "data-testid": "coverage-note" });
+    let coverage = api.coverage(id, COVERAGE_PAGE);
+    const resize = (n: number): void => {
+      coverage = api.coverage(id, n);
+      void moveCoverage(() => coverage.reload());
+    };
+    const covControls = pagerControls("coverage-page", () => void moveCoverage(() => coverage.prev()), () => void moveCoverage(() => coverage.next()), { sizes: PAGE_SIZES, size: COVERAGE_PAGE, onSize: resize });
     const thumbs = h("div", { class: "thumbs", "data-testid": "consensus-thumbs" });
     const perfCanvas = h("canvas", { "aria-label": "Per-user sensitivity and specificity" });
     const timeCanvas = h("canvas", { "aria-label": "Mean time per image per user" });
-    const usersTable = h("div", { class: "table-wrap" });
+    const chartNote = h("p", { class: "small muted" });
+    const usersTable = h("div", { class: "table-wrap", "data-testid": "annotators" });
+    const usersControls = pagerControls("annotators-page", () => showUsers(usersPage - 1), () => showUsers(usersPage + 1));
     const updated = h("span", { class: "small muted" });
     p.append(
       h("div", { class: "row", style: { justifyContent: "space-between" } }, h("h2", { style: { margin: "0" } }, "Live"), updated),
       summary,
-      h("div", { class: "card stack" }, h("h2", null, "Coverage: users × images"), matrixBox),
+      h("div", { class: "card stack" }, h("h2", null, "Coverage"), h("p", { class: "small muted" }, "Images by number of submissions; green bars need no more work."), h("div", { class: "chart-box" }, histCanvas)),
+      h("div", { class: "card stack" }, h("h2", null, "Coverage: images × users"), matrixNote, matrixBox, covControls.el),
+      chartNote,
       h("div", { class: "grid grid-2" }, h("div", { class: "card" }, h("h2", null, "Per-user performance"), h("div", { class: "chart-box" }, perfCanvas)), h("div", { class: "card" }, h("h2", null, "Mean time per image"), h("div", { class: "chart-box" }, timeCanvas))),
-      h("div", { class: "card" }, h("h2", null, "Annotators"), usersTable),
-      h("div", { class: "card stack" }, h("h2", null, "Consensus"), h("p", { class: "small muted" }, "Consensus (teal: mask, outlines, lines or points) over each image; updated as submissions arrive."), thumbs),
+      h("div", { class: "card stack" }, h("h2", null, "Annotators"), usersTable, usersControls.el),
+      h("div", { class: "card stack" }, h("h2", null, "Consensus"), h("p", { class: "small muted" }, "Consensus (teal: mask, outlines, lines or points) over the images of the coverage page on show; updated as submissions arrive."), thumbs),
     );
     let stop = false;
     let timer: ReturnType<typeof setTimeout> | null = null;
+    let stats: TaskStats | null = null;
+    let users: TaskStats["users"] = []; // most submissions first
+    let usersPage = 0;
     const names = new Map<string, string>();
-    void api.users().then((u) => u.forEach((x) => names.set(x.id, x.name || x.email))).catch(() => undefined);
+    const statNames = new Map<string, string>();
+    if (isAdmin()) void api.users().then((u) => u.forEach((x) => names.set(x.id, x.name || x.email))).catch(() => undefined);
+    const label = (userId: string): string => statNames.get(userId) || names.get(userId) || userId.slice(0, 8);
     const thumbVersions = new Map<string, string>();
     const tick = async (): Promise<void> => {
       try {
-        const [stats, images] = await Promise.all([api.stats(id), api.images(id)]);
+        const [s] = await Promise.all([api.stats(id), coverage.reload()]);
         if (stop) return;
-        renderLive(stats, images);
+        renderStats(s);
+        renderCoverage();
         updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       } catch (e) {
         updated.textContent = e instanceof ApiError ? `error: ${e.message}` : "offline";
       }
       if (!stop) timer = setTimeout(() => void tick(), 4000);
     };
-    const renderLive = (stats: TaskStats, images: Array<{ id: string; name?: string; width: number; height: number; submissions?: number }>): void => {
-      const cov = stats.coverage ?? {};
-      const covered = images.filter((i) => (cov[i.id] ?? i.submissions ?? 0) >= task.replicates).length;
-      summary.replaceChildren(
-        h("div", { class: "card" }, h("div", { class: "kpi" }, String(stats.images ?? images.length)), h("div", { class: "kpi-label" }, "images")),
-        h("div", { class: "card" }, h("div", { class: "kpi", "data-testid": "live-submissions" }, String(stats.submissions ?? 0)), h("div", { class: "kpi-label" }, "submissions")),
-        h("div", { class: "card" }, h("div", { class: "kpi" }, `${covered} / ${images.length}`), h("div", { class: "kpi-label" }, `images with ${task.replicates} rater${task.replicates === 1 ? "" : "s"}`)),
-      );
-      const users = stats.users ?? [];
-      const label = (u: { user_id: string; name?: string; email?: string }): string => u.name || names.get(u.user_id) || u.email || u.user_id.slice(0, 8);
-      // users × images: from stats.matrix / per-image raters if the server gives them, else coverage counts only
-      const matrix = (stats as { matrix?: Record<string, string[]> }).matrix;
-      const perImage = (i: { id: string }): string[] | null => {
-        if (matrix?.[i.id]) return matrix[i.id]!;
-        const raters = (i as { raters?: unknown; submitted_by?: unknown }).submitted_by ?? (i as { raters?: unknown }).raters;
-        return Array.isArray(raters) ? raters.map((r) => (typeof r === "string" ? r : String((r as { user_id?: string }).user_id))) : consensusRaters.get(i.id) ?? null;
-      };
-      const shown = images.slice(0, 80);
-      matrixBox.replaceChildren(
-        h(
-          "table",
-          { class: "matrix" },
-          h("thead", null, h("tr", null, h("th", null, ""), shown.map((i) => h("th", { class: "col", title: i.name ?? i.id }, i.name ?? i.id.slice(0, 6))))),
-          h(
-            "tbody",
-            null,
-            users.map((u) =>
-              h(
-                "tr",
-                null,
-                h("th", { title: u.user_id }, label(u)),
-                shown.map((i) => {
-                  const rs = perImage(i);
-                  const on = rs ? rs.includes(u.user_id) : false;
-                  return h("td", null, h("div", { class: `cell${on ? " on" : ""}`, title: `${label(u)} × ${i.name ?? i.id}: ${on ? "submitted" : "—"}`, dataset: { user: u.user_id, image: i.id, on: on ? "1" : "0" } }));
-                }),
-              ),
-            ),
-            h("tr", null, h("th", null, "raters"), shown.map((i) => h("td", { class: "cov", dataset: { coverage: String(cov[i.id] ?? i.submissions ?? 0) } }, String(cov[i.id] ?? i.submissions ?? 0)))),
-          ),
-        ),
-      );
-      usersTable.replaceChildren(
-        h(
-          "table",
-          null,
-          h("thead", null, h("tr", null, h("th", null, "User"), h("th", null, "Submissions"), h("th", null, "Sensitivity"), h("th", null, "Specificity"), h("th", null, "Mean time"))),
-          h("tbody", null, users.map((u) => h("tr", null, h("td", null, label(u)), h("td", null, String(u.submissions)), h("td", null, fmtPct(u.sensitivity)), h("td", null, fmtPct(u.specificity)), h("td", null, u.mean_seconds != null ? `${fmtNum(u.mean_seconds, 1)} s` : "—")))),
-        ),
-      );
+    const moveCoverage = async (go: () => Promise<unknown>): Promise<void> => {
+      covControls.set({ label: "loading…", hasPrev: coverage.hasPrev, hasNext: coverage.hasNext, busy: true });
+      try {
+        await go();
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+      if (!stop) renderCoverage();
+    };
+    let histSig = "";
+    const renderStats = (s: TaskStats): void => {
+      stats = s;
+      const prog = progressOf(s, task.replicates);
+      imagesKpi.textContent = fmtInt(prog.images);
+      submissionsKpi.textContent = String(s.submissions ?? 0);
+      completeKpi.textContent = `${fmtInt(prog.complete)} / ${fmtInt(prog.images)}`;
+      completeLabel.textContent = "images complete (no more work needed)";
+      progress.set(prog.fraction, `${(prog.fraction * 100).toFixed(prog.fraction > 0 && prog.fraction < 0.01 ? 2 : 1)} %`);
+      const bins = denseBins(coverageHistogram(s.coverage));
+      const sig = JSON.stringify([bins, task.replicates]);
+      if (sig !== histSig) {
+        histSig = sig;
+        chart(histCanvas, {
+          type: "bar",
+          data: {
+            labels: bins.map(([n]) => String(n)),
+            datasets: [{ label: "images", data: bins.map(([, c]) => c), backgroundColor: bins.map(([n]) => (n >= task.replicates ? "#16a34a" : "#2f6fed")), borderRadius: 4 }],
+          },
+          options: {
+            animation: false,
+            plugins: { legend: { display: false }, tooltip: { callbacks: { title: (items) => `${items[0]?.label ?? ""} submission(s)` } } },
+            scales: { x: { title: { display: true, text: "submissions" } }, y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "images" } } },
+          },
+        });
+      }
+      users = [...(s.users ?? [])].sort((a, b) => b.submissions - a.submissions || a.user_id.localeCompare(b.user_id));
+      statNames.clear();
+      for (const u of users) if (u.name || u.email) statNames.set(u.user_id, u.name || u.email || "");
+      showUsers(usersPage);
+      const top = users.slice(0, CHART_USERS);
+      chartNote.textContent = users.length > CHART_USERS ? `Charts: the ${CHART_USERS} annotators with the most submissions, of ${users.length}.` : "";
       chart(perfCanvas, {
         type: "bar",
         data: {
-          labels: users.map(label),
+          labels: top.map((u) => label(u.user_id)),
           datasets: [
-            { label: "sensitivity", data: users.map((u) => u.sensitivity ?? 0), backgroundColor: "#22d3ee", borderRadius: 4 },
-            { label: "specificity", data: users.map((u) => u.specificity ?? 0), backgroundColor: "#a78bfa", borderRadius: 4 },
+            { label: "sensitivity", data: top.map((u) => u.sensitivity ?? 0), backgroundColor: "#22d3ee", borderRadius: 4 },
+            { label: "specificity", data: top.map((u) => u.specificity ?? 0), backgroundColor: "#a78bfa", borderRadius: 4 },
           ],
         },
         options: { animation: false, scales: { y: { min: 0, max: 1 } } },
       });
       chart(timeCanvas, {
         type: "bar",
-        data: { labels: users.map(label), datasets: [{ label: "seconds per image", data: users.map((u) => u.mean_seconds ?? 0), backgroundColor: "#2f6fed", borderRadius: 4 }] },
+        data: { labels: top.map((u) => label(u.user_id)), datasets: [{ label: "seconds per image", data: top.map((u) => u.mean_seconds ?? 0), backgroundColor: "#2f6fed", borderRadius: 4 }] },
         options: { animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
       });
-      // consensus thumbnails (only images with submissions, refreshed when their count changes)
-      const withSubs = images.filter((i) => (cov[i.id] ?? i.submissions ?? 0) > 0).slice(0, 40);
-      for (const i of withSubs) {
-        const ver = String(cov[i.id] ?? i.submissions ?? 0);
-        if (thumbVersions.get(i.id) === ver) continue;
-        thumbVersions.set(i.id, ver);
-        void renderThumb(i, ver);
+    };
+    const showUsers = (page: number): void => {
+      const cut = slicePage(users, page, USERS_PAGE);
+      usersPage = cut.page;
+      usersControls.set({ label: windowLabel(cut.offset, cut.rows.length, users.length), hasPrev: cut.hasPrev, hasNext: cut.hasNext });
+      usersTable.replaceChildren(
+        h(
+          "table",
+          null,
+          h("thead", null, h("tr", null, h("th", null, "User"), h("th", null, "Submissions"), h("th", null, "Quality"), h("th", null, "Sensitivity"), h("th", null, "Specificity"), h("th", null, "Mean time"))),
+          h(
+            "tbody",
+            null,
+            cut.rows.map((u) =>
+              h("tr", null, h("td", { title: u.user_id }, label(u.user_id)), h("td", null, String(u.submissions)), h("td", null, fmtPct(u.quality)), h("td", null, fmtPct(u.sensitivity)), h("td", null, fmtPct(u.specificity)), h("td", null, u.mean_seconds != null ? `${fmtNum(u.mean_seconds, 1)} s` : "—")),
+            ),
+          ),
+        ),
+      );
+    };
+    let matrixSig = "";
+    const renderCoverage = (): void => {
+      if (!coverage.page) return; // the first page of a new page size is still on its way
+      const rows: CoverageRow[] = coverage.page.items;
+      covControls.set({ label: windowLabel(coverage.offset, rows.length, stats?.images), hasPrev: coverage.hasPrev, hasNext: coverage.hasNext });
+      updateThumbs(rows);
+      const { columns, hidden } = matrixColumns(rows, users.map((u) => u.user_id), MAX_COLUMNS);
+      const sig = JSON.stringify([coverage.page.url, rows, columns, columns.map(label)]);
+      if (sig === matrixSig) return; // a poll that changed nothing leaves the DOM alone
+      matrixSig = sig;
+      matrixNote.textContent = hidden
+        ? `Columns: the ${columns.length} annotators with the most submissions among the ${columns.length + hidden} who worked on these images.`
+        : "";
+      if (!rows.length) {
+        matrixBox.replaceChildren(h("p", { class: "muted" }, "No image yet."));
+        return;
+      }
+      matrixBox.replaceChildren(
+        h(
+          "table",
+          { class: "matrix" },
+          h(
+            "thead",
+            null,
+            h("tr", null, h("th", null, "image"), h("th", { class: "num", title: "accepted submissions" }, "subs"), h("th", { class: "num", title: "leases held now" }, "leased"), h("th", null, ""), columns.map((u) => h("th", { class: "col", title: label(u) }, label(u)))),
+          ),
+          h(
+            "tbody",
+            null,
+            rows.map((r) => {
+              const by = new Set(r.users);
+              return h(
+                "tr",
+                { dataset: { image: r.image_id } },
+                h("th", { class: "name", title: r.name }, r.name),
+                h("td", { class: "cov", dataset: { coverage: String(r.submissions) } }, String(r.submissions)),
+                h("td", { class: "cov" }, String(leaseCount(r))),
+                h("td", null, r.complete ? h("span", { class: "pill pill-ok", title: "needs no more work" }, "✓") : ""),
+                columns.map((u) => {
+                  const on = by.has(u);
+                  return h("td", null, h("div", { class: `cell${on ? " on" : ""}`, title: `${label(u)} × ${r.name}: ${on ? "submitted" : "—"}`, dataset: { user: u, image: r.image_id, on: on ? "1" : "0" } }));
+                }),
+              );
+            }),
+          ),
+        ),
+      );
+    };
+    // consensus thumbnails: the images of the coverage page on show that have submissions, each
+    // refreshed when its count changes
+    const updateThumbs = (rows: CoverageRow[]): void => {
+      const want = rows.filter((r) => r.submissions > 0).slice(0, 24);
+      const keep = new Set(want.map((r) => r.image_id));
+      for (const [imageId, el] of thumbEls)
+        if (!keep.has(imageId)) {
+          el.remove();
+          thumbEls.delete(imageId);
+          thumbVersions.delete(imageId);
+        }
+      for (const r of want) {
+        const ver = String(r.submissions);
+        if (thumbVersions.get(r.image_id) === ver) continue;
+        thumbVersions.set(r.image_id, ver);
+        void renderThumb({ id: r.image_id, name: r.name, width: 0, height: 0 }, ver); // 0: the rendition's own size, the image's pixel grid
       }
     };
-    const consensusRaters = new Map<string, string[]>();
     const thumbEls = new Map<string, HTMLElement>();
     const renderThumb = async (img: { id: string; name?: string; width: number; height: number }, ver: string): Promise<void> => {
       let el = thumbEls.get(img.id);
@@ -517,8 +655,6 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         let c: Record<string, unknown> | null = null;
         try {
           c = await api.consensus(img.id);
-          const raters = (c.raters as Array<{ user_id: string }> | undefined)?.map((r) => r.user_id);
-          if (raters) consensusRaters.set(img.id, raters);
           cap.lastElementChild!.textContent = `v${String(c.version ?? "?")} · ${String(c.method ?? "")}`;
         } catch {
           cap.lastElementChild!.textContent = "consensus pending";
