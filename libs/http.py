@@ -117,6 +117,30 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{location or 'body'}: {error.get('msg', 'invalid')}"
 
 
+class DurableWrites:
+    """Pure ASGI middleware: a write is acknowledged (2xx/3xx) only once the store has it on disk.
+
+    The embedded store does not sync each commit; waiting here lets one fsync serve every request
+    that was waiting for it (:mod:`crowdseg.adapters.group_sync`). Refusals and reads do not wait.
+    """
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in UNSAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_when_durable(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                await self.store.durable()
+            await send(message)
+
+        await self.app(scope, receive, send_when_durable)
+
+
 class SecurityHeaders:
     """Pure ASGI middleware: CSP and friends on every response, and request-latency metrics."""
 
@@ -266,6 +290,7 @@ def create_app(*, title: str, runtime: Runtime, routers: Sequence[APIRouter], on
     upload_bytes: int | None = getattr(runtime.settings, "max_upload_bytes", None)
     multipart_bytes = None if upload_bytes is None else upload_bytes + MULTIPART_SLACK_BYTES
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_json_bytes, max_multipart_bytes=multipart_bytes)
+    app.add_middleware(DurableWrites, store=runtime.store)
     app.add_middleware(SecurityHeaders)  # outermost: its headers are on every answer, 413s included
     install_error_handlers(app)
     app.include_router(health_router())

@@ -74,7 +74,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: CommonSettings) -> Runtime:
         store = build_store(settings)
-        broker = build_broker(settings.kafka_bootstrap_servers)
+        broker = build_broker(settings.kafka_bootstrap_servers, log_events=settings.log_events)
         relay = OutboxRelay(store, broker, poll_seconds=settings.outbox_poll_seconds)
         relay.declare_publishers()
         return cls(settings=settings, store=store, blobs=build_blobs(settings), broker=broker, relay=relay)

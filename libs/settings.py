@@ -50,6 +50,9 @@ class CommonSettings(BaseSettings):
     # Request bodies other than multipart uploads (JSON): larger ones answer 413 before they are parsed.
     max_json_bytes: int = Field(default=32 * 2**20, ge=1024)
     log_level: str = "INFO"
+    # Log every event a consumer takes and finishes ("Received"/"Processed"); off by default, since at
+    # hundreds of events a second those lines are most of the log and a good share of the CPU.
+    log_events: bool = False
 
     @model_validator(mode="after")
     def _fail_fast_outside_embedded(self) -> Self:

@@ -756,6 +756,9 @@ class MongoStore:
         with translate():
             await self.database.command("ping")
 
+    async def durable(self) -> None:
+        """Nothing to wait for: every write was acknowledged by a majority (``w="majority"``)."""
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None

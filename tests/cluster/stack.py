@@ -179,7 +179,7 @@ class ClusterStack:
         for service in BACKENDS:
             self._add(service, service)
         # Workers log every event they take and finish ("Received"/"Processed"): tests see what is in flight.
-        self.worker_env = {"CROWDSEG_LOG_LEVEL": worker_log_level}
+        self.worker_env = {"CROWDSEG_LOG_LEVEL": worker_log_level, "CROWDSEG_LOG_EVENTS": "true"}
         for index in range(consensus_workers):
             self._add(f"consensus-{index}", "consensus", **self.worker_env)
         urls = {service: self.services[service].url for service in BACKENDS}
