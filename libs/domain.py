@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 
 def utcnow() -> datetime:
@@ -21,6 +21,15 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+_DATETIME = TypeAdapter(datetime)
+
+
+def json_time(value: datetime) -> str:
+    """A time as the documents' JSON spells it, for comparing with stored times."""
+    text: str = _DATETIME.dump_python(value, mode="json")
+    return text
 
 
 class Role(StrEnum):

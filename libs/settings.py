@@ -111,6 +111,9 @@ class ConsensusSettings(CommonSettings):
     # Partitions this process works on at once (one consumer each): compute runs in worker threads,
     # so one image's STAPLE overlaps another's store and blob round trips.
     consensus_workers: int = Field(default=2, ge=1, le=64)
+    # How often a worker looks again for images whose consensus lags (from its watermark; see
+    # crowdseg.watermark): events already bring every submission, this only catches what they missed.
+    reconcile_seconds: float = Field(default=300.0, gt=0)
 
 
 class ExportSettings(CommonSettings):

@@ -53,6 +53,7 @@ from crowdseg.domain import (
     Submission,
     Task,
     User,
+    json_time,
 )
 from crowdseg.errors import Conflict, InvalidInput, Unavailable
 from crowdseg.ports import Key, OutboxEntry, Page
@@ -91,6 +92,7 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], bool]]] = {
         ([("task_id", ASCENDING)], False),
         ([("user_id", ASCENDING)], False),
         ([("_pending", ASCENDING)], False),
+        ([("created_at", ASCENDING)], False),
     ],
     "consensus": [([("task_id", ASCENDING)], False), ([("_pending", ASCENDING)], False)],
     "attempts": [([("task_id", ASCENDING), ("user_id", ASCENDING)], False)],
@@ -363,7 +365,12 @@ class MongoImages(_Collection[Image]):
 
 
 class MongoSubmissions(_Collection[Submission]):
-    fields = frozenset({"task_id", "image_id", "user_id"})
+    fields = frozenset({"task_id", "image_id", "user_id", "created_at"})
+
+    async def created_since(self, since: datetime) -> list[Submission]:
+        # Documents written before `created_at` was copied beside the body lack it; the first
+        # reconciliation (without a watermark) reads everything and covers them.
+        return await self.many({"created_at": {"$gte": json_time(since)}})
 
     async def insert(self, doc_id: str, model: Submission) -> None:
         await super().insert(doc_id, model)
@@ -669,6 +676,24 @@ class _Tallies(_Collection[Tally]):
     fields = frozenset({"task_id", "user_id"})
 
 
+class MongoMeta:
+    def __init__(self, store: MongoStore) -> None:
+        self._store = store
+
+    @staticmethod
+    def _id(key: str) -> str:
+        return f"value:{key}"  # beside the markers (first-user) in the same collection
+
+    async def get(self, key: str) -> str | None:
+        with translate():
+            doc = await self._store.database[META].find_one({"_id": self._id(key)})
+        return None if doc is None else str(doc["value"])
+
+    async def put(self, key: str, value: str) -> None:
+        with translate():
+            await self._store.database[META].replace_one({"_id": self._id(key)}, {"value": value}, upsert=True)
+
+
 class MongoStore:
     """Implements :class:`crowdseg.ports.Store` on a MongoDB-protocol server."""
 
@@ -703,6 +728,7 @@ class MongoStore:
         self.attempts = MongoAttempts(self, "attempts", QualificationAttempt)
         self.exports = MongoExports(self, "exports", Export)
         self.counters = MongoCounters(self)
+        self.meta = MongoMeta(self)
         self.outbox = MongoOutbox(
             {
                 "images": self.images,

@@ -27,6 +27,7 @@ from crowdseg.domain import (
     Submission,
     Task,
     User,
+    json_time,
 )
 from crowdseg.errors import Conflict, InvalidInput, Unavailable
 from crowdseg.ports import Key, OutboxEntry, Page
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS submissions (
 CREATE UNIQUE INDEX IF NOT EXISTS submissions_one_per_user ON submissions (image_id, user_id);
 CREATE INDEX IF NOT EXISTS submissions_by_task ON submissions (task_id);
 CREATE INDEX IF NOT EXISTS submissions_by_user ON submissions (user_id);
+CREATE INDEX IF NOT EXISTS submissions_by_created ON submissions (json_extract(doc, '$.created_at'));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS consensus (
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, submissions INTEGER NOT NULL,
   pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);
@@ -430,6 +433,9 @@ class SqliteSubmissions(_Table[Submission]):
     async def list_for_user(self, user_id: str) -> list[Submission]:
         return self.many("user_id = ?", user_id)
 
+    async def created_since(self, since: datetime) -> list[Submission]:
+        return self.many("json_extract(doc, '$.created_at') >= ?", json_time(since))
+
     async def count_by_image(self, task_id: str) -> dict[str, int]:
         with self._store.translate():
             rows = self.db.execute(
@@ -648,6 +654,23 @@ class SqliteCounters:
         return len(missing)
 
 
+class SqliteMeta:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def get(self, key: str) -> str | None:
+        with self._store.translate():
+            row = self._store.connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def put(self, key: str, value: str) -> None:
+        with self._store.translate():
+            self._store.connection.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+
 class SqliteStore:
     """Implements :class:`crowdseg.ports.Store` on one SQLite file."""
 
@@ -663,6 +686,7 @@ class SqliteStore:
         self.exports = SqliteExports(self, "exports", Export)
         self.outbox = SqliteOutbox(self)
         self.counters = SqliteCounters(self)
+        self.meta = SqliteMeta(self)
         self._group_sync = GroupSync([Path(f"{path}-wal"), path])
 
     @property

@@ -14,9 +14,11 @@ from crowdseg.geometry import mask_to_png, rasterize, validate_shapes
 from crowdseg.ports import BlobStore, Store
 from crowdseg.qualification import QualificationState, ensure_qualified, qualification_state
 from crowdseg.services.annotate import scoring
+from crowdseg.watermark import Watermark
 from pydantic import BaseModel, ConfigDict, Field
 
 Notify = Callable[[], None]
+COVERAGE_RECONCILED = "annotate.coverage-reconciled"
 ALREADY_ANNOTATED = "you have already annotated this image; ask for the next one"
 ClientId = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
@@ -161,13 +163,21 @@ async def attempt_qualification(
 
 
 async def reconcile_coverage(store: Store) -> int:
-    """Every stored submission counts in its image's coverage (repairs a crash between the two writes)."""
+    """Every stored submission counts in its image's coverage (repairs documents written before the
+    slot was claimed first); looks at the submissions since the last clean pass (crowdseg.watermark)."""
+    began = utcnow()
+    watermark = Watermark(store, COVERAGE_RECONCILED)
+    recent = await watermark.recent_submissions()
+    if recent is None:
+        recent = [s for task in await store.tasks.all() for s in await store.submissions.list_for_task(task.id)]
     repaired = 0
-    for task in await store.tasks.all():
-        images = {image.id: image for image in await store.images.list_for_task(task.id)}
-        for submission in await store.submissions.list_for_task(task.id):
-            image = images.get(submission.image_id)
-            if image is not None and submission.user_id not in image.submitted_by:
-                await store.images.record_submitter(image.id, submission.user_id)
-                repaired += 1
+    images: dict[str, Image | None] = {}
+    for submission in recent:
+        if submission.image_id not in images:
+            images[submission.image_id] = await store.images.get(submission.image_id)
+        image = images[submission.image_id]
+        if image is not None and submission.user_id not in image.submitted_by:
+            await store.images.record_submitter(image.id, submission.user_id)
+            repaired += 1
+    await watermark.advance(began)
     return repaired

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from crowdseg.access import managed_image, managed_task
 from crowdseg.domain import utcnow
+from crowdseg.errors import Unavailable
 from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep
@@ -16,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 GROUP = "consensus"
+log = logging.getLogger(__name__)
 MANAGED: dict[int | str, dict[str, Any]] = {
     403: {"description": "only the task's owner or an admin may see this"},
     404: {"description": "no such task visible to the caller"},
@@ -54,7 +58,15 @@ def subscribe(runtime: Runtime) -> None:
 
 
 async def reconcile_on_start(runtime: Runtime) -> None:
-    await handlers.reconcile(runtime.store, runtime.blobs, options=options(runtime), notify=runtime.relay.poke)
+    """Reconcile now, then every ``reconcile_seconds`` (each pass from the watermark of the last)."""
+    while True:
+        try:
+            await handlers.reconcile(runtime.store, runtime.blobs, options=options(runtime), notify=runtime.relay.poke)
+        except Unavailable as exc:
+            log.warning("reconciliation postponed: %s", exc)
+        except Exception:
+            log.exception("reconciliation failed; the next pass tries again")
+        await asyncio.sleep(runtime.settings.reconcile_seconds)
 
 
 def router() -> APIRouter:

@@ -28,13 +28,15 @@ from crowdseg.consensus import (
 )
 from crowdseg.consensus.staple import Region
 from crowdseg.counters import Tally, counters_of
-from crowdseg.domain import Consensus, Image, RaterScore, Submission, Task, Tool
+from crowdseg.domain import Consensus, Image, RaterScore, Submission, Task, Tool, utcnow
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
 from crowdseg.geometry import mask_to_png, probability_to_png, rasterize
 from crowdseg.ports import BlobStore, Store
+from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
+RECONCILED = "consensus.reconciled"
 Notify = Callable[[], None]
 
 
@@ -226,14 +228,25 @@ async def stale_images(store: Store) -> list[str]:
 
 
 async def reconcile(store: Store, blobs: BlobStore, *, options: StapleOptions, notify: Notify) -> int:
-    """Catch up on every image whose consensus lags its submissions; returns how many were redone."""
-    redone = 0
-    for image_id in await stale_images(store):
+    """Catch up on every image whose consensus lags its submissions; returns how many were redone.
+
+    Looks only at the images of submissions made since the last clean pass (:mod:`crowdseg.watermark`);
+    the first pass, without a watermark, looks at every task.
+    """
+    began = utcnow()
+    watermark = Watermark(store, RECONCILED)
+    recent = await watermark.recent_submissions()
+    image_ids = await stale_images(store) if recent is None else sorted({s.image_id for s in recent})
+    redone, clean = 0, True
+    for image_id in image_ids:
         try:
             if await recompute(store, blobs, image_id, options=options, notify=notify) is not None:
                 redone += 1
         except Exception:
+            clean = False
             log.exception("reconciling the consensus of image %s failed; the next event retries it", image_id)
+    if clean:
+        await watermark.advance(began)
     return redone
 
 
