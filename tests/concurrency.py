@@ -45,8 +45,11 @@ def contour(index: int) -> list[list[float]]:
     return [[x, y], [x + 24, y], [x + 24, y + 24], [x, y + 24]]
 
 
-async def work_until_done(session: aiohttp.ClientSession, api: str, task_id: str, tokens: list[str]) -> CrowdOutcome:
-    """Every annotator asks for the next image and submits it, all at once, until ``next`` answers 204."""
+async def work_until_done(
+    session: aiohttp.ClientSession, api: str, task_id: str, tokens: list[str], *, next_api: str | None = None
+) -> CrowdOutcome:
+    """Every annotator asks for the next image (at ``next_api``, by default ``api``) and submits it, all at
+    once, until ``next`` answers 204."""
     outcome = CrowdOutcome()
     start = asyncio.Event()
 
@@ -54,7 +57,7 @@ async def work_until_done(session: aiohttp.ClientSession, api: str, task_id: str
         headers = {"Authorization": f"Bearer {token}"}
         await start.wait()
         for _ in range(1000):
-            async with session.get(f"{api}/tasks/{task_id}/next", headers=headers) as response:
+            async with session.get(f"{next_api or api}/tasks/{task_id}/next", headers=headers) as response:
                 if response.status == 204:
                     return
                 if response.status != 200:

@@ -199,6 +199,13 @@ class ClusterStack:
     def workers(self) -> list[ServiceProcess]:
         return [p for name, p in self.services.items() if name.startswith("consensus-")]
 
+    def add_replica(self, service: str) -> ServiceProcess:
+        """One more process of ``service`` (not behind the gateway: callers reach it at its own url)."""
+        count = sum(1 for name in self.services if name.startswith(f"{service}-"))
+        process = self._add(f"{service}-{count + 2}", service)
+        process.start().wait_ready()
+        return process
+
     def add_worker(self) -> ServiceProcess:
         process = self._add(f"consensus-{len(self.workers)}", "consensus", **self.worker_env)
         process.start().wait_ready()
