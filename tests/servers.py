@@ -483,7 +483,8 @@ def postgres_bindir(manifest: dict[str, Any]) -> Path:
 
 def postgres_version(manifest: dict[str, Any]) -> str:
     postgres = postgres_bindir(manifest) / "postgres"
-    return subprocess.run([str(postgres), "--version"], capture_output=True, text=True, check=True).stdout.split()[-1]
+    answer = subprocess.run([str(postgres), "--version"], capture_output=True, text=True, check=True).stdout
+    return answer.split()[2]  # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
 
 
 class PostgresServer(Server):
