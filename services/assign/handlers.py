@@ -22,8 +22,8 @@ Change = Callable[[TaskSelection], None]
 # Each refused lease corrects the structure for one image; this many in a row means the store is
 # being changed faster than we can follow (or is misbehaving), and the caller should retry.
 MAX_LEASE_TRIES = 64
-# An exhausted selection is checked against the store (images whose event never reached this
-# process) at most this often per task, so users who finished everything cannot make `next` scan.
+# An exhausted selection is checked against the store's image count (images whose event never reached
+# this process) at most this often per task, and rebuilt only when images are missing.
 REFRESH_ON_EXHAUSTION_SECONDS = 60.0
 
 
@@ -40,8 +40,9 @@ class Selections:
     """This process's selection structure per task: built from the store on first use, then kept
     current by :meth:`image_added`, :meth:`submitted` and the leases this process takes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, refresh_seconds: float = REFRESH_ON_EXHAUSTION_SECONDS) -> None:
         self._store = store
+        self._refresh_seconds = refresh_seconds
         self._ready: dict[str, TaskSelection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._early: dict[str, list[Change]] = {}  # events that came while the task was being built
@@ -91,7 +92,7 @@ class Selections:
         # otherwise the task is not in use here yet: its build will read the store
 
     def may_refresh(self, task_id: str) -> bool:
-        return time.monotonic() - self._built_at.get(task_id, 0.0) > REFRESH_ON_EXHAUSTION_SECONDS
+        return time.monotonic() - self._built_at.get(task_id, 0.0) >= self._refresh_seconds
 
     def drop(self, task_id: str) -> None:
         """Forget a task's structure; the next use rebuilds it from the store."""
@@ -106,11 +107,18 @@ async def next_image(
     if task.status is not TaskStatus.OPEN:
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)
-    assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now)
-    if assignment is None and selections.may_refresh(task.id):
+    selection = await selections.for_task(task.id)
+    assignment = await _lease_next(store, selection, user, task, now)
+    if assignment is None and selections.may_refresh(task.id) and await _misses_images(store, selection):
         selections.drop(task.id)
         assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now)
     return assignment
+
+
+async def _misses_images(store: Store, selection: TaskSelection) -> bool:
+    """Whether the store counts more images than the structure holds (an event that never came)."""
+    counters = await store.counters.task(selection.task_id)
+    return counters is None or counters.images > len(selection)
 
 
 async def _lease_next(
