@@ -19,6 +19,7 @@ from crowdseg.services.assign.selection import TaskSelection
 log = logging.getLogger(__name__)
 Change = Callable[[TaskSelection], None]
 
+BUILD_PAGE = 2000
 # Each refused lease corrects the structure for one image; this many in a row means the store is
 # being changed faster than we can follow (or is misbehaving), and the caller should retry.
 MAX_LEASE_TRIES = 64
@@ -40,8 +41,11 @@ class Selections:
     """This process's selection structure per task: built from the store on first use, then kept
     current by :meth:`image_added`, :meth:`submitted` and the leases this process takes."""
 
-    def __init__(self, store: Store, *, refresh_seconds: float = REFRESH_ON_EXHAUSTION_SECONDS) -> None:
+    def __init__(
+        self, store: Store, *, refresh_seconds: float = REFRESH_ON_EXHAUSTION_SECONDS, build_page: int = BUILD_PAGE
+    ) -> None:
         self._store = store
+        self._build_page = build_page
         self._refresh_seconds = refresh_seconds
         self._ready: dict[str, TaskSelection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -66,8 +70,15 @@ class Selections:
         self._early[task_id] = []
         try:
             now = utcnow()
-            for image in await self._store.images.list_for_task(task_id):
-                selection.sync(image, now)
+            after = None
+            while True:  # by pages, so a large task's build leaves the event loop to other requests between pages
+                page = await self._store.images.page_for_task(task_id, limit=self._build_page, after=after)
+                for image in page.items:
+                    selection.sync(image, now)
+                if not page.more:
+                    break
+                after = page.keys[-1]
+                await asyncio.sleep(0)
         finally:
             early = self._early.pop(task_id)
         for change in early:

@@ -129,8 +129,10 @@ async def _mask_consensus(
     consensus, mask_png, probability_png = await asyncio.to_thread(compute)
     prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
     consensus.mask_key, consensus.probability_key = f"{prefix}/mask.png", f"{prefix}/probability.png"
-    await blobs.put(consensus.mask_key, mask_png, "image/png")
-    await blobs.put(consensus.probability_key, probability_png, "image/png")
+    await asyncio.gather(
+        blobs.put(consensus.mask_key, mask_png, "image/png"),
+        blobs.put(consensus.probability_key, probability_png, "image/png"),
+    )
     return consensus
 
 

@@ -4,6 +4,7 @@ events, and repaired from the store when an event never came (issue 8)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from crowdseg.domain import utcnow
@@ -15,7 +16,7 @@ from tests.contract.test_store_contract import image, stored_image, user
 pytestmark = pytest.mark.contract
 
 
-async def ready(store: Store, **options: float) -> Selections:
+async def ready(store: Store, **options: Any) -> Selections:
     selections = Selections(store, **options)
     selections.listening.set()
     return selections
@@ -55,3 +56,14 @@ async def test_a_lease_taken_by_another_replica_is_learned_from_the_store(store:
     assert await next_image(store, here, bob, task.id, now) is None  # the store refused; `here` learned why
     later = now + timedelta(seconds=task.lease_seconds + 1)
     assert (await next_image(store, here, bob, task.id, later)).image_id == only.id  # type: ignore[union-attr]
+
+
+async def test_a_task_is_built_page_by_page(store: Store) -> None:
+    task, first = await stored_image(store, replicates=1)
+    others = [image(task.id, f"{n}.png") for n in range(6)]
+    assert all(await store.images.add_many(others))
+    selections = await ready(store, build_page=2)
+    crowd = [await store.users.add(user(f"u{n}")) for n in range(8)]
+    given = [await next_image(store, selections, u, task.id, utcnow()) for u in crowd]
+    assert sorted(a.image_id for a in given if a is not None) == sorted([first.id, *(i.id for i in others)])
+    assert given[-1] is None
