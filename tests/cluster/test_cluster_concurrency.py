@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import pytest
 
 from tests.cluster.stack import ClusterStack
-from tests.concurrency import coverage_rows, sign_up_crowd, work_until_done
+from tests.concurrency import coverage_rows, crowd_session, sign_up_crowd, work_until_done
 from tests.embedded import Api
 from tests.integration.test_work_rules import create_task, upload
 
@@ -28,7 +27,7 @@ async def test_two_assign_replicas_and_a_crowd_fill_every_image_exactly(cluster:
     images = upload(master, task["id"], IMAGES)
     gateway = f"{cluster.url}/api/v1"
     token = str(master.http.headers["Authorization"])[7:]
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with crowd_session() as session:
         tokens = await sign_up_crowd(session, gateway, f"cluster-crowd-{task['id']}", ANNOTATORS)
         # Half the crowd asks the gateway's assign service, half the second replica; all submit through the gateway.
         halves = await asyncio.gather(

@@ -3,10 +3,9 @@ one image twice (issue 8: `next` answers from a selection structure, the store a
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
-from tests.concurrency import coverage_rows, sign_up_crowd, work_until_done
+from tests.concurrency import coverage_rows, crowd_session, sign_up_crowd, work_until_done
 from tests.embedded import Api, EmbeddedServer
 from tests.integration.test_work_rules import create_task, upload
 
@@ -23,7 +22,7 @@ async def test_a_crowd_at_once_fills_every_image_exactly_to_its_replicates(
     task = create_task(taskmaster, replicates=REPLICATES)
     images = upload(taskmaster, task["id"], IMAGES)
     api = f"{embedded.url}/api/v1"
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with crowd_session() as session:
         tokens = await sign_up_crowd(session, api, f"crowd-{task['id']}", ANNOTATORS)
         outcome = await work_until_done(session, api, str(task["id"]), tokens)
         rows = await coverage_rows(session, api, str(task["id"]), str(taskmaster.http.headers["Authorization"])[7:])
