@@ -46,7 +46,9 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 POOL_CONNECTIONS = 1000  # over all services: hundreds of requests in flight at once
-KEEPALIVE_SECONDS = 30.0
+# Below the services' own keep-alive (uvicorn closes an idle connection after 5 s): a pooled connection
+# the service is closing is never reused, which would answer "connection reset" and so a 503.
+KEEPALIVE_SECONDS = 4.0
 MAX_HEADER_BYTES = 65536  # one header line of an answer (aiohttp's default is 8 KiB)
 
 
