@@ -32,7 +32,7 @@ UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 MULTIPART_SLACK_BYTES = 2**20  # part headers and form fields around the files of an upload
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -40,11 +40,11 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_store(runtime: RuntimeDep) -> Store:
+async def get_store(runtime: RuntimeDep) -> Store:
     return runtime.store
 
 
-def get_blobs(runtime: RuntimeDep) -> BlobStore:
+async def get_blobs(runtime: RuntimeDep) -> BlobStore:
     return runtime.blobs
 
 

@@ -95,7 +95,9 @@ class Paging:
         self.link_next(scope, page.next_after)
 
 
-def paging(request: Request, response: Response, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Paging:
+async def paging(
+    request: Request, response: Response, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Paging:
     return Paging(limit=limit, cursor=cursor, request=request, response=response)
 
 

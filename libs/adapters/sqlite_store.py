@@ -739,7 +739,10 @@ class SqliteStore:
             self.connection.execute("SELECT 1").fetchone()
 
     async def durable(self) -> None:
-        await self._group_sync.wait()
+        try:
+            await self._group_sync.wait()
+        except OSError as exc:
+            raise Unavailable(f"cannot flush the document store to disk: {exc}") from exc
 
     async def close(self) -> None:
         if self._connection is not None:

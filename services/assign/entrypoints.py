@@ -33,7 +33,7 @@ def selections_of(runtime: Runtime) -> handlers.Selections:
     return selections
 
 
-def get_selections(runtime: RuntimeDep) -> handlers.Selections:
+async def get_selections(runtime: RuntimeDep) -> handlers.Selections:
     return selections_of(runtime)
 
 

@@ -7,10 +7,11 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import fmean
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from crowdseg import metrics
@@ -37,6 +38,15 @@ from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
 RECONCILED = "consensus.reconciled"
+# Consensus compute has threads of its own: in the embedded profile it shares the process with the
+# request path, whose short CPU hops (validating and rasterising a submission) must not queue behind
+# a backlog of recomputations in the default pool.
+_COMPUTE = ThreadPoolExecutor(2, thread_name_prefix="consensus")
+T = TypeVar("T")
+
+
+async def _computed(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_COMPUTE, function, *args)
 Notify = Callable[[], None]
 
 
@@ -70,9 +80,9 @@ async def recompute(
     if task.tool.makes_masks:
         consensus = await _mask_consensus(blobs, task, image, submissions, options)
     elif task.tool is Tool.POLYLINE:
-        consensus = await asyncio.to_thread(_line_consensus, task, image, submissions)
+        consensus = await _computed(_line_consensus, task, image, submissions)
     else:
-        consensus = await asyncio.to_thread(_point_consensus, task, image, submissions)
+        consensus = await _computed(_point_consensus, task, image, submissions)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
     event = ConsensusUpdated(
         task_id=task.id,
@@ -126,7 +136,7 @@ async def _mask_consensus(
                 log.exception("fusing the object polygons of image %s failed", image.id)
         return consensus, mask_to_png(result.consensus()), probability_to_png(result.probability)
 
-    consensus, mask_png, probability_png = await asyncio.to_thread(compute)
+    consensus, mask_png, probability_png = await _computed(compute)
     prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
     consensus.mask_key, consensus.probability_key = f"{prefix}/mask.png", f"{prefix}/probability.png"
     await asyncio.gather(
