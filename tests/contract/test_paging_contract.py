@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,11 +129,12 @@ async def test_task_pages_while_tasks_are_added(store: Store) -> None:
     assert ids == [t.id for t in sorted(seen, key=lambda t: (t.created_at, t.id))]
 
 
-async def test_sqlite_page_queries_use_an_index(store: Store) -> None:
-    if not isinstance(store, SqliteStore):
-        pytest.skip("query plans are SQLite's")
+async def test_sqlite_page_queries_use_an_index(tmp_path: Path) -> None:
+    """Query plans are SQLite's own: this one runs on the embedded store alone."""
     from crowdseg.adapters.sqlite_store import CREATED
 
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.open()
     db = store.connection
     queries = [
         f"SELECT doc FROM tasks WHERE {CREATED} >= ? AND ({CREATED}, id) > (?, ?) ORDER BY {CREATED}, id LIMIT ?",
@@ -140,9 +142,12 @@ async def test_sqlite_page_queries_use_an_index(store: Store) -> None:
         "SELECT doc FROM images WHERE task_id = ? AND tutorial = ? AND name >= ? AND (name, id) > (?, ?) "
         "ORDER BY name, id LIMIT ?",
     ]
-    for sql in queries:
-        plan = " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [0] * sql.count("?")))
-        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+    try:
+        for sql in queries:
+            plan = " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [0] * sql.count("?")))
+            assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------------------------- counters

@@ -9,34 +9,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from crowdseg.domain import Image, PendingEvent, Task, Tool, new_id
+from crowdseg.domain import Image
 from crowdseg.ports import Store
+
+from tests.contract.test_store_contract import image as contract_image
+from tests.contract.test_store_contract import task
 
 pytestmark = pytest.mark.contract
 
 
-def task() -> Task:
-    return Task(owner_id="owner", title="nuclei", tool=Tool.POLYGON, replicates=3)
-
-
 def image(task_id: str, name: str, *, tutorial: bool = False, events: int = 1) -> Image:
-    return Image(
-        task_id=task_id,
-        name=name,
-        width=8,
-        height=8,
-        source_format="PNG",
-        original_key=f"{task_id}/{name}",
-        display_key=f"{task_id}/{name}",
-        display_media_type="image/png",
-        thumbnail_key=f"{task_id}/{name}",
-        thumbnail_media_type="image/png",
-        tutorial=tutorial,
-        outbox=[
-            PendingEvent(topic="crowdseg.image.ingested.v1", key=task_id, payload={"event_id": new_id()})
-            for _ in range(events)
-        ],
-    )
+    """The contract suite's image, with its ``image.ingested`` event by default."""
+    return contract_image(task_id, name, tutorial=tutorial, events=events)
 
 
 async def test_add_many_stores_each_image_under_the_unique_name_rule(store: Store) -> None:
