@@ -55,8 +55,10 @@ def subscribe(runtime: Runtime) -> None:
 
 
 async def listen_on_start(runtime: Runtime) -> None:
-    await runtime.consuming()
-    selections_of(runtime).listening.set()
+    try:
+        await runtime.consuming()
+    finally:  # consumers that failed to start fail /readyz; `next` must not wait for them forever
+        selections_of(runtime).listening.set()
 
 
 def router() -> APIRouter:
