@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sortedcontainers import SortedList
 
+from tests.unit.test_assign_policy import image as policy_image
+
 pytestmark = pytest.mark.unit
 
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -23,19 +25,8 @@ USERS = [f"user-{n}" for n in range(5)]
 
 
 def new_image(number: int) -> Image:
-    return Image(
-        id=f"image-{number:03d}",
-        task_id="task",
-        name=f"{(number * 37) % 101:03d}.png",  # names in another order than ids or ranks
-        width=16,
-        height=16,
-        source_format="png",
-        original_key="o",
-        display_key="d",
-        display_media_type="image/png",
-        thumbnail_key="t",
-        thumbnail_media_type="image/png",
-    )
+    """Image ``number``, named so that names run in another order than the numbers (37 is a unit mod 101)."""
+    return policy_image(f"{(number * 37) % 101:03d}.png")
 
 
 class World:
