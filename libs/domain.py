@@ -76,6 +76,16 @@ class TaskStatus(StrEnum):
     CLOSED = "closed"
 
 
+class RevealReference(StrEnum):
+    """When a qualification attempt's answer shows the tutorial image's reference (issue 9: showing it
+    after any failed attempt gave the answer key away)."""
+
+    AFTER_PASSING = "after_passing"  # once the user has passed the qualification
+    # after every attempt, and that image is then spent for the user: the next attempt is on another one
+    AFTER_EACH_ATTEMPT = "after_each_attempt"
+    NEVER = "never"
+
+
 class Document(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -111,6 +121,7 @@ class Task(Document):
     unseen_first: bool = True
     metric: Metric = Metric.DICE
     pass_threshold: float = 0.7
+    reveal_reference: RevealReference = RevealReference.AFTER_PASSING
     visibility: Visibility = Visibility.PUBLIC
     max_shapes: int = 10
     status: TaskStatus = TaskStatus.OPEN

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 from crowdseg import metrics
 from crowdseg.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, read_token
+from crowdseg.docs import mount_docs
 from crowdseg.domain import Role, User
-from crowdseg.errors import CrowdsegError, Forbidden, Unauthenticated
+from crowdseg.errors import CrowdsegError, Forbidden, TooManyRequests, Unauthenticated
 from crowdseg.ports import BlobStore, Store
 from crowdseg.runtime import Runtime
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -26,7 +27,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 API_PREFIX = "/api/v1"
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'"
+    "script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
 )
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 MULTIPART_SLACK_BYTES = 2**20  # part headers and form fields around the files of an upload
@@ -52,20 +63,34 @@ StoreDep = Annotated[Store, Depends(get_store)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 
 
-async def current_user(request: Request, runtime: RuntimeDep) -> User:
-    """The signed-in user, from a bearer token or the session cookie (CSRF-checked for writes)."""
+def presented_token(request: Request) -> tuple[str | None, bool]:
+    """The bearer token of the request, else its session cookie (None if neither), and whether it
+    came from the cookie."""
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        token = cookie
-        if request.method in UNSAFE_METHODS and not _csrf_ok(request):
-            raise Forbidden("cross-site request refused: send the X-CSRF-Token header with the crowdseg_csrf cookie")
-    else:
+        return authorization[7:].strip(), False
+    return request.cookies.get(SESSION_COOKIE) or None, True
+
+
+async def current_user(request: Request, runtime: RuntimeDep) -> User:
+    """The signed-in user, from a bearer token or the session cookie (CSRF-checked for writes)."""
+    token, from_cookie = presented_token(request)
+    if token is None:
         raise Unauthenticated("sign in first")
-    user = await runtime.store.users.get(read_token(token, runtime.settings.signing_key()))
+    if from_cookie and request.method in UNSAFE_METHODS and not _csrf_ok(request):
+        raise Forbidden("cross-site request refused: send the X-CSRF-Token header with the crowdseg_csrf cookie")
+    return await user_of_token(runtime, token)
+
+
+async def user_of_token(runtime: Runtime, token: str) -> User:
+    """The user a token names, if it is still theirs: a signed-out token (an older ``token_version``)
+    is refused like an expired one (issue 9: logout left the token valid for 12 h)."""
+    claims = read_token(token, runtime.settings.signing_key())
+    user = await runtime.store.users.get(claims.user_id)
     if user is None:
         raise Unauthenticated("this account no longer exists")
+    if claims.version != user.token_version:
+        raise Unauthenticated("this session has ended; sign in again")
     return user
 
 
@@ -86,6 +111,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CrowdsegError)
     async def _crowdseg_error(_: Request, exc: CrowdsegError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -160,16 +187,12 @@ class SecurityHeaders:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                # The interactive API docs load their scripts from a CDN; every other page is ours alone.
-                docs = str(scope.get("path", "")).startswith(("/docs", "/redoc"))
-                for name, value in (
-                    (b"content-security-policy", b"" if docs else CONTENT_SECURITY_POLICY.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"x-frame-options", b"DENY"),
-                ):
-                    if value and name not in present:
+                # Every page, the API docs included (crowdseg.docs serves Swagger UI itself), is ours alone.
+                for name, value in SECURITY_HEADERS:
+                    if name not in present:
                         headers.append((name, value))
+                if scope.get("scheme") == "https" and b"strict-transport-security" not in present:
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
                 message["headers"] = headers
             await send(message)
 
@@ -260,11 +283,10 @@ def health_router() -> APIRouter:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/asyncapi.json", tags=["events"])
-    async def asyncapi(runtime: RuntimeDep) -> Response:
-        from faststream.specification import AsyncAPI
+    async def asyncapi(runtime: RuntimeDep) -> JSONResponse:
+        from crowdseg.asyncapi import asyncapi_document
 
-        spec = AsyncAPI(runtime.broker, title="crowdseg events", version="1").to_specification()
-        return Response(spec.to_json(), media_type="application/json")
+        return JSONResponse(asyncapi_document(runtime.broker))
 
     return router
 
@@ -274,6 +296,8 @@ Hook = Callable[[Runtime], Awaitable[None]]
 
 def create_app(*, title: str, runtime: Runtime, routers: Sequence[APIRouter], on_start: Sequence[Hook] = ()) -> FastAPI:
     """A service's FastAPI app: its routers under /api/v1, health, metrics, the runtime's lifecycle."""
+
+    from crowdseg.contract import AllowedMethods, document_errors  # it reads this module's current_user
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -285,14 +309,20 @@ def create_app(*, title: str, runtime: Runtime, routers: Sequence[APIRouter], on
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, version="1", lifespan=lifespan, docs_url="/docs", openapi_url="/openapi.json")
+    # Swagger UI from this process under the CSP (crowdseg.docs); no ReDoc (it would load from a CDN).
+    app = FastAPI(
+        title=title, version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json"
+    )
+    mount_docs(app, title)
     app.state.runtime = runtime
     upload_bytes: int | None = getattr(runtime.settings, "max_upload_bytes", None)
     multipart_bytes = None if upload_bytes is None else upload_bytes + MULTIPART_SLACK_BYTES
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_json_bytes, max_multipart_bytes=multipart_bytes)
     app.add_middleware(DurableWrites, store=runtime.store)
+    app.add_middleware(AllowedMethods)  # 405 with the whole Allow of an API path (crowdseg.contract)
     app.add_middleware(SecurityHeaders)  # outermost: its headers are on every answer, 413s included
     install_error_handlers(app)
+    document_errors(app)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)

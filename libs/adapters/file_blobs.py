@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from crowdseg.errors import InvalidInput, NotFound, Unavailable
 
@@ -54,9 +56,7 @@ class FileBlobStore:
 
     @staticmethod
     def _write(target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        with open(partial, "wb") as handle:
+        with _partial(target) as (handle, partial):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -64,9 +64,8 @@ class FileBlobStore:
 
     @staticmethod
     def _copy(source: Path, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(source, partial)
+        with _partial(target) as (handle, partial), open(source, "rb") as origin:
+            shutil.copyfileobj(origin, handle)
         os.replace(partial, target)
 
     async def get(self, key: str) -> bytes:
@@ -88,7 +87,26 @@ class FileBlobStore:
         path = self._path(key)
         return path.stat().st_size if path.is_file() else None
 
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
     async def close(self) -> None:
         writers, self._writers = self._writers, None
         if writers is not None:
             writers.shutdown(wait=True)
+
+
+@contextmanager
+def _partial(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """A temporary file of its own next to ``target`` (concurrent writes of one key must not share one,
+    issue 9), removed if the write fails before it replaces ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    partial = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            yield handle, partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

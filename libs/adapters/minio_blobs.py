@@ -131,5 +131,8 @@ class MinioBlobStore:
             return None
         return stat.size
 
+    async def delete(self, key: str) -> None:
+        await self._call(self.client.remove_object, self.bucket, check_key(key), key=key)
+
     async def close(self) -> None:
         await asyncio.to_thread(self._http.clear)

@@ -76,17 +76,18 @@ def router() -> APIRouter:
 
     @api.post("/tasks/{task_id}/qualification/attempts")
     async def attempt(task_id: str, body: Attempt, user: CurrentUser, runtime: RuntimeDep) -> AttemptOut:
-        result, image = await handlers.attempt_qualification(
+        """Score an attempt. ``reference`` (the expert's shapes) is empty unless the task's
+        ``reveal_reference`` allows it: ``after_passing`` (default) once the caller has passed,
+        ``after_each_attempt`` always, after which that tutorial image is spent for the caller (409)."""
+        result = await handlers.attempt_qualification(
             runtime.store, user, task_id, body, max_points=runtime.settings.max_points_per_shape
         )
-        task = await runtime.store.tasks.get(task_id)
-        threshold = task.pass_threshold if task else 0.0
         return AttemptOut(
-            score=result.score,
-            metric=result.metric.value,
-            passed=result.passed,
-            threshold=threshold,
-            reference=image.reference_shapes,
+            score=result.attempt.score,
+            metric=result.attempt.metric.value,
+            passed=result.attempt.passed,
+            threshold=result.threshold,
+            reference=result.reference,
         )
 
     return api

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from crowdseg.access import visible_task
-from crowdseg.domain import Image, QualificationAttempt, Shape, Submission, Task, TaskStatus, User, utcnow
+from crowdseg.domain import (
+    Image,
+    QualificationAttempt,
+    RevealReference,
+    Shape,
+    Submission,
+    Task,
+    TaskStatus,
+    User,
+    utcnow,
+)
 from crowdseg.errors import Conflict, InvalidInput, NotFound
 from crowdseg.events import SubmissionAccepted
 from crowdseg.geometry import mask_to_png, rasterize, validate_shapes
@@ -40,7 +52,9 @@ class Attempt(BaseModel):
 
 
 def mask_key(submission: Submission) -> str:
-    return f"masks/{submission.task_id}/{submission.image_id}/{submission.id}.png"
+    """A key of this request's own: racing requests with one submission id must not overwrite each
+    other's mask, and the store's insert, not the last writer, decides whose mask is kept (issue 9)."""
+    return f"masks/{submission.task_id}/{submission.image_id}/{submission.id}-{uuid.uuid4().hex[:12]}.png"
 
 
 async def submit(
@@ -90,11 +104,23 @@ async def submit(
         await blobs.put(submission.mask_key, png, "image/png")
     event = SubmissionAccepted(task_id=task.id, image_id=image.id, submission_id=submission.id, user_id=user.id)
     submission.outbox = [event.pending()]
-    # Racing requests with fresh client ids (two tabs, two annotate replicas) may both get here; the
-    # store's unique (image, user) index lets exactly one of them in, the other is a 409.
-    stored, created = await store.submissions.add(submission)
+    # Racing requests (replays of one id, two tabs with fresh ids, two annotate replicas) may all get
+    # here; the store's unique indexes let exactly one of them in. A loser removes the mask it wrote.
+    try:
+        stored, created = await store.submissions.add(submission)
+    except Conflict:
+        await _discard_mask(blobs, submission)
+        raise
+    if not created:
+        await _discard_mask(blobs, submission)
+        stored, created = _same_submission(stored, user, task_id)
     notify()
     return stored, created
+
+
+async def _discard_mask(blobs: BlobStore, submission: Submission) -> None:
+    if submission.mask_key is not None:
+        await blobs.delete(submission.mask_key)
 
 
 def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Submission, bool]:
@@ -126,18 +152,40 @@ async def _work_image(store: Store, task: Task, image_id: str) -> Image:
     return image
 
 
+@dataclass(frozen=True)
+class AttemptResult:
+    attempt: QualificationAttempt
+    threshold: float
+    reference: list[Shape]  # empty unless the task's reveal_reference allows showing it now
+
+
 async def qualification(store: Store, user: User, task_id: str) -> QualificationState:
+    """The gate's state; with ``after_each_attempt`` only the tutorial images the user has not spent."""
     task = await visible_task(store, task_id, user)
-    return await qualification_state(store, task, user)
+    state = await qualification_state(store, task, user)
+    if task.reveal_reference is RevealReference.AFTER_EACH_ATTEMPT and not state.passed:
+        spent = {attempt.image_id for attempt in await store.attempts.list_for(task.id, user.id)}
+        state = replace(state, images=[image for image in state.images if image.id not in spent])
+    return state
 
 
 async def attempt_qualification(
     store: Store, user: User, task_id: str, command: Attempt, *, max_points: int
-) -> tuple[QualificationAttempt, Image]:
+) -> AttemptResult:
+    """Score an attempt on a tutorial image. The reference is part of the answer only as the task's
+    ``reveal_reference`` allows (issue 9: shown after any attempt, it was the answer key)."""
     task = await visible_task(store, task_id, user)
     image = await store.images.get(command.image_id)
     if image is None or image.task_id != task.id or not image.tutorial:
         raise NotFound(f"tutorial image {command.image_id} not found in this task")
+    earlier = await store.attempts.list_for(task.id, user.id)
+    passed_before = any(attempt.passed for attempt in earlier)
+    if (
+        task.reveal_reference is RevealReference.AFTER_EACH_ATTEMPT
+        and not passed_before
+        and any(attempt.image_id == image.id for attempt in earlier)
+    ):
+        raise Conflict("you have seen this tutorial image's reference; make your next attempt on another one")
     shapes = validate_shapes(
         command.shapes,
         tool=task.tool,
@@ -159,7 +207,12 @@ async def attempt_qualification(
         passed=scoring.passes(task.metric, value, task.pass_threshold),
     )
     await store.attempts.add(attempt)
-    return attempt, image
+    reveal = {
+        RevealReference.AFTER_PASSING: attempt.passed or passed_before,
+        RevealReference.AFTER_EACH_ATTEMPT: True,
+        RevealReference.NEVER: False,
+    }[task.reveal_reference]
+    return AttemptResult(attempt, task.pass_threshold, image.reference_shapes if reveal else [])
 
 
 async def reconcile_coverage(store: Store) -> int:

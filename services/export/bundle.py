@@ -8,7 +8,8 @@ Layout (also described in the bundle's manifest.json):
   consensus/<image>/consensus.json|mask.png|probability.png
   staple_parameters.csv              per image and rater: sensitivity, specificity, prior
   user_performance.csv               per user over the task
-  coco/annotations.json, coco/consensus.json          COCO (raw annotations, consensus)
+  coco/annotations.json, coco/consensus.json          COCO (raw annotations, consensus); images are not
+                                     bundled: each COCO image's coco_url is its path on the API
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 import zipfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -27,9 +29,19 @@ from crowdseg.domain import Consensus, Image, Submission, Task, Tool, User
 from crowdseg.errors import NotFound
 from crowdseg.geometry import png_to_mask
 from crowdseg.ports import BlobStore, Store
+from pathvalidate import sanitize_filename
 from shapely.geometry import LineString, Polygon
 
 FORMAT_VERSION = 1
+IMAGES_NOTE = (
+    "The images themselves are not in the bundle. Each image's file_name (COCO) and name (tables) is the"
+    " name it was uploaded as; its coco_url is the path of the image on the crowdseg API, relative to the"
+    " server (GET with the same bearer token as the export), the rendition annotators outlined on."
+)
+
+
+def image_url(image: Image) -> str:
+    return f"/api/v1/images/{image.id}/file"
 Progress = Callable[[float], Awaitable[None]]
 
 
@@ -42,8 +54,17 @@ def _csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
     return buffer.getvalue().encode()
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, list | dict) else value
+    """A CSV cell; text a spreadsheet would run as a formula (``=cmd|'/C calc'!A0``: a user-chosen image
+    or display name) gets a leading apostrophe, OWASP's rule for CSV injection (issue 9)."""
+    if isinstance(value, list | dict):
+        value = json.dumps(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return f"'{value}"
+    return value
 
 
 def _json(value: Any) -> bytes:
@@ -51,21 +72,29 @@ def _json(value: Any) -> bytes:
 
 
 def _safe(name: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in unicodedata.normalize("NFC", name))[:120]
+    # Valid on Windows too: no reserved device name (CON, NUL, COM1...) and no trailing dot (issue 9).
+    safe = sanitize_filename(safe, platform="windows", replacement_text="_")
     # "." and ".." are path components, not folder names: an image called ".." must not escape its folder.
     return safe if safe.strip(".") else "image"
 
 
+def _folder_key(folder: str) -> str:
+    """Names that one file system holds as one (``dup.png``, ``DUP.png`` on Windows and macOS)."""
+    return unicodedata.normalize("NFKC", folder).casefold()
+
+
 def image_folders(images: list[Image]) -> dict[str, str]:
-    """A distinct folder name per image: names that sanitise alike (``a/b.png``, ``a_b.png``) or repeat
-    across uploads get the image id appended, so no entry of the bundle overwrites another."""
+    """A distinct folder name per image: names that sanitise alike (``a/b.png``, ``a_b.png``), differ only
+    by case (issue 9: they overwrote each other when extracted on Windows or macOS) or repeat across
+    uploads get the image id appended, so no entry of the bundle overwrites another."""
     folders: dict[str, str] = {}
     taken: set[str] = set()
     for image in images:
         folder = _safe(image.name)
-        if folder in taken:
+        if _folder_key(folder) in taken:
             folder = f"{folder}-{image.id}"
-        taken.add(folder)
+        taken.add(_folder_key(folder))
         folders[image.id] = folder
     return folders
 
@@ -190,7 +219,8 @@ class BundleWriter:
                     "id": len(self.coco_consensus) + 1,
                     "image_id": number,
                     "category_id": 1,
-                    "iscrowd": 1,
+                    # One object, not a crowd region: COCOeval ignores iscrowd=1 entries (issue 9).
+                    "iscrowd": 0,
                     "segmentation": rle(mask),
                     "area": int(mask.sum()),
                     "bbox": bbox,
@@ -270,7 +300,8 @@ class BundleWriter:
             "images": [
                 {
                     "id": n,
-                    "file_name": image.name,
+                    "file_name": image.name,  # the name the image was uploaded as (images are not bundled)
+                    "coco_url": image_url(image),
                     "width": image.width,
                     "height": image.height,
                     "crowdseg_id": image.id,
@@ -292,6 +323,7 @@ class BundleWriter:
                 "tool": self.task.tool.value,
                 "created_at": datetime.now(UTC).isoformat(),
                 "counts": {"images": len(images), "submissions": len(subs), "consensus": self.consensus_images},
+                "images": IMAGES_NOTE,
                 "files": sorted(self.files),
             }
         )

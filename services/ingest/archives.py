@@ -71,12 +71,15 @@ class _Budget:
     """Bytes decompressed so far across the archive, rejected entries included."""
 
     limits: ArchiveLimits
+    cap: float = float("inf")  # the archive's own ratio bound, from its real size
     used: int = field(default=0)
 
     def spend(self, n: int) -> None:
         self.used += n
         if self.used > self.limits.max_total_bytes:
             raise ArchiveRejected(f"archive expands to more than {_format_size(self.limits.max_total_bytes)}")
+        if self.used > self.cap:
+            raise ArchiveRejected(f"archive expands more than {self.limits.max_ratio:g} times its size")
 
 
 def is_zip(data: bytes) -> bool:
@@ -87,35 +90,81 @@ def read_zip(
     data: bytes, limits: ArchiveLimits = ArchiveLimits()
 ) -> tuple[list[ArchiveEntry], list[ArchiveRejection]]:
     """Accepted entries and refused ones, in archive order; junk and directories are skipped."""
-    with _open_zip(data) as zf:
+    source = _CountingReader(data)
+    with _open_zip(source, limits) as zf:
         infos = zf.infolist()
-        _check_archive(infos, limits)
-        budget = _Budget(limits)
+        _check_archive(infos)
+        # The whole archive may not expand more than the ratio either: entries whose directory records
+        # overlap (point at the same compressed bytes) are each within the ratio of what they read.
+        budget = _Budget(limits, cap=max(limits.max_ratio * len(data), limits.ratio_floor_bytes))
         seen: set[str] = set()
-        results = [_read_one(zf, info, budget, seen) for info in infos]
+        results = [_read_one(zf, info, budget, seen, source) for info in infos]
     entries = [r for r in results if isinstance(r, ArchiveEntry)]
     rejections = [r for r in results if isinstance(r, ArchiveRejection)]
     return entries, rejections
 
 
-def _open_zip(data: bytes) -> zipfile.ZipFile:
-    if not is_zip(data):
+class _CountingReader(BytesIO):
+    """The archive's bytes, counting what is actually read: the compressed size an archive declares
+    may overstate the bytes its entry really has (issue 9)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.consumed = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        self.consumed += len(chunk)
+        return chunk
+
+
+class _EntryList(list[zipfile.ZipInfo]):
+    """The list zipfile fills while it parses the central directory: counting as entries arrive stops
+    a directory of a million entries after the first entries above the limit, not after parsing them all."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def append(self, info: zipfile.ZipInfo) -> None:
+        if len(self) >= self.limit:
+            raise ArchiveRejected(f"archive has more than {self.limit} entries; the limit is {self.limit}")
+        super().append(info)
+
+
+class _BoundedZipFile(zipfile.ZipFile):
+    max_entries = ArchiveLimits.max_entries
+
+    @property
+    def filelist(self) -> list[zipfile.ZipInfo]:
+        return self._bounded
+
+    @filelist.setter
+    def filelist(self, value: list[zipfile.ZipInfo]) -> None:
+        self._bounded = _EntryList(self.max_entries)
+        self._bounded.extend(value)
+
+
+def _open_zip(source: _CountingReader, limits: ArchiveLimits) -> zipfile.ZipFile:
+    if not is_zip(source.getbuffer()[:4].tobytes()):
         raise ArchiveRejected("not a valid ZIP archive")
+    bounded = type("_Bounded", (_BoundedZipFile,), {"max_entries": limits.max_entries})
     try:
-        return zipfile.ZipFile(BytesIO(data))
+        zf: zipfile.ZipFile = bounded(source)
+    except ArchiveRejected:
+        raise
     except _OPEN_ERRORS as exc:
         raise ArchiveRejected("not a valid ZIP archive") from exc
+    return zf
 
 
-def _check_archive(infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
-    if len(infos) > limits.max_entries:
-        raise ArchiveRejected(f"archive has {len(infos)} entries; the limit is {limits.max_entries}")
+def _check_archive(infos: list[zipfile.ZipInfo]) -> None:
     if any(info.flag_bits & 0x1 for info in infos):
         raise ArchiveRejected("encrypted archives are not accepted")
 
 
 def _read_one(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, seen: set[str]
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, seen: set[str], source: _CountingReader
 ) -> ArchiveEntry | ArchiveRejection | None:
     name = info.filename.replace("\\", "/")
     if info.is_dir() or name.endswith("/"):
@@ -127,7 +176,7 @@ def _read_one(
         _check_file_type(info)
         if normalised in seen:
             raise _EntryRejected("another entry has the same name")
-        data = _extract(zf, info, budget)
+        data = _extract(zf, info, budget, source)
     except _EntryRejected as exc:
         return ArchiveRejection(name=name, reason=exc.reason)
     seen.add(normalised)
@@ -157,19 +206,21 @@ def _check_file_type(info: zipfile.ZipInfo) -> None:
         raise _EntryRejected("special files are not accepted")
 
 
-def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, source: _CountingReader) -> bytes:
+    """The entry's bytes, inflated chunk by chunk; its ratio is to the compressed bytes actually read so
+    far, never to the size the archive declares (issue 9: an overstated size let a bomb inflate)."""
     limits = budget.limits
-    # zipfile feeds the decompressor at most compress_size bytes, so this ratio is real.
-    ratio_cap = max(limits.max_ratio * max(info.compress_size, 1), limits.ratio_floor_bytes)
     chunks: list[bytes] = []
     size = 0
     try:
         with zf.open(info) as stream:
+            began = source.consumed
             while chunk := stream.read(_CHUNK):
                 if not chunks and chunk.startswith(_ARCHIVE_MAGICS):
                     raise _EntryRejected("archives inside archives are not accepted")
                 size += len(chunk)
                 budget.spend(len(chunk))
+                ratio_cap = max(limits.max_ratio * max(source.consumed - began, 1), limits.ratio_floor_bytes)
                 _check_entry_size(size, ratio_cap, limits)
                 chunks.append(chunk)
     except ArchiveRejected:

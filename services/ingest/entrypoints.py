@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from crowdseg.access import managed_task, sees, visible_image, visible_task
 from crowdseg.counters import counters_of
@@ -15,8 +15,10 @@ from crowdseg.services.ingest import handlers
 from crowdseg.services.ingest.archives import ArchiveLimits
 from crowdseg.services.ingest.handlers import AddMember, CreateTask, UpdateTask, UploadedFile
 from crowdseg.services.ingest.imaging import ImageLimits
-from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Request, Response, UploadFile
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 SHAPES = TypeAdapter(list[Shape])
 
@@ -32,6 +34,7 @@ class TaskOut(BaseModel):
     unseen_first: bool
     metric: str
     pass_threshold: float
+    reveal_reference: str
     visibility: str
     max_shapes: int
     status: str
@@ -121,15 +124,15 @@ def router() -> APIRouter:
     async def add_member(task_id: str, body: AddMember, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.add_member(store, user, task_id, body))
 
-    @api.post("/tasks/{task_id}/images", status_code=202)
+    @api.post("/tasks/{task_id}/images", status_code=202, openapi_extra=_multipart_body(UPLOAD_FORM))
     async def upload_images(
-        task_id: str,
-        _: UploadBudget,
-        user: CurrentUser,
-        runtime: RuntimeDep,
-        files: Annotated[list[UploadFile], File(description="images (PNG, JPEG, TIFF, DICOM) or ZIP archives")],
+        task_id: str, _: UploadBudget, user: CurrentUser, runtime: RuntimeDep, request: Request
     ) -> UploadOut:
+        """Upload images (PNG, JPEG, TIFF, DICOM) or ZIP archives of them, as the multipart field ``files``.
+
+        The caller's credentials and right to the task are checked before the body is read."""
         await managed_task(runtime.store, task_id, user)
+        files = _files(await _form(request, "files"), "files")
         limit = runtime.settings.max_upload_bytes
         uploads: list[UploadedFile] = []
         for upload in files:
@@ -179,15 +182,19 @@ def router() -> APIRouter:
         paging.finish(scope, page)
         return [_image_out(image, len(image.submitted_by)) for image in page.items]
 
-    @api.post("/tasks/{task_id}/tutorial", status_code=201)
+    @api.post("/tasks/{task_id}/tutorial", status_code=201, openapi_extra=_multipart_body(TUTORIAL_FORM))
     async def add_tutorial(
-        task_id: str,
-        _: UploadBudget,
-        user: CurrentUser,
-        runtime: RuntimeDep,
-        file: Annotated[UploadFile, File()],
-        shapes: Annotated[str, Form(description="JSON list of shapes")],
+        task_id: str, _: UploadBudget, user: CurrentUser, runtime: RuntimeDep, request: Request
     ) -> ImageOut:
+        """A tutorial image (multipart field ``file``) with its reference shapes (field ``shapes``, JSON).
+
+        The caller's credentials and right to the task are checked before the body is read."""
+        await managed_task(runtime.store, task_id, user)
+        form = await _form(request, "file")
+        file = _files(form, "file")[0]
+        shapes = form.get("shapes")
+        if not isinstance(shapes, str):
+            raise InvalidInput("send the tutorial image's reference shapes as the form field 'shapes' (JSON)")
         try:
             reference = SHAPES.validate_json(shapes)
         except ValidationError as exc:
@@ -216,6 +223,46 @@ def router() -> APIRouter:
         return _image_response(await blobs.get(image.thumbnail_key), image.thumbnail_media_type)
 
     return api
+
+
+UPLOAD_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {
+        "files": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "images (PNG, JPEG, TIFF, DICOM) or ZIP archives",
+        }
+    },
+}
+TUTORIAL_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["file", "shapes"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "shapes": {"type": "string", "description": "JSON list of shapes"},
+    },
+}
+
+
+def _multipart_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """The request body's description: the routes read it themselves, after authentication (issue 9:
+    a body parameter made FastAPI read a whole anonymous upload before the 401)."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+async def _form(request: Request, field: str) -> FormData:
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise InvalidInput(f"send the upload as multipart/form-data, the file(s) in the field {field!r}")
+    return await request.form()
+
+
+def _files(form: FormData, field: str) -> list[UploadFile]:
+    files = [value for value in form.getlist(field) if isinstance(value, StarletteUploadFile)]
+    if not files:
+        raise InvalidInput(f"the upload has no file in the field {field!r}")
+    return files  # type: ignore[return-value]
 
 
 def _image_out(image: Image, submissions: int) -> ImageOut:

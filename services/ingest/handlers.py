@@ -12,6 +12,7 @@ from crowdseg.domain import (
     Image,
     Metric,
     Order,
+    RevealReference,
     Role,
     Shape,
     Task,
@@ -42,6 +43,7 @@ class TaskFields(BaseModel):
     unseen_first: bool = True
     metric: Metric = Metric.DICE
     pass_threshold: float = Field(default=0.7, ge=0, le=1e6)
+    reveal_reference: RevealReference = RevealReference.AFTER_PASSING
     visibility: Visibility = Visibility.PUBLIC
     max_shapes: int = Field(default=10, ge=1, le=1000)
     lease_seconds: int = Field(default=600, ge=10, le=7 * 24 * 3600)
@@ -62,6 +64,7 @@ class UpdateTask(BaseModel):
     unseen_first: bool | None = None
     metric: Metric | None = None
     pass_threshold: float | None = Field(default=None, ge=0, le=1e6)
+    reveal_reference: RevealReference | None = None
     visibility: Visibility | None = None
     max_shapes: int | None = Field(default=None, ge=1, le=1000)
     lease_seconds: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)

@@ -87,3 +87,29 @@ async def test_keys_with_spaces_and_unicode(blobs: BlobStore) -> None:
     await blobs.put(key, b"x", "image/png")
     assert await blobs.get(key) == b"x"
     assert await blobs.size(key) == 1
+
+
+async def test_concurrent_puts_of_one_key_all_succeed(blobs: BlobStore, tmp_path: Path) -> None:
+    """issue 9 item 1: concurrent writes of one key raced through one fixed `.partial` temp file, so
+    `os.replace` failed and the request answered 500; each write now has a temporary file of its own."""
+    payloads = [bytes([n]) * (50_000 + n) for n in range(24)]
+    source = tmp_path / "copy.bin"
+    source.write_bytes(b"from a file" * 1000)
+    writes = [blobs.put("same/key.png", data, "image/png") for data in payloads]
+    writes += [blobs.put_file("same/key.png", source, "image/png") for _ in range(8)]
+    await asyncio.gather(*writes)
+    assert await blobs.get("same/key.png") in [*payloads, source.read_bytes()]
+    if isinstance(getattr(blobs, "root", None), Path):
+        assert [p.name for p in (blobs.root / "same").iterdir()] == ["key.png"]  # type: ignore[attr-defined]
+
+
+async def test_delete_removes_an_object_and_ignores_a_missing_one(blobs: BlobStore) -> None:
+    """issue 9 item 1: a request that loses the race for a submission removes the mask it wrote
+    (no orphaned blobs), so the port can delete."""
+    await blobs.put("doomed/one.png", b"x", "image/png")
+    await blobs.delete("doomed/one.png")
+    assert await blobs.size("doomed/one.png") is None
+    await blobs.delete("doomed/one.png")
+    await blobs.delete("never/was.png")
+    with pytest.raises(InvalidInput):
+        await blobs.delete("../escape")

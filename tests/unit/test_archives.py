@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 import stat
 import struct
 import zipfile
@@ -188,7 +189,7 @@ def test_total_expanded_size_refuses_whole_archive() -> None:
 
 def test_entry_count_refuses_whole_archive() -> None:
     data = make_zip(*((f"{n}.png", PNG) for n in range(4)))
-    assert refused(data, ArchiveLimits(max_entries=3)) == "archive has 4 entries; the limit is 3"
+    assert refused(data, ArchiveLimits(max_entries=3)) == "archive has more than 3 entries; the limit is 3"
 
 
 def test_encrypted_archive_is_refused() -> None:
@@ -237,3 +238,66 @@ def test_unsupported_compression_is_rejected_per_entry() -> None:
     data = patch_headers(make_zip(("odd.png", PNG), compression=zipfile.ZIP_STORED), 8, 10, "<H", deflate64)
     _, rejections = read_zip(data)
     assert reasons(rejections) == {"odd.png": "entry uses an unsupported compression method"}
+
+
+def overstate_compressed_sizes(data: bytes, names: set[str]) -> bytes:
+    """The archive with each named entry's compressed size (local and central header) overstated: it
+    claims every byte up to the central directory."""
+    patched = bytearray(data)
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        central = zf.start_dir
+        for entry in zf.infolist():
+            if entry.filename not in names:
+                continue
+            start = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra)
+            claimed = struct.pack("<I", central - start)
+            patched[entry.header_offset + 18 : entry.header_offset + 22] = claimed
+            record = patched.index(b"PK\x01\x02", central)
+            while struct.unpack_from("<I", patched, record + 42)[0] != entry.header_offset:
+                record = patched.index(b"PK\x01\x02", record + 4)
+            patched[record + 20 : record + 24] = claimed
+    return bytes(patched)
+
+
+def test_overstated_compressed_sizes_do_not_raise_the_ratio_bound() -> None:
+    """issue 9 item 7: the ratio guard used the compressed size the archive declares, so entries that
+    overstate it (here: every byte up to the central directory, past a stored padding entry) inflated
+    far beyond the ratio; the bound is now the compressed bytes actually read."""
+    limits = ArchiveLimits(max_ratio=20, ratio_floor_bytes=2**18)
+    bombs = {f"bomb-{n}.png": b"\x00" * (3 * 2**19) for n in range(2)}
+    pad = random.Random(9).randbytes(200 * 2**10)  # does not compress
+    honest = make_zip(*bombs.items(), ("pad.bin", pad), compression=zipfile.ZIP_DEFLATED)
+    data = overstate_compressed_sizes(honest, set(bombs))
+    with zipfile.ZipFile(BytesIO(data)) as zf:  # the lie is in place: 20 × the claim exceeds the entry
+        assert all(limits.max_ratio * zf.getinfo(name).compress_size > len(bombs[name]) for name in bombs)
+    entries, rejections = read_zip(data, limits)
+    assert [e.name for e in entries] == ["pad.bin"]
+    assert reasons(rejections) == dict.fromkeys(bombs, "entry expands more than 20 times its compressed size")
+
+
+def test_the_whole_archive_is_bounded_by_its_real_size() -> None:
+    """issue 9 item 7: many small entries, each under the per-entry floor, may not add up to more than
+    the ratio times the archive's real size."""
+    data = make_zip(*((f"{n}.bin", bytes(60 * 2**10)) for n in range(100)))
+    limits = ArchiveLimits(ratio_floor_bytes=64 * 2**10)
+    assert refused(data, limits) == "archive expands more than 200 times its size"
+
+
+def test_entries_are_counted_while_the_directory_is_read() -> None:
+    """issue 9 item 7: the entry cap applied only after zipfile had parsed the whole central directory
+    (a million entries: seconds and ~500 MiB); it now stops at the first entry over the cap, before the
+    rest of the directory is read."""
+    data = make_zip(*((f"{n}", b"") for n in range(5000)))
+    parsed: list[int] = []
+    original = zipfile.ZipInfo.__init__
+
+    def counting(self: zipfile.ZipInfo, *args: object, **kwargs: object) -> None:
+        parsed.append(1)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    zipfile.ZipInfo.__init__ = counting  # type: ignore[method-assign]
+    try:
+        assert refused(data, ArchiveLimits(max_entries=10)) == "archive has more than 10 entries; the limit is 10"
+    finally:
+        zipfile.ZipInfo.__init__ = original  # type: ignore[method-assign]
+    assert len(parsed) <= 11
