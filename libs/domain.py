@@ -105,6 +105,8 @@ class User(Document):
     password_hash: str
     roles: list[Role] = Field(default_factory=lambda: [Role.ANNOTATOR])
     created_at: datetime = Field(default_factory=utcnow)
+    # Tokens carry the version they were issued at; signing out bumps it, which ends them all.
+    token_version: int = 0
 
     def has(self, role: Role) -> bool:
         return role in self.roles or Role.ADMIN in self.roles

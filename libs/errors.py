@@ -13,6 +13,7 @@ ever imports a driver's exceptions.
     │   └── QualificationRequired
     ├── NotFound            404      no such thing, or not visible to the caller
     ├── Conflict            409      the request contradicts stored state
+    ├── TooManyRequests     429      throttled (sign-in failures); retry after ``retry_after`` s
     └── Unavailable         503      a store, blob store or the broker cannot be reached (retry)
 """
 
@@ -58,6 +59,14 @@ class NotFound(CrowdsegError):
 
 class Conflict(CrowdsegError):
     status_code = 409
+
+
+class TooManyRequests(CrowdsegError):
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
 
 
 class Unavailable(CrowdsegError):

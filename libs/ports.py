@@ -71,6 +71,9 @@ class UserRepository(Protocol):
 
     async def get_many(self, user_ids: Collection[str]) -> list[User]: ...
     async def set_roles(self, user_id: str, roles: list[Role]) -> User | None: ...
+    async def end_sessions(self, user_id: str) -> User | None:
+        """Bump the user's ``token_version`` atomically: every token issued so far is refused."""
+        ...
 
 
 class TaskRepository(Protocol):

@@ -127,6 +127,10 @@ class GatewaySettings(IngestSettings, AnnotateSettings, ConsensusSettings, Expor
     port: int = 8000
     web_dir: Path | None = None
     service_urls: dict[str, str] = Field(default_factory=dict)
+    # Failed sign-ins allowed per account email and per client address in a moving window (the
+    # `limits` package's notation); past them /auth/login answers 429 with Retry-After.
+    login_failures_per_email: str = Field(default="10/15 minutes", pattern=r"^\d+ ?(/|per) ?\d* ?[a-z]+$")
+    login_failures_per_address: str = Field(default="100/15 minutes", pattern=r"^\d+ ?(/|per) ?\d* ?[a-z]+$")
 
 
 S = TypeVar("S", bound=CommonSettings)

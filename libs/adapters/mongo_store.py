@@ -226,6 +226,13 @@ class MongoUsers(_Collection[User]):
 
         return await self.update(user_id, change, None)
 
+    async def end_sessions(self, user_id: str) -> User | None:
+        def change(user: User) -> tuple[User | None, User | None]:
+            updated = user.model_copy(update={"token_version": user.token_version + 1})
+            return updated, updated
+
+        return await self.update(user_id, change, None)
+
 
 class MongoTasks(_Collection[Task]):
     def encode(self, model: Task, doc_id: str) -> Doc:

@@ -298,6 +298,15 @@ class SqliteUsers(_Table[User]):
         self.replace_doc(user_id, user)
         return user
 
+    async def end_sessions(self, user_id: str) -> User | None:
+        # No await between the read and the write: on the one connection of the loop, that is atomic.
+        user = self.one("id = ?", user_id)
+        if user is None:
+            return None
+        user = user.model_copy(update={"token_version": user.token_version + 1})
+        self.replace_doc(user_id, user)
+        return user
+
 
 class SqliteTasks(_Table[Task]):
     async def add(self, task: Task) -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from typing import Any
 
 from crowdseg.auth import CSRF_COOKIE, SESSION_COOKIE
 from crowdseg.domain import Role, User
-from crowdseg.http import CurrentUser, RuntimeDep, StoreDep, require_role
+from crowdseg.errors import Unauthenticated
+from crowdseg.http import CurrentUser, RuntimeDep, StoreDep, presented_token, require_role, user_of_token
 from crowdseg.paging import PAGED_RESPONSES, PagingDep
 from crowdseg.progress import experience
+from crowdseg.runtime import Runtime
 from crowdseg.services.consensus.handlers import user_quality
 from crowdseg.services.gateway import handlers
 from crowdseg.services.gateway.handlers import LogIn, SetRoles, SignUp
-from fastapi import APIRouter, Response
+from crowdseg.throttle import LoginThrottle
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 
@@ -38,6 +43,15 @@ class TokenOut(BaseModel):
     user: UserOut
 
 
+LOGIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "wrong email or password (the same answer, and the same work, for both)"},
+    429: {
+        "description": "too many failed sign-ins for this email or from this address",
+        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    },
+}
+
+
 def router() -> APIRouter:
     api = APIRouter(tags=["accounts"])
 
@@ -45,11 +59,32 @@ def router() -> APIRouter:
     async def sign_up(body: SignUp, store: StoreDep) -> UserOut:
         return UserOut.of(await handlers.sign_up(store, body))
 
-    @api.post("/auth/login")
-    async def log_in(body: LogIn, runtime: RuntimeDep, response: Response) -> TokenOut:
+    throttles: list[LoginThrottle] = []  # this app's, made from its settings on the first sign-in
+
+    def throttle_for(runtime: Runtime) -> LoginThrottle:
+        if not throttles:
+            settings = runtime.settings
+            throttles.append(
+                LoginThrottle(
+                    getattr(settings, "login_failures_per_email", "10/15 minutes"),
+                    getattr(settings, "login_failures_per_address", "100/15 minutes"),
+                )
+            )
+        return throttles[0]
+
+    @api.post("/auth/login", responses=LOGIN_RESPONSES)
+    async def log_in(body: LogIn, runtime: RuntimeDep, request: Request, response: Response) -> TokenOut:
+        """A bearer token (also set as the HttpOnly session cookie, with a CSRF cookie). Failed sign-ins
+        are limited per email and per client address; past the limit the answer is 429 with
+        Retry-After, before any password is checked."""
         settings = runtime.settings
         user, token = await handlers.log_in(
-            runtime.store, body, key=settings.signing_key(), minutes=settings.token_minutes
+            runtime.store,
+            body,
+            key=settings.signing_key(),
+            minutes=settings.token_minutes,
+            throttle=throttle_for(runtime),
+            address=request.client.host if request.client else "",
         )
         max_age = settings.token_minutes * 60
         secure = settings.cookie_secure
@@ -58,7 +93,15 @@ def router() -> APIRouter:
         return TokenOut(access_token=token, user=UserOut.of(user))
 
     @api.post("/auth/logout", status_code=204)
-    async def log_out(response: Response) -> None:
+    async def log_out(request: Request, runtime: RuntimeDep, response: Response) -> None:
+        """Ends every session of the caller: each token issued to them so far is refused from now on,
+        by every service. Without valid credentials it only clears the cookies."""
+        token, _ = presented_token(request)
+        user = None
+        if token is not None:
+            with contextlib.suppress(Unauthenticated):
+                user = await user_of_token(runtime, token)
+        await handlers.log_out(runtime.store, user)
         response.delete_cookie(SESSION_COOKIE)
         response.delete_cookie(CSRF_COOKIE)
 

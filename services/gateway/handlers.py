@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from crowdseg.auth import hash_password, issue_token, verify_password
+from crowdseg.auth import hash_password, issue_token, verify_no_account, verify_password
 from crowdseg.domain import Role, User
 from crowdseg.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from crowdseg.ports import Store
+from crowdseg.throttle import LoginThrottle
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 
@@ -39,11 +40,30 @@ async def sign_up(store: Store, command: SignUp) -> User:
     return await store.users.add(user)
 
 
-async def log_in(store: Store, command: LogIn, *, key: str, minutes: int) -> tuple[User, str]:
-    user = await store.users.by_email(command.email.strip().lower())
-    if user is None or not await asyncio.to_thread(verify_password, user.password_hash, command.password):
+async def log_in(
+    store: Store, command: LogIn, *, key: str, minutes: int, throttle: LoginThrottle, address: str
+) -> tuple[User, str]:
+    """A token for the account, or :class:`Unauthenticated` alike for an unknown email and a wrong
+    password (the same argon2 work for both); :class:`TooManyRequests` once the email or the address
+    has used up its failed sign-ins, before any password is checked."""
+    email = command.email.strip().lower()
+    throttle.check(email, address)
+    user = await store.users.by_email(email)
+    if user is None:
+        verified = await asyncio.to_thread(verify_no_account, command.password)
+    else:
+        verified = await asyncio.to_thread(verify_password, user.password_hash, command.password)
+    if user is None or not verified:
+        throttle.failed(email, address)
         raise Unauthenticated("wrong email or password")
-    return user, issue_token(user.id, key, minutes)
+    throttle.succeeded(email)
+    return user, issue_token(user.id, key, minutes, user.token_version)
+
+
+async def log_out(store: Store, user: User | None) -> None:
+    """End every session of the signed-in user (all their tokens); nothing to do for anyone else."""
+    if user is not None:
+        await store.users.end_sessions(user.id)
 
 
 async def set_roles(store: Store, actor: User, user_id: str, command: SetRoles) -> User:
