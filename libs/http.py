@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -117,7 +116,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _json_safe(json.loads(json.dumps(exc.errors(), default=str)))
+        errors = [_error_out(error) for error in exc.errors()[:MAX_ECHOED_ERRORS]]
         malformed = any(error.get("type") == "json_invalid" for error in errors)
         summary = "; ".join(_describe(error) for error in errors[:5])
         detail = f"malformed JSON: {summary}" if malformed else f"invalid request: {summary}"
@@ -128,15 +127,46 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _json_safe(value: Any) -> Any:
-    """`value` with NaN and infinities (echoed back from the rejected input) as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+MAX_ECHOED_ERRORS = 20
+MAX_ECHOED_CHARS = 100
+
+
+def _error_out(error: Any) -> dict[str, Any]:
+    """One validation error as JSON, without recursion: the rejected input is echoed only as a short
+    preview (issue 9: echoing it whole through a recursive function let deeply nested JSON overflow
+    the stack, a 500, and a large rejected value came back in full)."""
+    out: dict[str, Any] = {
+        "type": str(error.get("type", "")),
+        "loc": [part if isinstance(part, int) else str(part) for part in error.get("loc", ())],
+        "msg": str(error.get("msg", "invalid")),
+    }
+    if "input" in error:
+        out["input"] = _preview(error["input"])
+    if isinstance(ctx := error.get("ctx"), dict):
+        out["ctx"] = {str(key): _preview(value) for key, value in ctx.items()}
+    return out
+
+
+def _preview(value: Any) -> Any:
+    """A scalar as itself (NaN and infinities, and long strings, as short strings); a container as a
+    short description of its size, never its contents."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**53 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return _truncate(value)
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    return value
+        return f"an object of {len(value)} members"
+    if isinstance(value, list | tuple):
+        return f"an array of {len(value)} items"
+    return _truncate(str(value))
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_ECHOED_CHARS else f"{text[:MAX_ECHOED_CHARS]}… ({len(text)} characters)"
 
 
 def _describe(error: dict[str, Any]) -> str:
