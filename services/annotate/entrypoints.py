@@ -74,7 +74,10 @@ def router() -> APIRouter:
         images = [TutorialImage(id=i.id, width=i.width, height=i.height) for i in state.images]
         return QualificationOut(required=state.required, passed=state.passed, images=images)
 
-    @api.post("/tasks/{task_id}/qualification/attempts")
+    @api.post(
+        "/tasks/{task_id}/qualification/attempts",
+        responses={409: {"description": "with reveal_reference after_each_attempt: this tutorial image is spent"}},
+    )
     async def attempt(task_id: str, body: Attempt, user: CurrentUser, runtime: RuntimeDep) -> AttemptOut:
         """Score an attempt. ``reference`` (the expert's shapes) is empty unless the task's
         ``reveal_reference`` allows it: ``after_passing`` (default) once the caller has passed,

@@ -192,3 +192,47 @@ def test_the_export_is_safe_to_extract_open_and_evaluate(embedded: EmbeddedServe
     assert evaluation.stats[0] > 0.3  # AP was -1.0 with every ground truth marked iscrowd
 
 
+
+
+def add_tutorial(owner: Api, task_id: object, index: int) -> tuple[str, list[list[float]]]:
+    tutorial = synthetic_image(index, 96, 96, seed=31)
+    added = owner.http.post(
+        f"/tasks/{task_id}/tutorial",
+        files={"file": (f"tutorial-{index}.png", io.BytesIO(tutorial.png), "image/png")},
+        data={"shapes": json.dumps([{"type": "contour", "points": tutorial.outline}])},
+    )
+    assert added.status_code == 201, added.text
+    return str(added.json()["id"]), tutorial.outline
+
+
+def test_the_reference_is_no_answer_key(
+    embedded: EmbeddedServer, taskmaster: Api, annotator_factory: Callable[[], Api]
+) -> None:
+    """issue 9 item 4: a failed qualification attempt returned the reference shapes, so anyone could fail
+    once, copy them and pass. The task's reveal_reference decides: after_passing (the default) shows
+    them only once the annotator has passed; after_each_attempt shows them after every attempt and the
+    image is then spent (the next attempt is on another tutorial image); never shows them at all."""
+    poor = [{"type": "contour", "points": [[2, 2], [12, 2], [12, 12], [2, 12]]}]
+    task = create_task(taskmaster, pass_threshold=0.8, reveal_reference="after_each_attempt")
+    assert task["reveal_reference"] == "after_each_attempt"
+    first, _ = add_tutorial(taskmaster, task["id"], 1)
+    second, outline = add_tutorial(taskmaster, task["id"], 2)
+    annotator = annotator_factory()
+    attempts = f"/tasks/{task['id']}/qualification/attempts"
+    failed = annotator.http.post(attempts, json={"image_id": first, "shapes": poor}).json()
+    assert not failed["passed"] and failed["reference"]  # teaching: the expert's outline, on a spent image
+    again = annotator.http.post(attempts, json={"image_id": first, "shapes": failed["reference"]})
+    assert again.status_code == 409 and "another" in again.json()["detail"]
+    state = annotator.http.get(f"/tasks/{task['id']}/qualification").json()
+    assert [image["id"] for image in state["images"]] == [second] and not state["passed"]
+    good = careful_outline(outline, np.random.default_rng(2), noise=0.5)
+    passed = annotator.http.post(attempts, json={"image_id": second, "shapes": [{"type": "contour", "points": good}]})
+    assert passed.json()["passed"] and passed.json()["reference"]
+
+    changed = taskmaster.http.patch(f"/tasks/{task['id']}", json={"reveal_reference": "never"})
+    assert changed.status_code == 200 and changed.json()["reveal_reference"] == "never"
+    other = annotator_factory()
+    hidden = other.http.post(attempts, json={"image_id": second, "shapes": [{"type": "contour", "points": good}]})
+    assert hidden.json()["passed"] and hidden.json()["reference"] == []
+    bad = taskmaster.http.patch(f"/tasks/{task['id']}", json={"reveal_reference": "always"})
+    assert bad.status_code == 422

@@ -26,6 +26,7 @@ export interface Task {
   unseen_first: boolean;
   metric: "dice" | "jaccard" | "mhd";
   pass_threshold: number;
+  reveal_reference?: "after_passing" | "after_each_attempt" | "never";
   visibility: "public" | "private";
   max_shapes: number;
   status?: "draft" | "open" | "closed";

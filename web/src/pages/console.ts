@@ -64,6 +64,7 @@ const DEFAULTS: Partial<Task> = {
   unseen_first: true,
   metric: "dice",
   pass_threshold: 0.7,
+  reveal_reference: "after_passing",
   visibility: "public",
   max_shapes: 10,
   status: "open",
@@ -90,6 +91,15 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
   const metric = sel("metric", [["dice", "Dice"], ["jaccard", "Jaccard"], ["mhd", "Modified Hausdorff distance (px, lower is better)"]], v.metric!);
   const threshold = h("input", { type: "number", name: "pass_threshold", id: "f-pass_threshold", step: "0.01", min: "0", value: String(v.pass_threshold) });
   const visibility = sel("visibility", [["public", "Public — every annotator"], ["private", "Private — members only"]], v.visibility!);
+  const reveal = sel(
+    "reveal_reference",
+    [
+      ["after_passing", "Once the annotator has passed"],
+      ["after_each_attempt", "After every attempt (that tutorial image is then used up)"],
+      ["never", "Never"],
+    ],
+    v.reveal_reference ?? "after_passing",
+  );
   const status = sel("status", [["open", "Open"], ["draft", "Draft"], ["closed", "Closed"]], v.status ?? "open");
   if (editing) tool.disabled = true;
   const err = h("div", { class: "form-error", role: "alert" });
@@ -104,6 +114,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     h("div", { class: "grid grid-3" }, f("Tool", tool, editing ? "fixed once the task exists" : undefined), f("Raters per image", replicates, "replicates"), f("Max shapes per image", maxShapes)),
     h("div", { class: "grid grid-3" }, f("Image order", order), h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-unseen_first" }, unseen, "Not-yet-annotated images first")), f("Status", status)),
     h("div", { class: "grid grid-3" }, f("Qualification metric", metric), f("Pass threshold", threshold, "Dice/Jaccard ≥, MHD ≤"), f("Visibility", visibility)),
+    h("div", { class: "grid grid-3" }, f("Show the expert reference", reveal, "an annotator who sees it before passing could copy it")),
     err,
     h("div", { class: "row" }, submit),
   );
@@ -125,6 +136,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
         unseen_first: unseen.checked,
         metric: metric.value as Task["metric"],
         pass_threshold: Number(threshold.value),
+        reveal_reference: reveal.value as Task["reveal_reference"],
         visibility: visibility.value as Task["visibility"],
         max_shapes: Number(maxShapes.value),
         status: status.value as Task["status"],
