@@ -95,6 +95,9 @@ class IngestSettings(CommonSettings):
     max_upload_bytes: int = 512 * 2**20
     max_image_bytes: int = 64 * 2**20
     max_image_pixels: int = 40_000_000
+    # Tutorial references are shapes too (issue 9: without it the cluster's ingest answered every
+    # tutorial upload with a 500).
+    max_points_per_shape: int = 20_000
 
 
 class AssignSettings(CommonSettings):
