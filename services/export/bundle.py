@@ -219,8 +219,10 @@ class BundleWriter:
                     "id": len(self.coco_consensus) + 1,
                     "image_id": number,
                     "category_id": 1,
-                    # One object, not a crowd region: COCOeval ignores iscrowd=1 entries (issue 9).
-                    "iscrowd": 0,
+                    # An object, which COCOeval scores (issue 9: as iscrowd 1 it ignored every consensus
+                    # mask) — unless the image's object polygons are listed too: then the mask is their
+                    # union, a crowd region beside them that must not count as one more object.
+                    "iscrowd": 1 if consensus.polygons else 0,
                     "segmentation": rle(mask),
                     "area": int(mask.sum()),
                     "bbox": bbox,

@@ -191,7 +191,9 @@ def check_export(
             assert stored["polygons"] == found["polygons"]
             masks = [a for a in entries if isinstance(a["segmentation"], dict)]
             polygons = [a for a in entries if isinstance(a["segmentation"], list)]
-            assert len(masks) == 1 and masks[0]["iscrowd"] == 1  # the pixel consensus, as before
+            # the pixel consensus, the union of the object polygons: a crowd region (issue 9: a contour
+            # task's mask, alone, is an object)
+            assert len(masks) == 1 and masks[0]["iscrowd"] == 1
             assert len(polygons) == len(found["polygons"]) == 2
             for entry, polygon in zip(polygons, found["polygons"], strict=True):
                 assert len(entry["segmentation"][0]) == 2 * len(polygon["points"])
