@@ -8,6 +8,13 @@ submissions a second. So commits do not sync, and whoever must not lose a write 
 request) awaits :meth:`GroupSync.wait`: the fsyncs run in a thread of their own, one at a time, and
 one fsync answers everybody who was waiting when it began, all at once (one future per batch, not a
 lock handed from waiter to waiter, which on a busy event loop costs one loop iteration per waiter).
+
+The files are opened once and stay open until :meth:`GroupSync.close`, after the store's connection
+is closed: closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+too. A descriptor opened and closed per sync dropped the store's locks on the database file, so the
+next process to open it (the embedded profile's restarted consensus worker) took itself for the only
+one, rebuilt the WAL index, and this process went on reading an old snapshot for good
+(https://sqlite.org/howtocorrupt.html, section 2.2).
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ class GroupSync:
     """fsync ``paths`` (those that exist) on behalf of every waiter, one sync for many."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self._paths = paths
+        self.paths = paths
         # A thread of its own: behind CPU work in the shared default pool, a sync (and every
         # acknowledgement waiting on it) would queue for as long as that work takes.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="group-sync")
         self._next: asyncio.Future[None] | None = None  # the batch the next sync will answer
         self._syncing: asyncio.Task[None] | None = None
+        self._descriptors: dict[Path, int] = {}  # never closed while the store is open (see above)
         self.syncs = 0
 
     async def wait(self) -> None:
@@ -57,10 +65,19 @@ class GroupSync:
             self._syncing = None
 
     def _sync(self) -> None:
-        for path in self._paths:
-            with contextlib.suppress(FileNotFoundError):
-                descriptor = os.open(path, os.O_RDONLY)
+        for path in self.paths:
+            descriptor = self._descriptors.get(path)
+            if descriptor is None:
                 try:
-                    os.fsync(descriptor)
-                finally:
-                    os.close(descriptor)
+                    descriptor = self._descriptors[path] = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # the WAL file appears with the first write
+            os.fsync(descriptor)
+
+    def close(self) -> None:
+        """Close the files; only once the SQLite connection is closed (its locks go with them)."""
+        self._thread.shutdown(wait=True)
+        descriptors, self._descriptors = self._descriptors, {}
+        for descriptor in descriptors.values():
+            with contextlib.suppress(OSError):
+                os.close(descriptor)

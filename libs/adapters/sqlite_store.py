@@ -757,3 +757,5 @@ class SqliteStore:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self._group_sync.close()
+        self._group_sync = GroupSync(self._group_sync.paths)  # for a store opened again
