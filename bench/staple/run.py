@@ -143,6 +143,7 @@ def bench_crowd(
     union, _, union_result, FASTEST["crowdseg_union"] = median_seconds(
         lambda: staple(masks, region="union"), repetitions
     )
+    band, _, band_result, FASTEST["crowdseg_band"] = median_seconds(lambda: staple(masks, region="band"), repetitions)
 
     itk, itk_runs, itk_mask, itk_growth = run_simpleitk(masks)
     skip_kit = truth.size > crowdkit_max_voxels
@@ -156,6 +157,7 @@ def bench_crowd(
         "seconds": {
             "crowdseg": ours,
             "crowdseg_union": union,
+            "crowdseg_band": band,
             "simpleitk": itk,
             "crowdkit_segmentation_em": None if skip_kit else kit,
         },
@@ -173,6 +175,7 @@ def bench_crowd(
         "dice_vs_truth": {
             "crowdseg": dice(ours_mask, truth),
             "crowdseg_union": dice(union_result.consensus(), truth),
+            "crowdseg_band": dice(band_result.consensus(), truth),
             "simpleitk": dice(itk_mask, truth),
             "crowdkit_segmentation_em": None if skip_kit else dice(kit_mask, truth),
         },

@@ -26,6 +26,7 @@ from crowdseg.consensus.points import PointClustering, RaterPointScore, cluster_
 from crowdseg.consensus.polygons import PolygonFusion, fuse_polygons
 from crowdseg.consensus.staple import (
     StapleResult,
+    band_m_step,
     majority_vote,
     staple,
     staple_e_step,
@@ -42,6 +43,7 @@ __all__ = [
     "PolygonFusion",
     "RaterPointScore",
     "StapleResult",
+    "band_m_step",
     "boundary_points",
     "cluster_points",
     "crowd_quality",

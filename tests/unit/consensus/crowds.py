@@ -99,3 +99,84 @@ def flip_crowd(
 ) -> NDArray[np.bool_]:
     """Raters that flip every pixel independently with their own rate (pixel-level noise)."""
     return np.stack([truth ^ (rng.random(truth.shape) < rate) for rate in flip_rates])
+
+
+# --- The accuracy grid's crowds (bench/consensus_accuracy): symmetric size noise and a third bad ----------
+
+GRID_KINDS = (
+    "good-tight",
+    "good-loose",
+    "spammers",
+    "shifted",
+    "over-drawers",
+    "under-drawers",
+    "skippers",
+    "mix",
+)
+BAD_MODES = ("spammer", "shifted", "over-drawer", "under-drawer", "skipper")
+TIGHT, LOOSE = (1.5, 2.0), (3.0, 4.0)  # (size noise, wobble) in pixels
+
+
+def sized_rater(
+    distance: NDArray[np.float64], rng: np.random.Generator, size: float, wobble: float, offset: float = 0.0
+) -> NDArray[np.bool_]:
+    """An outline a little too small or too large at random (up to ``size`` pixels either way,
+    symmetric), drawn by a hand that wobbles ``wobble`` pixels; ``offset`` adds a deliberate bias."""
+    return warped(distance < offset + rng.uniform(-size, size), rng, wobble)
+
+
+def skipping_rater(
+    truth: NDArray[np.bool_], distance: NDArray[np.float64], rng: np.random.Generator, size: float, wobble: float
+) -> NDArray[np.bool_]:
+    """A careful outline of only part of the object: everything beyond a random plane, about 40 % of the
+    object's pixels, is left out."""
+    mask = sized_rater(distance, rng, size, wobble)
+    direction = rng.standard_normal(truth.ndim)
+    direction /= np.linalg.norm(direction)
+    projection = np.tensordot(direction, np.indices(truth.shape, dtype=np.float64), axes=1)
+    return np.asarray(mask & (projection < np.quantile(projection[truth], 0.6)))
+
+
+def bad_grid_rater(
+    mode: str, truth: NDArray[np.bool_], distance: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.bool_]:
+    """One bad rater of the grid: a spammer drawing random blobs anywhere (as much area as the object),
+    an outline shifted by 5-8 pixels, one drawn 5-8 pixels too large or too small, or a skipper."""
+    size, wobble = TIGHT
+    if mode == "spammer":
+        return blob_truth(truth.shape, rng, coverage=float(truth.mean()))
+    if mode == "shifted":
+        direction = rng.standard_normal(truth.ndim)
+        offset = direction / np.linalg.norm(direction) * rng.uniform(5.0, 8.0)
+        shifted = np.roll(distance, shift=tuple(round(v) for v in offset), axis=tuple(range(truth.ndim)))
+        return sized_rater(shifted, rng, size, wobble)
+    if mode == "over-drawer":
+        return sized_rater(distance, rng, size, wobble, offset=rng.uniform(5.0, 8.0))
+    if mode == "under-drawer":
+        return sized_rater(distance, rng, size, wobble, offset=-rng.uniform(5.0, 8.0))
+    if mode == "skipper":
+        return skipping_rater(truth, distance, rng, size, wobble)
+    raise ValueError(f"unknown bad rater {mode!r}")
+
+
+def grid_crowd(
+    kind: str, truth: NDArray[np.bool_], raters: int, rng: np.random.Generator
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(masks, is_bad) of one crowd of the grid: ``good-tight`` and ``good-loose`` are all good raters with
+    symmetric size noise; the other kinds have ``raters // 3`` bad raters (the last ones) of one kind, or of
+    every kind in turn (``mix``), among tight good ones."""
+    if kind not in GRID_KINDS:
+        raise ValueError(f"unknown crowd kind {kind!r}")
+    distance = signed_distance(truth)
+    bad = 0 if kind.startswith("good") else raters // 3
+    size, wobble = LOOSE if kind == "good-loose" else TIGHT
+    masks = np.empty((raters, *truth.shape), np.bool_)
+    for r in range(raters - bad):
+        masks[r] = sized_rater(distance, rng, size, wobble)
+    singular = {"spammers": "spammer", "shifted": "shifted", "skippers": "skipper"}
+    for b in range(bad):
+        mode = BAD_MODES[b % len(BAD_MODES)] if kind == "mix" else singular.get(kind, kind[:-1])
+        masks[raters - bad + b] = bad_grid_rater(mode, truth, distance, rng)
+    is_bad = np.zeros(raters, np.bool_)
+    is_bad[raters - bad :] = True
+    return masks, is_bad

@@ -97,7 +97,7 @@ def test_whole_image_staple_over_segments_on_boundary_crowds_and_union_does_not(
     """Spatially correlated boundary errors are a tiny false-positive rate against the whole image's
     background, so foreground votes weigh more than background ones and the consensus grows (3-5 %
     in area on these crowds): whole-image STAPLE (ITK's too) falls below Crowd-Kit there, which is
-    why the service estimates over ``region="union"``. Stated, not xfailed, so a change shows up."""
+    why the service does not estimate over the whole image. Stated, not xfailed, so a change shows up."""
     whole_image, kit, _ = boundary_comparison("image")
     union, _, _ = boundary_comparison("union")
     assert np.mean(whole_image) < np.mean(kit) <= np.mean(union)
