@@ -35,10 +35,11 @@ p_j = 1 − 2·FN_j / N and q_j = 1 − 2·FP_j / N over a band of N pixels, the
 as much foreground as background, with the prior fixed at 1/2 and no rater worse than chance
 (p, q ≥ 1/2). Counting errors per pixel of a region rather than per class is what Crowd-Kit's
 SegmentationEM does over the union (Lee, Das Sarma & Parameswaran, "Aggregating crowdsourced image
-segmentations", CEUR-WS 2173, 2018), here with misses and additions kept apart. Class-conditional rates (eqs. 18-19) make a boundary error cheap on whichever side
-has more pixels in the region: over the whole image background dominates (the consensus grows),
-over the raw union foreground does (it shrinks), and inside the band a ring drawn only by a few
-over-drawers makes the careful raters look perfectly specific (it grows again). Counted per band
+segmentations", CEUR-WS 2173, 2018), here with misses and additions kept apart. Class-conditional
+rates (eqs. 18-19) make a boundary error cheap on whichever side has more pixels in the region:
+over the whole image background dominates (the consensus grows), over the raw union foreground
+does (it shrinks), and inside the band a ring drawn only by a few over-drawers makes the careful
+raters look perfectly specific (it grows again). Counted per band
 pixel, symmetric boundary noise weighs the same either way, so a crowd of good raters gets its
 majority, while a rater who adds or misses much more than the others gets a low rate and little
 say. This is a fixed-point iteration of E-steps (eq. 14) and these M-steps, not the EM of a
