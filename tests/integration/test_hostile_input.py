@@ -194,7 +194,7 @@ def test_the_export_is_safe_to_extract_open_and_evaluate(embedded: EmbeddedServe
 
 
 
-def add_tutorial(owner: Api, task_id: object, index: int) -> tuple[str, list[list[float]]]:
+def add_tutorial(owner: Api, task_id: object, index: int) -> tuple[str, list[tuple[float, float]]]:
     tutorial = synthetic_image(index, 96, 96, seed=31)
     added = owner.http.post(
         f"/tasks/{task_id}/tutorial",
