@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator
 
 
 def utcnow() -> datetime:
@@ -163,7 +163,19 @@ class Image(Document):
         return [lease for lease in self.leases if lease.expires_at > now]
 
 
-Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+def json_number(value: object) -> object:
+    """Lax number parsing without its surprises: a JSON ``true`` or ``"3"`` is not a number (issue 9:
+    they were taken as 1 and 3, values the OpenAPI document rejects); ``3.0`` is still the integer 3."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a number")
+    return value
+
+
+# Optional ones with bounds: ``Annotated[int, Field(ge=...), BeforeValidator(json_number)] | None``, the
+# bounds first, or the document loses them (pydantic then writes `ge` instead of `minimum`).
+JsonInt = Annotated[int, BeforeValidator(json_number)]
+JsonFloat = Annotated[float, BeforeValidator(json_number)]
+Coordinate = Annotated[float, BeforeValidator(json_number), Field(allow_inf_nan=False)]
 
 
 class Shape(BaseModel):

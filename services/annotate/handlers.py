@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Annotated
 
 from crowdseg.access import visible_task
 from crowdseg.domain import (
     Image,
+    JsonInt,
     QualificationAttempt,
     RevealReference,
     Shape,
@@ -18,6 +20,7 @@ from crowdseg.domain import (
     Task,
     TaskStatus,
     User,
+    json_number,
     utcnow,
 )
 from crowdseg.errors import Conflict, InvalidInput, NotFound
@@ -27,7 +30,7 @@ from crowdseg.ports import BlobStore, Store
 from crowdseg.qualification import QualificationState, ensure_qualified, qualification_state
 from crowdseg.services.annotate import scoring
 from crowdseg.watermark import Watermark
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Notify = Callable[[], None]
 COVERAGE_RECONCILED = "annotate.coverage-reconciled"
@@ -41,8 +44,9 @@ class SubmitShapes(BaseModel):
     image_id: str = Field(min_length=1, max_length=64)
     shapes: list[Shape] = Field(max_length=1000)
     started_at: datetime | None = None
-    duration_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
-    click_times: list[int] | None = Field(default=None, max_length=100_000)
+    # strict: `false` is not a duration or a click time (issue 9: the document says integer)
+    duration_ms: Annotated[int, Field(ge=0, le=7 * 24 * 3600 * 1000), BeforeValidator(json_number)] | None = None
+    click_times: list[JsonInt] | None = Field(default=None, max_length=100_000)
 
 
 class Attempt(BaseModel):

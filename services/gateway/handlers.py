@@ -6,7 +6,7 @@ import asyncio
 
 from crowdseg.auth import hash_password, issue_token, verify_no_account, verify_password
 from crowdseg.domain import Role, User
-from crowdseg.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from crowdseg.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from crowdseg.ports import Store
 from crowdseg.throttle import LoginThrottle
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -69,7 +69,7 @@ async def log_out(store: Store, user: User | None) -> None:
 async def set_roles(store: Store, actor: User, user_id: str, command: SetRoles) -> User:
     roles = sorted(set(command.roles), key=list(Role).index)
     if actor.id == user_id and Role.ADMIN not in roles:
-        raise InvalidInput("admins cannot remove their own admin role")
+        raise Forbidden("admins cannot remove their own admin role")  # 403: not bad input (issue 9)
     user = await store.users.set_roles(user_id, roles)
     if user is None:
         raise NotFound(f"user {user_id} not found")

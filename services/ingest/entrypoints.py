@@ -231,6 +231,7 @@ UPLOAD_FORM: dict[str, Any] = {
     "properties": {
         "files": {
             "type": "array",
+            "minItems": 1,
             "items": {"type": "string", "format": "binary"},
             "description": "images (PNG, JPEG, TIFF, DICOM) or ZIP archives",
         }

@@ -10,6 +10,8 @@ from typing import Annotated
 from crowdseg.access import managed_task, sees
 from crowdseg.domain import (
     Image,
+    JsonFloat,
+    JsonInt,
     Metric,
     Order,
     RevealReference,
@@ -20,6 +22,7 @@ from crowdseg.domain import (
     Tool,
     User,
     Visibility,
+    json_number,
     utcnow,
 )
 from crowdseg.errors import Forbidden, InvalidInput, NotFound
@@ -28,7 +31,7 @@ from crowdseg.geometry import validate_shapes
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.ingest.archives import ArchiveLimits, ArchiveRejected, is_zip, read_zip
 from crowdseg.services.ingest.imaging import DecodedImage, ImageLimits, ImageRejected, decode_image
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 MAX_INSTRUCTIONS = 50_000
@@ -36,17 +39,19 @@ Notify = Callable[[], None]
 
 
 class TaskFields(BaseModel):
+    # Numbers and flags are strict (issue 9: `false` was taken as a threshold of 0 and `"yes"` as true,
+    # values the OpenAPI document rejects); `3.0` is still the integer 3.
     model_config = ConfigDict(extra="forbid")
     instructions: str = Field(default="", max_length=MAX_INSTRUCTIONS)
-    replicates: int = Field(default=3, ge=1, le=1000)
+    replicates: JsonInt = Field(default=3, ge=1, le=1000)
     order: Order = Order.NAME_ASC
-    unseen_first: bool = True
+    unseen_first: StrictBool = True
     metric: Metric = Metric.DICE
-    pass_threshold: float = Field(default=0.7, ge=0, le=1e6)
+    pass_threshold: JsonFloat = Field(default=0.7, ge=0, le=1e6)
     reveal_reference: RevealReference = RevealReference.AFTER_PASSING
     visibility: Visibility = Visibility.PUBLIC
-    max_shapes: int = Field(default=10, ge=1, le=1000)
-    lease_seconds: int = Field(default=600, ge=10, le=7 * 24 * 3600)
+    max_shapes: JsonInt = Field(default=10, ge=1, le=1000)
+    lease_seconds: JsonInt = Field(default=600, ge=10, le=7 * 24 * 3600)
 
 
 class CreateTask(TaskFields):
@@ -59,22 +64,31 @@ class UpdateTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: Title | None = None
     instructions: str | None = Field(default=None, max_length=MAX_INSTRUCTIONS)
-    replicates: int | None = Field(default=None, ge=1, le=1000)
+    replicates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
     order: Order | None = None
-    unseen_first: bool | None = None
+    unseen_first: StrictBool | None = None
     metric: Metric | None = None
-    pass_threshold: float | None = Field(default=None, ge=0, le=1e6)
+    pass_threshold: Annotated[float, Field(ge=0, le=1e6), BeforeValidator(json_number)] | None = None
     reveal_reference: RevealReference | None = None
     visibility: Visibility | None = None
-    max_shapes: int | None = Field(default=None, ge=1, le=1000)
-    lease_seconds: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+    max_shapes: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
+    lease_seconds: Annotated[int, Field(ge=10, le=7 * 24 * 3600), BeforeValidator(json_number)] | None = None
     status: TaskStatus | None = None
 
 
 class AddMember(BaseModel):
     """A member by id, or by email (a task master may not list every account to find the id)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The document says what the validator checks: exactly one of the two (issue 9).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["user_id"], "properties": {"user_id": {"type": "string"}, "email": {"type": "null"}}},
+                {"required": ["email"], "properties": {"email": {"type": "string"}, "user_id": {"type": "null"}}},
+            ]
+        },
+    )
     user_id: str | None = Field(default=None, min_length=1, max_length=100)
     email: str | None = Field(default=None, min_length=3, max_length=320)
 

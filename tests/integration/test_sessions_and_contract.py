@@ -219,3 +219,41 @@ def test_asyncapi_consumer_payloads_and_dead_letters_have_schemas(embedded: Embe
             assert not validator(message, "headers").is_valid({})
             if channel["address"] == "crowdseg.dlq.consensus.v1":
                 validator(message).validate(event.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": "Bools", "tool": "point", "pass_threshold": False},
+        {"title": "Bools", "tool": "point", "replicates": True},
+        {"title": "Strings", "tool": "point", "max_shapes": "3"},
+        {"title": "Strings", "tool": "point", "unseen_first": "yes"},
+    ],
+)
+def test_numbers_and_flags_are_what_the_document_says(taskmaster: Api, body: dict[str, Any]) -> None:
+    """issue 9 item 9 (schemathesis: schema-violating request accepted): `false` was taken as a pass
+    threshold of 0, `true` as 1 replicate, `"3"` as 3 and `"yes"` as true, all values the OpenAPI
+    document rejects; they are 422 now and nothing is created."""
+    before = len(taskmaster.http.get("/tasks").json())
+    response = taskmaster.http.post("/tasks", json=body)
+    assert response.status_code == 422, response.text
+    assert len(taskmaster.http.get("/tasks").json()) == before
+
+
+def test_integral_numbers_are_still_integers(taskmaster: Api) -> None:
+    """issue 9 item 9: JSON Schema's integer includes 3.0, so the stricter parsing keeps accepting it."""
+    response = taskmaster.http.post("/tasks", json={"title": "Floats", "tool": "point", "replicates": 3.0})
+    assert response.status_code == 201, response.text
+    assert response.json()["replicates"] == 3
+
+
+def test_add_member_documents_exactly_one_of_id_or_email(embedded: EmbeddedServer) -> None:
+    """issue 9 item 9 (schemathesis: schema-valid request rejected): the body's rule "either user_id or
+    email" was only in the validator; the document now says it (oneOf)."""
+    document = _openapi(embedded)
+    operation = document["paths"]["/api/v1/tasks/{task_id}/members"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    validator = jsonschema.Draft202012Validator(document["components"]["schemas"][ref])
+    assert validator.is_valid({"user_id": "u1"}) and validator.is_valid({"email": "a@b.org", "user_id": None})
+    for body in ({}, {"user_id": "u1", "email": "a@b.org"}, {"user_id": None}, {"user_id": None, "email": None}):
+        assert not validator.is_valid(body), body
