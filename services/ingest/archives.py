@@ -90,6 +90,8 @@ def read_zip(
     data: bytes, limits: ArchiveLimits = ArchiveLimits()
 ) -> tuple[list[ArchiveEntry], list[ArchiveRejection]]:
     """Accepted entries and refused ones, in archive order; junk and directories are skipped."""
+    if not is_zip(data):
+        raise ArchiveRejected("not a valid ZIP archive")
     source = _CountingReader(data)
     with _open_zip(source, limits) as zf:
         infos = zf.infolist()
@@ -146,8 +148,6 @@ class _BoundedZipFile(zipfile.ZipFile):
 
 
 def _open_zip(source: _CountingReader, limits: ArchiveLimits) -> zipfile.ZipFile:
-    if not is_zip(source.getbuffer()[:4].tobytes()):
-        raise ArchiveRejected("not a valid ZIP archive")
     bounded = type("_Bounded", (_BoundedZipFile,), {"max_entries": limits.max_entries})
     try:
         zf: zipfile.ZipFile = bounded(source)
