@@ -21,7 +21,7 @@ import unicodedata
 import zipfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,10 @@ def image_folders(images: list[Image]) -> dict[str, str]:
         folder = _safe(image.name)
         if _folder_key(folder) in taken:
             folder = f"{folder}-{image.id}"
+        number = 1
+        while _folder_key(folder) in taken:  # the name with the id is someone's own name
+            number += 1
+            folder = f"{_safe(image.name)}-{image.id}-{number}"
         taken.add(_folder_key(folder))
         folders[image.id] = folder
     return folders
@@ -136,15 +140,24 @@ class BundleWriter:
     def __init__(self, store: Store, blobs: BlobStore, task: Task, target: Path, progress: Progress) -> None:
         self.store, self.blobs, self.task, self.target, self.progress = store, blobs, task, target, progress
         self.files: list[str] = []
+        self._taken: set[str] = set()
         self.staple_rows: list[dict[str, Any]] = []
         self.coco_raw: list[dict[str, Any]] = []
         self.coco_consensus: list[dict[str, Any]] = []
         self.consensus_images = 0
         self.folders: dict[str, str] = {}
 
-    def add(self, archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    def add(self, archive: zipfile.ZipFile, name: str, data: bytes) -> str:
+        """Write one entry; a name that only case tells from an earlier one (client-chosen submission
+        ids ``abcdefgh`` and ``ABCDEFGH``) gets ``~2``, ``~3``... so extraction anywhere keeps both."""
+        path, number = PurePosixPath(name), 1
+        while _folder_key(name) in self._taken:
+            number += 1
+            name = str(path.with_name(f"{path.stem}~{number}{path.suffix}"))
+        self._taken.add(_folder_key(name))
         archive.writestr(name, data)
         self.files.append(name)
+        return name
 
     async def write(self) -> None:
         task, store = self.task, self.store
