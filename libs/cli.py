@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from crowdseg.embedded import EmbeddedBroker
+from crowdseg.embedded import EmbeddedBroker, EmbeddedWorker
 from crowdseg.errors import Unavailable
 from crowdseg.settings import (
     AnnotateSettings,
@@ -112,17 +112,40 @@ def run_up(data: Path | None, port: int | None, host: str | None, seed_demo: boo
     try:
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
         app = create_embedded_app(settings)
+        workers = _start_workers(settings)
+        for n, worker in enumerate(workers):
+            app.state.runtime.probes[f"{worker.service}_worker_{n}"] = worker.ping
         url = f"http://{settings.host}:{settings.port}"
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
         threading.Thread(target=_announce, args=(server, url, seed_demo), daemon=True).start()
         # uvicorn re-raises the stopping signal after its clean shutdown; both end here, in the finally.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.run()
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run()
+        finally:
+            for worker in workers:
+                worker.stop()
     finally:
         broker.stop()
         lock.close()
     return 0
+
+
+def _start_workers(settings: GatewaySettings) -> list[EmbeddedWorker]:
+    """The embedded profile's consensus worker processes, on the same data directory and broker."""
+    env = {
+        "CROWDSEG_PROFILE": Profile.EMBEDDED.value,
+        "CROWDSEG_DATA_DIR": str(settings.data_dir.resolve()),
+        "CROWDSEG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+    }
+    workers = [
+        EmbeddedWorker("consensus", env, settings.data_dir / "logs" / f"consensus-{n}.log")
+        for n in range(settings.consensus_processes)
+    ]
+    for worker in workers:
+        worker.start()
+    return workers
 
 
 def _announce(server: uvicorn.Server, url: str, seed_demo: bool) -> None:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,3 +92,85 @@ class EmbeddedBroker:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+class EmbeddedWorker:
+    """One ``crowdseg serve <service>`` child on the same data directory and broker: in the embedded
+    profile the consensus service computes in processes of its own, so the request path keeps the
+    main process's interpreter (one Python process uses at most one core for Python code).
+
+    SQLite in WAL mode takes writers from several processes one at a time; the worker writes only
+    its own documents (consensus, its outbox marks, its watermark) and the counters their
+    triggers keep, never the images' leases and slots that the main process changes in place. A
+    worker that exits is started again; it dies with its parent."""
+
+    def __init__(self, service: str, env: dict[str, str], log_path: Path, host: str = "127.0.0.1") -> None:
+        self.service = service
+        self.env = env
+        self.log_path = log_path
+        self.host = host
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._spawn()
+        self._watch = threading.Thread(target=self._restart_on_exit, name=f"{self.service}-worker", daemon=True)
+        self._watch.start()
+
+    def _spawn(self) -> None:
+        self.port = free_port(self.host)
+        command = [sys.executable, "-m", "crowdseg.cli", "serve", self.service, "--host", self.host]
+        command += ["--port", str(self.port)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self._process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        log.info("embedded %s worker started (pid %d; log %s)", self.service, self._process.pid, self.log_path)
+
+    def _restart_on_exit(self) -> None:
+        while not self._stopping:
+            process = self._process
+            if process is not None and process.poll() is not None:
+                log.warning("the embedded %s worker exited (%s); starting it again", self.service, process.returncode)
+                time.sleep(1.0)
+                with self._lock:
+                    if not self._stopping:
+                        self._spawn()
+            time.sleep(0.5)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._stopping = True
+            process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+    async def ping(self) -> None:
+        """Raise unless the worker answers that it is ready (its consumers joined, its store open)."""
+        import aiohttp
+
+        try:
+            timeout = aiohttp.ClientTimeout(total=2.0)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(f"http://{self.host}:{self.port}/readyz") as answer,
+            ):
+                if answer.status != 200:
+                    raise Unavailable(f"the {self.service} worker is not ready: {await answer.text()}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"the {self.service} worker does not answer: {exc!r}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,8 @@ class Runtime:
     background: list[Any] = field(default_factory=list)
     # What a service keeps for the life of the process (the assign service's selection structures).
     components: dict[str, Any] = field(default_factory=dict)
+    # Readiness checks beyond the store, blobs and broker (the embedded profile's worker processes).
+    probes: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: CommonSettings) -> Runtime:
@@ -131,7 +134,8 @@ class Runtime:
 
     async def check_ready(self) -> dict[str, str]:
         status: dict[str, str] = {}
-        for name, probe in (("store", self.store.ping), ("blobs", self.blobs.ping), ("broker", self._ping_broker)):
+        probes = {"store": self.store.ping, "blobs": self.blobs.ping, "broker": self._ping_broker, **self.probes}
+        for name, probe in probes.items():
             try:
                 await probe()
                 status[name] = "ok"

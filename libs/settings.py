@@ -134,6 +134,10 @@ class GatewaySettings(IngestSettings, AnnotateSettings, ConsensusSettings, Expor
     # `limits` package's notation); past them /auth/login answers 429 with Retry-After.
     login_failures_per_email: str = Field(default="10/15 minutes", pattern=r"^\d+ ?(/|per) ?\d* ?[a-z]+$")
     login_failures_per_address: str = Field(default="100/15 minutes", pattern=r"^\d+ ?(/|per) ?\d* ?[a-z]+$")
+    # Embedded profile: consensus computed in this many worker processes of its own (0: in the main
+    # process). One Python process runs Python code on one core at a time; with the worker, the
+    # request path and consensus each get one.
+    consensus_processes: int = Field(default=1, ge=0, le=8)
 
 
 S = TypeVar("S", bound=CommonSettings)

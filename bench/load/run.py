@@ -112,15 +112,26 @@ class Profile:
 
 class Embedded(Profile):
     name = "embedded"
-    description = "embedded: one `crowdseg up` process (SQLite, files, its Kafka-protocol broker as a child)"
+    description = (
+        "embedded: `crowdseg up` (SQLite, files, its Kafka-protocol broker and one consensus worker process as"
+        " children)"
+    )
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, consensus_processes: int = 1) -> None:
         self.server = EmbeddedServer(tmp / "data")
         self.url = self.server.url
+        self.consensus_processes = consensus_processes
+        if consensus_processes == 0:  # the previous design, side by side
+            self.name = "embedded-one-process"
+            self.description = "embedded, consensus in the main process (`CROWDSEG_CONSENSUS_PROCESSES=0`)"
         self._db: sqlite3.Connection | None = None
 
     def start(self) -> None:
-        self.server.start(timeout=120)
+        os.environ["CROWDSEG_CONSENSUS_PROCESSES"] = str(self.consensus_processes)  # inherited by `crowdseg up`
+        try:
+            self.server.start(timeout=120)
+        finally:
+            del os.environ["CROWDSEG_CONSENSUS_PROCESSES"]
 
     def stop(self) -> None:
         if self._db is not None:
@@ -568,7 +579,12 @@ def fill_readme(text: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=("embedded", "cluster", "both"), default="both")
+    parser.add_argument(
+        "--profile",
+        choices=("embedded", "embedded-one-process", "cluster", "both", "all"),
+        default="all",
+        help="both: embedded and cluster; all: also embedded-one-process (consensus in the main process)",
+    )
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--per-zip", type=int, default=500, help="images per uploaded ZIP")
     parser.add_argument("--upload-concurrency", type=int, default=2, help="ZIPs uploaded at once")
@@ -603,11 +619,15 @@ def main() -> int:
         for k in ("images", "per_zip", "upload_concurrency", "size", "replicates", "annotators", "saturation_users",
                   "saturation_seconds", "paced_seconds", "offered_rate", "consensus_workers")
     }
-    names = ["embedded", "cluster"] if args.profile == "both" else [args.profile]
-    for name in names:
+    groups = {"both": ["embedded", "cluster"], "all": ["embedded", "embedded-one-process", "cluster"]}
+    for name in groups.get(args.profile, [args.profile]):
         tmp = Path(tempfile.mkdtemp(prefix=f"crowdseg-load-{name}-"))
         print(f"[{name}] working in {tmp}", flush=True)
-        profile: Profile = Embedded(tmp) if name == "embedded" else Cluster(tmp, args.consensus_workers)
+        profile: Profile
+        if name == "cluster":
+            profile = Cluster(tmp, args.consensus_workers)
+        else:
+            profile = Embedded(tmp, consensus_processes=0 if name == "embedded-one-process" else 1)
         record = run_profile(profile, tmp, args)
         record["settings"] = settings
         report["profiles"][name] = record

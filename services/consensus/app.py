@@ -5,6 +5,9 @@ from crowdseg.services.consensus import entrypoints
 from crowdseg.settings import ConsensusSettings, load_settings
 from fastapi import FastAPI
 
+# The routes alone, for a process whose consensus is computed by worker processes (the embedded
+# profile's main process): not named "consensus", so its relay leaves the workers' outboxes to them.
+ROUTES = ServiceParts(name="consensus-routes", routers=[entrypoints.router])
 PARTS = ServiceParts(
     name="consensus",
     routers=[entrypoints.router],

@@ -6,6 +6,7 @@ from crowdseg.composition import ServiceParts, build_app
 from crowdseg.services.annotate.app import PARTS as ANNOTATE
 from crowdseg.services.assign.app import PARTS as ASSIGN
 from crowdseg.services.consensus.app import PARTS as CONSENSUS
+from crowdseg.services.consensus.app import ROUTES as CONSENSUS_ROUTES
 from crowdseg.services.export.app import PARTS as EXPORT
 from crowdseg.services.gateway import entrypoints
 from crowdseg.services.gateway.proxy import install_proxy
@@ -30,7 +31,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 
 def create_embedded_app(settings: GatewaySettings) -> FastAPI:
-    """Every service and the web UI in one app, on one broker connection and one store."""
-    app = build_app("crowdseg", EVERY_SERVICE, settings)
+    """Every service and the web UI in one app, on one broker connection and one store; with
+    ``consensus_processes``, consensus is computed in worker processes and only answered here."""
+    parts: tuple[ServiceParts, ...] = EVERY_SERVICE
+    if settings.consensus_processes:
+        parts = tuple(CONSENSUS_ROUTES if part is CONSENSUS else part for part in EVERY_SERVICE)
+    app = build_app("crowdseg", parts, settings)
     mount_web(app, settings.web_dir)
     return app
