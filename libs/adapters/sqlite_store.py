@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from crowdseg.adapters.group_sync import GroupSync
+from crowdseg.adapters.wal_checkpoint import BACKSTOP_PAGES, WalCheckpointer
 from crowdseg.counters import Tally, TaskCounters, rebuild
 from crowdseg.domain import (
     Consensus,
@@ -697,6 +698,7 @@ class SqliteStore:
         self.counters = SqliteCounters(self)
         self.meta = SqliteMeta(self)
         self._group_sync = GroupSync([Path(f"{path}-wal"), path])
+        self._checkpointer = WalCheckpointer(path)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -735,6 +737,8 @@ class SqliteStore:
             # (crowdseg.adapters.group_sync).
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA busy_timeout = 5000")
+            # Checkpoints run in a thread of their own (crowdseg.adapters.wal_checkpoint), not in a commit.
+            connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             connection.executescript(SCHEMA)
             connection.executescript(PAGING_SCHEMA)
             connection.executescript(COUNTERS_SCHEMA)
@@ -742,6 +746,7 @@ class SqliteStore:
             raise Unavailable(f"cannot open the document store at {self.path}: {exc}") from exc
         self._connection = connection
         self.counters.rebuild_missing()
+        self._checkpointer.start()
 
     async def ping(self) -> None:
         with self.translate():
@@ -754,6 +759,7 @@ class SqliteStore:
             raise Unavailable(f"cannot flush the document store to disk: {exc}") from exc
 
     async def close(self) -> None:
+        self._checkpointer.stop()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
