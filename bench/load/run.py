@@ -1,6 +1,7 @@
 """Load benchmark of the annotator work path (issue 8): Locust annotators against a real crowdseg.
 
-Profiles: ``embedded`` (one ``crowdseg up --data DIR --port N`` child process, tests/embedded.py) and
+Profiles: ``embedded`` (a ``crowdseg up --data DIR --port N`` child process with its consensus worker,
+tests/embedded.py), ``embedded-one-process`` (the same with ``CROWDSEG_CONSENSUS_PROCESSES=0``) and
 ``cluster`` (every service its own ``crowdseg serve`` process against Apache Kafka, FerretDB and
 MinIO, tests/cluster/stack.py, as bench/pipeline does; the annotators reach the API through the
 gateway). For each profile:
@@ -21,7 +22,7 @@ window from "every user spawned" (plus one cycle when paced) to "stopping" is me
 resident set is sampled every 0.5 s (embedded: the process and its children; cluster: the sum over
 the crowdseg processes, and Kafka + FerretDB + MinIO apart).
 
-    .venv/bin/python bench/load/run.py                                   # the issue's sizes, both profiles
+    .venv/bin/python bench/load/run.py                                   # the issue's sizes, every profile
     .venv/bin/python bench/load/run.py --images 2000 --saturation-seconds 20 --paced-seconds 20 \
         --profile embedded                                               # a quick try (mostly the
                                                                          # 1 000 sign-ups: argon2, ~1 s each here)
@@ -546,25 +547,31 @@ def _ms(stats: dict[str, Any]) -> str:
 def table(report: dict[str, Any]) -> str:
     lines = [
         "| profile | phase | images | users | offered/s | accepted/s | achieved | 409 | errors "
-        "| `next` ms median / p95 / p99 | submit ms median / p95 / p99 | consensus caught up (s) | peak RSS (MiB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| `next` ms median / p95 / p99 | submit ms median / p95 / p99 | consensus caught up (s) "
+        "| end to end/s | peak RSS (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for name, profile in report.get("profiles", {}).items():
         for phase, r in profile.get("phases", {}).items():
             lag = r["consensus"]
             caught = lag["seconds_after_last_submission"] if lag["caught_up"] else f"no ({lag['backlog_at_end']} left)"
+            # submissions of the phase over the time until their consensus was complete
+            through = f"{r['accepted'] / (r['window_seconds'] + lag['seconds_after_last_submission']):.0f}" if lag[
+                "caught_up"
+            ] else "–"
             offered = r.get("offered_per_s", "–")
             achieved = f"{100 * r['achieved_share']:.0f} %" if "achieved_share" in r else "–"
             lines.append(
                 f"| {name} | {phase} | {profile['settings']['images']} | {r['users']} | {offered} "
                 f"| {r['accepted_per_s']} | {achieved} | {r['refused_409']} | {r['errors']} "
-                f"| {_ms(r['next_ms'])} | {_ms(r['submit_ms'])} | {caught} | {r['peak_rss_mib']['server']:.0f} |"
+                f"| {_ms(r['next_ms'])} | {_ms(r['submit_ms'])} | {caught} | {through} "
+                f"| {r['peak_rss_mib']['server']:.0f} |"
             )
     for row in TODAY:
         lines.append(
             f"| embedded, issue 8 (before) | no pause | {row['images']} | {row['users']} | – "
             f"| {row['accepted_per_s']} | – | – | – | {row['next_median']} / – / {row['next_p99']} "
-            f"| {row['submit_median']} / – / – | – | – |"
+            f"| {row['submit_median']} / – / – | – | – | – |"
         )
     return "\n".join(lines)
 
