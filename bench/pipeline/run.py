@@ -46,6 +46,7 @@ from tests.embedded import Api  # noqa: E402
 from tests.servers import start_ferretdb, start_kafka, start_minio  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.json")
+LOG_LEVEL = os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")  # the services' logs under the run's directory
 
 
 class ResultWatcher:
@@ -181,13 +182,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--table", action="store_true", help="print the Markdown table of --out and exit")
     args = parser.parse_args()
+    if args.replicates > args.annotators:  # no image could ever be full: the run would only time out
+        parser.error(f"--replicates {args.replicates} needs at least as many --annotators (got {args.annotators})")
     if args.table:
         print(table(json.loads(args.out.read_text())))
         return 0
     pools = [int(w) for w in args.workers.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="crowdseg-bench-"))
     kafka, mongo, minio = start_kafka(tmp / "kafka"), start_ferretdb(tmp / "mongo"), start_minio(tmp / "minio")
-    stack = ClusterStack(tmp / "stack", kafka, mongo, minio, consensus_workers=pools[0], worker_log_level="WARNING")
+    stack = ClusterStack(tmp / "stack", kafka, mongo, minio, consensus_workers=pools[0], worker_log_level=LOG_LEVEL)
     rounds = []
     try:
         stack.start()
