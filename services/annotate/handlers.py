@@ -82,6 +82,29 @@ async def submit(
     stored = await store.submissions.get(command.id)
     if stored is not None:
         return _same_submission(stored, user, task_id)
+    try:
+        return await _accept(store, blobs, user, task, command, max_points=max_points, notify=notify, now=now)
+    except Conflict:
+        # A replay of this id that raced the first copy finds the image done by this user, or its slot
+        # taken, or loses the insert: if the first copy is stored now, it gets that record (issue 9:
+        # on the cluster two of ten simultaneous replays answered 409).
+        stored = await store.submissions.get(command.id)
+        if stored is None:
+            raise
+        return _same_submission(stored, user, task_id)
+
+
+async def _accept(
+    store: Store,
+    blobs: BlobStore,
+    user: User,
+    task: Task,
+    command: SubmitShapes,
+    *,
+    max_points: int,
+    notify: Notify,
+    now: datetime | None,
+) -> tuple[Submission, bool]:
     image = await _work_image(store, task, command.image_id)
     # A stored submission, not the image's `submitted_by`, tells whether the user is done: a crash between
     # claiming the slot and storing the submission leaves the slot claimed, and the retry must get in.
@@ -117,7 +140,7 @@ async def submit(
         raise
     if not created:
         await _discard_mask(blobs, submission)
-        stored, created = _same_submission(stored, user, task_id)
+        stored, created = _same_submission(stored, user, task.id)
     notify()
     return stored, created
 
