@@ -157,6 +157,67 @@ def run_round(stack: ClusterStack, master: Api, workers: int, args: argparse.Nam
     }
 
 
+def run_drain_round(
+    stack: ClusterStack, master: Api, workers: int, args: argparse.Namespace, seed: int
+) -> dict[str, Any]:
+    """Consensus throughput alone: the crowd submits while no worker runs, then ``workers`` start on
+    the backlog; timed from their start until every image's consensus includes all its submissions."""
+    for process in stack.workers:
+        process.stop()
+    watcher = ResultWatcher(stack.kafka.bootstrap).start()
+    try:
+        task = CrowdTask.create(
+            master, images=args.images, replicates=args.replicates, size=args.size, seed=seed, title=f"drain {workers}"
+        )
+        crowd = [Api.sign_up(stack.url, f"drain-{workers}-{n}@bench.crowdseg") for n in range(args.annotators)]
+        with ThreadPoolExecutor(args.annotators) as pool:
+            done = sum(pool.map(lambda n: task.annotate(crowd[n], bad=n == 0, seed=seed + n), range(args.annotators)))
+        started = time.time()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda p: p.start().wait_ready(), stack.workers[:workers]))
+        ready = time.time()
+        task.wait_for_full_consensus(timeout=900)
+        expected = set(task.images)
+
+        def all_events_seen() -> bool:
+            seen: dict[str, int] = {}
+            for _, image_id, count in watcher.events:
+                seen[image_id] = max(seen.get(image_id, 0), count)
+            return all(seen.get(image, 0) >= args.replicates for image in expected)
+
+        wait_for(all_events_seen, 300, "every consensus.updated event")
+        ours = [t for t, image_id, _ in watcher.events if image_id in expected]
+    finally:
+        watcher.stop()
+    first, finished = min(ours), max(ours)
+    return {
+        "mode": "drain",
+        "consensus_workers": workers,
+        "submissions": done,
+        "images": len(expected),
+        "workers_ready_s": round(ready - started, 2),
+        "drain_s": round(finished - started, 2),
+        "drain_images_per_s": round(len(expected) / (finished - started), 3),
+        "first_to_last_event_s": round(finished - first, 2),
+        "images_per_s_first_to_last": round((len(expected) - 1) / max(finished - first, 1e-9), 3),
+    }
+
+
+def drain_table(report: dict[str, Any]) -> str:
+    lines = [
+        "| consensus workers | images (× replicates) | workers ready (s) | backlog drained (s) | images/s "
+        "| first → last result (s) | images/s (first → last) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report.get("drain_rounds", []):
+        lines.append(
+            f"| {r['consensus_workers']} | {r['images']} × {report['parameters']['replicates']} "
+            f"| {r['workers_ready_s']} | {r['drain_s']} | {r['drain_images_per_s']} "
+            f"| {r['first_to_last_event_s']} | {r['images_per_s_first_to_last']} |"
+        )
+    return "\n".join(lines)
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
         "| consensus workers | submissions | API submissions/s | pipeline submissions/s "
@@ -179,19 +240,31 @@ def main() -> int:
     parser.add_argument("--replicates", type=int, default=8)
     parser.add_argument("--size", type=int, default=384, help="image width and height in pixels")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument(
+        "--drain",
+        default="",
+        help="drain rounds with these worker counts (e.g. 1,2,1,2): the backlog is submitted with no worker running",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--table", action="store_true", help="print the Markdown table of --out and exit")
     args = parser.parse_args()
     if args.replicates > args.annotators:  # no image could ever be full: the run would only time out
         parser.error(f"--replicates {args.replicates} needs at least as many --annotators (got {args.annotators})")
     if args.table:
-        print(table(json.loads(args.out.read_text())))
+        report = json.loads(args.out.read_text())
+        print(table(report))
+        if report.get("drain_rounds"):
+            print()
+            print(drain_table(report))
         return 0
-    pools = [int(w) for w in args.workers.split(",")]
+    pools = [int(w) for w in args.workers.split(",") if w]
+    drains = [int(w) for w in args.drain.split(",") if w]
     tmp = Path(tempfile.mkdtemp(prefix="crowdseg-bench-"))
     kafka, mongo, minio = start_kafka(tmp / "kafka"), start_ferretdb(tmp / "mongo"), start_minio(tmp / "minio")
-    stack = ClusterStack(tmp / "stack", kafka, mongo, minio, consensus_workers=pools[0], worker_log_level=LOG_LEVEL)
+    first_pool = pools[0] if pools else max(drains)
+    stack = ClusterStack(tmp / "stack", kafka, mongo, minio, consensus_workers=first_pool, worker_log_level=LOG_LEVEL)
     rounds = []
+    drain_rounds = []
     try:
         stack.start()
         master = Api.sign_up(stack.url, "master@bench.crowdseg", "Bench")
@@ -202,6 +275,12 @@ def main() -> int:
             result = run_round(stack, master, workers, args, seed=100 * (index + 1))
             print(json.dumps(result), flush=True)
             rounds.append(result)
+        while len(stack.workers) < max(drains, default=0):
+            stack.add_worker()
+        for index, workers in enumerate(drains):
+            result = run_drain_round(stack, master, workers, args, seed=1000 * (index + 1))
+            print(json.dumps(result), flush=True)
+            drain_rounds.append(result)
     finally:
         stack.stop()
         for server in (kafka, mongo, minio):
@@ -224,6 +303,7 @@ def main() -> int:
             "partitions": 8,
         },
         "rounds": rounds,
+        "drain_rounds": drain_rounds,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

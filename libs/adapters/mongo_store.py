@@ -61,11 +61,12 @@ from pydantic import BaseModel
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
+T = TypeVar("T")
 Doc = dict[str, Any]
 
 GUARDS = "_guards"
@@ -111,6 +112,28 @@ def translate() -> Iterator[None]:
         raise Unavailable(f"the document store is unreachable: {exc}") from exc
     except PyMongoError as exc:
         raise Unavailable(f"document store error: {exc}") from exc
+
+
+BUSY_RETRIES = 40
+
+
+def _busy(exc: PyMongoError) -> bool:
+    """FerretDB v1 on SQLite refuses a write with SQLITE_BUSY when another transaction wrote to the
+    same file first (its read-then-write transactions cannot wait, whatever its busy timeout); the
+    statement was rolled back, so running it again is safe."""
+    return isinstance(exc, OperationFailure) and "SQLITE_BUSY" in str(exc)
+
+
+async def _busy_retried(write: Callable[[], Awaitable[T]]) -> T:
+    """Run one write, again after a short pause each time the server answered it was busy."""
+    for attempt in range(BUSY_RETRIES):
+        try:
+            return await write()
+        except PyMongoError as exc:
+            if not _busy(exc) or attempt == BUSY_RETRIES - 1:
+                raise
+        await asyncio.sleep(random.uniform(0, min(0.1, 0.005 * (attempt + 1))))
+    raise AssertionError("unreachable")
 
 
 class _Collection(Generic[M]):
@@ -181,6 +204,21 @@ class _Collection(Generic[M]):
 
         await self._store.mutate(self.coll, doc_id, on_doc)
         return outcome[0]
+
+    async def update_many(self, changes: Mapping[str, Callable[[M], M | None]]) -> None:
+        """Apply each ``{doc_id: change}`` atomically, in a constant number of round trips for the batch.
+
+        Bypasses the subclasses' bookkeeping in :meth:`update`: only for changes that counters do not
+        follow (clearing outboxes)."""
+
+        def on_doc(doc_id: str, change: Callable[[M], M | None]) -> Callable[[Doc], Doc | None]:
+            def apply(doc: Doc) -> Doc | None:
+                new = change(self.model.model_validate_json(doc["body"]))
+                return None if new is None else self.encode(new, doc_id)
+
+            return apply
+
+        await self._store.mutate_many(self.coll, {doc_id: on_doc(doc_id, c) for doc_id, c in changes.items()})
 
     async def replace_doc(self, doc_id: str, model: M) -> None:
         await self.update(doc_id, lambda _: (model, None), None)
@@ -514,23 +552,22 @@ class MongoOutbox:
         await self._collections[entry.collection].update(entry.document_id, change, None)
 
     async def mark_published_many(self, entries: Sequence[OutboxEntry]) -> None:
-        # No multi-document transaction: each document's events are cleared in one update, several at once.
-        published: dict[tuple[str, str], set[object]] = {}
+        # No multi-document transaction: each document's events are cleared in one update, a
+        # collection's documents in one batch (its round trips do not grow with the batch).
+        published: dict[str, dict[str, set[object]]] = {}
         for entry in entries:
-            published.setdefault((entry.collection, entry.document_id), set()).add(entry.event.payload.get("event_id"))
-        slots = asyncio.Semaphore(UPDATES_AT_ONCE)
+            by_doc = published.setdefault(entry.collection, {})
+            by_doc.setdefault(entry.document_id, set()).add(entry.event.payload.get("event_id"))
 
-        async def clear(collection: str, document_id: str, event_ids: set[object]) -> None:
-            def change(model: Any) -> tuple[Any, None]:
+        def clearing(event_ids: set[object]) -> Callable[[Any], Any]:
+            def change(model: Any) -> Any:
                 kept = [e for e in model.outbox if e.payload.get("event_id") not in event_ids]
-                if len(kept) == len(model.outbox):
-                    return None, None
-                return model.model_copy(update={"outbox": kept}), None
+                return None if len(kept) == len(model.outbox) else model.model_copy(update={"outbox": kept})
 
-            async with slots:
-                await self._collections[collection].update(document_id, change, None)
+            return change
 
-        await asyncio.gather(*(clear(c, d, ids) for (c, d), ids in published.items()))
+        for collection, by_doc in published.items():
+            await self._collections[collection].update_many({d: clearing(ids) for d, ids in by_doc.items()})
 
 
 COUNTER_SHARDS = 8
@@ -828,6 +865,80 @@ class MongoStore:
             await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
         raise Unavailable(f"{coll.name}/{doc_id} stayed busy; retry")
 
+    async def mutate_many(self, coll: AsyncCollection[Doc], changes: Mapping[str, Callable[[Doc], Doc | None]]) -> None:
+        """:meth:`mutate` of several documents in a constant number of round trips.
+
+        One read of them all, then (without atomic updates) one insert of all their guards, a
+        compare-and-set per document (all at once) and one delete of the guards: three round trips
+        for the batch and one per document, instead of four per document. A document whose guard or
+        compare-and-set a concurrent writer won falls back to :meth:`mutate` on its own, so nothing
+        is lost under contention.
+        """
+        if not changes:
+            return
+        with translate():
+            docs = {str(doc["_id"]): doc async for doc in coll.find({"_id": {"$in": list(changes)}})}
+        replacements: dict[str, tuple[int, Doc]] = {}
+        for doc_id, doc in docs.items():
+            new = changes[doc_id](doc)
+            if new is not None:
+                rev = int(doc.get("_rev", 0))
+                replacements[doc_id] = (rev, {**new, "_id": doc_id, "_rev": rev + 1})
+        if not replacements:
+            return
+        written = await self._replace_guarded(coll, replacements)
+        left = [doc_id for doc_id in replacements if doc_id not in written]
+        slots = asyncio.Semaphore(UPDATES_AT_ONCE)
+
+        async def one(doc_id: str) -> None:
+            async with slots:
+                await self.mutate(coll, doc_id, changes[doc_id])
+
+        await asyncio.gather(*(one(doc_id) for doc_id in left))
+
+    async def _replace_guarded(
+        self, coll: AsyncCollection[Doc], replacements: Mapping[str, tuple[int, Doc]]
+    ) -> set[str]:
+        """Compare-and-set every ``{doc_id: (rev, replacement)}``, under guards taken in one insert;
+        returns the ids written."""
+        guards = self.database[GUARDS]
+        token = uuid.uuid4().hex
+        held = list(replacements)
+        names = [f"{coll.name}/{doc_id}/{replacements[doc_id][0]}" for doc_id in held]
+        slots = asyncio.Semaphore(UPDATES_AT_ONCE)
+
+        async def replace(doc_id: str) -> bool:
+            rev, replacement = replacements[doc_id]
+            async with slots:
+                replaced = await _busy_retried(lambda: coll.replace_one({"_id": doc_id, "_rev": rev}, replacement))
+                return replaced.matched_count == 1
+
+        with translate():
+            try:
+                if not self.atomic_updates:
+                    held = await self._acquire_many(names, held, token)
+                # One compare-and-set per document, all at once: only its own answer tells whether it won.
+                won = await asyncio.gather(*(replace(doc_id) for doc_id in held))
+                return {doc_id for doc_id, ok in zip(held, won, strict=True) if ok}
+            finally:
+                if not self.atomic_updates:
+                    await _busy_retried(lambda: guards.delete_many({"_id": {"$in": names}, "token": token}))
+
+    async def _acquire_many(self, names: list[str], doc_ids: list[str], token: str) -> list[str]:
+        """Take the guards ``names`` (of ``doc_ids``) in one insert; returns the documents whose guard was taken."""
+        guards = [{"_id": name, "token": token, "at": time.time()} for name in names]
+        try:
+            await _busy_retried(lambda: self.database[GUARDS].insert_many(guards, ordered=False))
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            # Refused: guards another writer holds, and (FerretDB on SQLite) inserts it found busy.
+            lost = [e for e in errors if e.get("code") != DUPLICATE_KEY and "SQLITE_BUSY" not in str(e.get("errmsg"))]
+            if lost or exc.details.get("writeConcernErrors"):
+                raise Unavailable(f"document store error: {(lost or [exc.details])[0]}") from exc
+            refused = {int(error["index"]) for error in errors}
+            return [doc_id for index, doc_id in enumerate(doc_ids) if index not in refused]
+        return doc_ids
+
     async def _mutate_once(
         self, coll: AsyncCollection[Doc], doc_id: str, change: Callable[[Doc], Doc | None], *, check_stale: bool
     ) -> bool:
@@ -843,21 +954,23 @@ class MongoStore:
             if self.atomic_updates:  # the server evaluates the filter and writes in one step
                 return (await coll.replace_one({"_id": doc_id, "_rev": rev}, replacement)).matched_count == 1
             guard = f"{coll.name}/{doc_id}/{rev}"
+            guards = self.database[GUARDS]
             token = await self._acquire(guard, check_stale=check_stale)
             if token is None:
                 return False
             try:
                 # Nobody else moves the document from ``rev`` while we hold its guard, so the filter
                 # cannot race here; it only refuses a guard won after its previous holder had written.
-                return (await coll.replace_one({"_id": doc_id, "_rev": rev}, replacement)).matched_count == 1
+                replaced = await _busy_retried(lambda: coll.replace_one({"_id": doc_id, "_rev": rev}, replacement))
+                return replaced.matched_count == 1
             finally:
-                await self.database[GUARDS].delete_one({"_id": guard, "token": token})
+                await _busy_retried(lambda: guards.delete_one({"_id": guard, "token": token}))
 
     async def _acquire(self, guard: str, *, check_stale: bool) -> str | None:
         token = uuid.uuid4().hex
         guards = self.database[GUARDS]
         try:
-            await guards.insert_one({"_id": guard, "token": token, "at": time.time()})
+            await _busy_retried(lambda: guards.insert_one({"_id": guard, "token": token, "at": time.time()}))
         except DuplicateKeyError:
             if not check_stale:  # usually another writer is at work; look for a dead one now and then
                 return None

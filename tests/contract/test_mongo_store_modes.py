@@ -21,7 +21,7 @@ from crowdseg.domain import Image
 from pymongo import MongoClient
 
 from tests.contract.conftest import _drop_database
-from tests.contract.test_store_contract import LATER, NOW, stored_image
+from tests.contract.test_store_contract import LATER, NOW, image, stored_image, task
 from tests.servers import FerretDBServer
 
 pytestmark = [pytest.mark.contract, pytest.mark.cluster]
@@ -132,6 +132,81 @@ async def test_a_write_that_lands_between_read_and_write_is_kept(
         assert seen == [[], ["u-other"]]  # the write from the stale read missed and was retried
         assert (await stored(store, img.id)).submitted_by == ["u-other", "u-mine"]
         assert (images.find_one({"_id": img.id}) or {}).get("_rev") == 2
+        assert await store.database[GUARDS].count_documents({}) == 0
+    finally:
+        other.close()
+        await store.close()
+        await _drop_database(mongo_server.url, name)
+
+
+async def test_outbox_marks_in_one_batch_keep_every_racing_lease(replicas: list[MongoStore]) -> None:
+    """Issue 8: the ingest relay clears a whole page of outboxes in one batch (constant round trips);
+    leases racing it on the same image documents from other replicas are never lost."""
+    t = task(replicates=3)
+    await replicas[0].tasks.add(t)
+    images = [image(t.id, f"{n:02d}.png", events=1) for n in range(20)]
+    assert all(await replicas[0].images.add_many(images))
+    pending = await replicas[0].outbox.pending(limit=100)
+    assert len(pending) == len(images)
+
+    async def lease(i: int) -> bool:
+        img = images[i % len(images)]
+        user = f"u{i}"
+        return await replicas[1 + i % (REPLICAS - 1)].images.try_lease(
+            img.id, user, replicates=3, now=NOW, expires_at=LATER
+        )
+
+    _, *granted = await asyncio.gather(
+        replicas[0].outbox.mark_published_many(pending), *(lease(i) for i in range(2 * len(images)))
+    )
+    assert all(granted)  # two per image, within replicates
+    assert await replicas[0].outbox.pending(limit=100) == []
+    for n, img in enumerate(images):
+        leased = sorted(lease.user_id for lease in (await stored(replicas[0], img.id)).active_leases(NOW))
+        assert leased == sorted([f"u{n}", f"u{n + len(images)}"])
+    assert await replicas[0].database[GUARDS].count_documents({}) == 0
+
+
+@pytest.mark.parametrize("atomic_updates", [False, True], ids=["guards", "compare-and-set"])
+async def test_a_batch_write_that_loses_to_another_replica_is_retried(
+    mongo_server: FerretDBServer, atomic_updates: bool
+) -> None:
+    name = f"contract_{uuid.uuid4().hex[:12]}"
+    store = MongoStore(mongo_server.url, name, atomic_updates=atomic_updates)
+    await store.open()
+    other: MongoClient[dict[str, Any]] = MongoClient(mongo_server.url)
+    try:
+        t = task()
+        await store.tasks.add(t)
+        images = [image(t.id, f"{n}.png", events=1) for n in range(3)]
+        assert all(await store.images.add_many(images))
+        raw = other[name]["images"]
+        moved = images[1]
+
+        def another_replica_writes() -> None:
+            doc = raw.find_one({"_id": moved.id})
+            assert doc is not None
+            leased = Image.model_validate_json(doc["body"]).model_copy(update={"submitted_by": ["u-other"]})
+            new = {**store.images.encode(leased, moved.id), "_rev": doc["_rev"] + 1}
+            assert raw.replace_one({"_id": moved.id, "_rev": doc["_rev"]}, new).matched_count == 1
+
+        reads: list[str] = []
+
+        def clear(image_id: str) -> Any:
+            def change(img: Image) -> Image:
+                reads.append(image_id)
+                if reads.count(moved.id) == 1 and image_id == moved.id:  # after the batch's read, before its write
+                    another_replica_writes()
+                return img.model_copy(update={"outbox": []})
+
+            return change
+
+        await store.images.update_many({img.id: clear(img.id) for img in images})
+        assert reads.count(moved.id) == 2 and reads.count(images[0].id) == 1  # only the loser was retried
+        for img in images:
+            stored_img = await stored(store, img.id)
+            assert stored_img.outbox == []
+        assert (await stored(store, moved.id)).submitted_by == ["u-other"]
         assert await store.database[GUARDS].count_documents({}) == 0
     finally:
         other.close()
