@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 WEB_STAMP := web/dist/index.html
 CACHE ?= $(HOME)/.cache/crowdseg
 
-.PHONY: up test install web lint typecheck unit servers webtest clean
+.PHONY: up test install web lint typecheck unit servers webtest docs clean
 
 up: install
 	$(VENV)/bin/crowdseg up
@@ -30,7 +30,7 @@ servers:
 	@if [ -x scripts/provision-test-servers.sh ]; then CROWDSEG_CACHE=$(CACHE) scripts/provision-test-servers.sh; fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check libs services tests bench
+	$(VENV)/bin/ruff check libs services tests bench docs
 	@rm -rf .typecheck && mkdir -p .typecheck/crowdseg && \
 	  for f in libs/*; do ln -s ../../$$f .typecheck/crowdseg/; done && \
 	  ln -s ../../services .typecheck/crowdseg/services
@@ -38,6 +38,12 @@ lint: $(STAMP)
 
 test: install servers lint webtest
 	CROWDSEG_CACHE=$(CACHE) $(PY) -m pytest -p no:cacheprovider -q
+	$(MAKE) --no-print-directory docs
+
+# The docs site (mkdocs.yml, docs/), built strictly into site/: after pytest, whose browser tests take
+# its screenshots (docs/screenshots/); a missing screenshot, link or setting description fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # The web UI's own unit tests (vitest): geometry, raster parity with the server, the save queue.
 webtest: $(WEB_STAMP)

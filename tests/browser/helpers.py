@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -13,10 +14,16 @@ import httpx
 import numpy as np
 from crowdseg.domain import Shape, Tool
 from crowdseg.geometry import rasterize
+from PIL import Image
 
 from tests.embedded import Api
 
 ARTIFACTS = Path(os.environ.get("CROWDSEG_BROWSER_ARTIFACTS", Path(__file__).parent / "artifacts"))
+# The guides' screenshots (docs/screenshots/, committed): taken by these tests, so they show today's UI.
+DOCS_SCREENSHOTS = Path(
+    os.environ.get("CROWDSEG_DOCS_SCREENSHOTS", Path(__file__).resolve().parents[2] / "docs" / "screenshots")
+)
+VIEWPORT = {"width": 1280, "height": 800}  # the browser tests' window, and so the docs' screenshot size
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct-horse-battery"
 LONG = 90_000  # ms: the consensus and the export go through the embedded Kafka broker
@@ -39,16 +46,29 @@ def httpx_get(url: str) -> str:
 
 
 class Shot:
-    """Numbered full-page screenshots: <directory>/<prefix>NN-<name>.png."""
+    """Numbered full-page screenshots: <directory>/<prefix>NN-<name>.png; with ``docs=True`` the window is
+    also saved as docs/screenshots/<name>.png, the picture a guide shows of that screen."""
 
     def __init__(self, directory: Path, prefix: str = "") -> None:
         self.directory = directory
         self.prefix = prefix
         self.count = 0
 
-    def __call__(self, page: Any, name: str) -> None:
+    def __call__(self, page: Any, name: str, *, docs: bool = False) -> None:
         self.count += 1
         page.screenshot(path=str(self.directory / f"{self.prefix}{self.count:02d}-{name}.png"), full_page=True)
+        if docs:
+            docs_screenshot(page, name)
+
+
+def docs_screenshot(page: Any, name: str) -> None:
+    """The window as docs/screenshots/<name>.png, in 256 colours: a UI's flat colours survive, the file is a
+    fraction of the size (they are committed, and regenerated on every run)."""
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    picture = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        DOCS_SCREENSHOTS / f"{name}.png", optimize=True
+    )
 
 
 # ---- drawing helpers: image pixels -> page coordinates through the editor's own transform ----
@@ -111,7 +131,7 @@ def model_shapes(page: Any) -> list[dict[str, Any]]:
 
 def finish_tour(page: Any, shot: Shot) -> None:
     page.wait_for_selector("[data-testid='tour']", timeout=30_000)
-    shot(page, "annotator-tour")
+    shot(page, "annotator-tour", docs=True)
     for _ in range(20):
         if page.locator("[data-testid='tour']").count() == 0:
             return

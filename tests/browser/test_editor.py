@@ -19,6 +19,7 @@ from crowdseg.simulation import synthetic_image
 
 from tests.browser.helpers import (
     PASSWORD,
+    VIEWPORT,
     Shot,
     drag,
     freehand,
@@ -67,7 +68,7 @@ def tasks(server: EmbeddedServer) -> dict[str, str]:
 
 @pytest.fixture
 def page(server: EmbeddedServer, browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport=VIEWPORT)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -205,7 +206,7 @@ def test_contour_editing_and_durable_saving(
     page.wait_for_function(f"() => window.crowdseg.workbench.view.stage.scaleX() > {fitted['scale'] * 1.2}")
     page.keyboard.press("ArrowLeft")
     assert view_state(page)["x"] != fitted["x"]
-    shot(page, "zoomed")
+    shot(page, "zoomed", docs=True)
     page.keyboard.press("0")
     assert abs(view_state(page)["scale"] - fitted["scale"]) < 1e-6
 
@@ -213,7 +214,7 @@ def test_contour_editing_and_durable_saving(
     page.keyboard.press("i")
     page.wait_for_selector("dialog[open] h1:has-text('contour')")
     page.wait_for_selector("dialog[open] strong:has-text('carefully')")
-    shot(page, "instructions")
+    shot(page, "instructions", docs=True)
     page.keyboard.press("Escape")
     page.wait_for_selector("dialog[open]", state="detached")
 
@@ -297,7 +298,7 @@ def test_points_and_polylines(server: EmbeddedServer, tasks: dict[str, str], pag
     page.keyboard.press("Delete")
     got = [tuple(s["points"][0]) for s in model_shapes(page)]
     assert near(got, [clicks[0], (130.0, 70.0)]), got
-    shot(page, "points")
+    shot(page, "points", docs=True)
     with page.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/submissions")) as saved:
         page.click("[data-testid='primary']")
     assert saved.value.status == 201, saved.value.text()
@@ -314,7 +315,7 @@ def test_points_and_polylines(server: EmbeddedServer, tasks: dict[str, str], pag
     drag(page, line[2], (175.0, 185.0))
     edited = [*line[:2], (175.0, 185.0), line[3]]
     assert near(points_of(page), edited)
-    shot(page, "polyline")
+    shot(page, "polyline", docs=True)
     with page.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/submissions")) as saved:
         page.click("[data-testid='primary']")
     assert saved.value.status == 201, saved.value.text()
@@ -337,7 +338,7 @@ def test_live_console_draws_object_consensus(
     body = {"id": "live-points-1", "image_id": image_id, "shapes": [{"type": "point", "points": [[50, 60]]}]}
     assert annotator.http.post(f"/tasks/{task_id}/submissions", json=body).status_code == 201
 
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport=VIEWPORT)
     try:
         tab = context.new_page()
         tab.goto(f"{server.url}/signin?next=/console/tasks/{task_id}")

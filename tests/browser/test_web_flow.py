@@ -5,7 +5,8 @@ reference; an annotator signs up, takes the tour, passes the qualification, outl
 clicking vertices and another by a freehand drag (real mouse events), edits a vertex and presses
 next. The stored submissions must match what was drawn; the dashboard shows the progress; the task
 master sees the progress, the coverage histogram, a page of the coverage matrix and the consensus,
-and downloads the export. Every page is screenshotted into tests/browser/artifacts/test_web_flow/.
+and downloads the export. Every page is screenshotted into tests/browser/artifacts/test_web_flow/, and
+the screens the guides show into docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from crowdseg.simulation import synthetic_image
 from tests.browser.helpers import (
     LONG,
     PASSWORD,
+    VIEWPORT,
     Shot,
     click_polygon,
     distance_to_outline,
+    docs_screenshot,
     drag,
     finish_tour,
     freehand,
@@ -71,9 +74,8 @@ def test_task_master_and_annotator_in_the_browser(
     tutorial_file.write_bytes(tutorial.png)
     reference = tutorial.outline[::6]  # 8 vertices
 
-    viewport = {"width": 1400, "height": 900}
-    master_ctx = browser.new_context(viewport=viewport, accept_downloads=True)
-    annot_ctx = browser.new_context(viewport=viewport)
+    master_ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    annot_ctx = browser.new_context(viewport=VIEWPORT)
     master = master_ctx.new_page()
     annot = annot_ctx.new_page()
     errors: list[str] = []
@@ -82,7 +84,7 @@ def test_task_master_and_annotator_in_the_browser(
     try:
         # -- the task master signs up (first account: admin, so also task master) ---------------
         sign_up(master, url, "Tess Master", "master@example.org")
-        shot(master, "master-dashboard")
+        shot(master, "master-dashboard", docs=True)
         master.click("a[href='/console']")
         master.wait_for_selector("[data-testid='new-task']")
         shot(master, "console")
@@ -99,7 +101,7 @@ def test_task_master_and_annotator_in_the_browser(
         master.wait_for_selector("[data-testid='md-preview'] strong")
         assert master.evaluate("() => window.pwned === undefined")
         assert master.locator("[data-testid='md-preview'] script").count() == 0
-        shot(master, "new-task")
+        shot(master, "new-task", docs=True)
         with master.expect_response(lambda r: r.url.endswith("/api/v1/tasks") and r.request.method == "POST") as made:
             master.click("[data-testid='save-task']")
         assert made.value.status == 201, made.value.text()
@@ -114,7 +116,7 @@ def test_task_master_and_annotator_in_the_browser(
         master.wait_for_selector("[data-testid='rejected'] li")
         assert master.locator("[data-testid='rejected'] li").count() == 2
         master.wait_for_selector("text=4 image(s) accepted")
-        shot(master, "upload")
+        shot(master, "upload", docs=True)
 
         # -- and one more image dropped on the drop zone -------------------------------------------
         dropped = base64.b64encode(extra.png).decode()
@@ -130,7 +132,7 @@ def test_task_master_and_annotator_in_the_browser(
         click_polygon(master, reference)
         drawn = model_shapes(master)
         assert len(drawn) == 1 and len(drawn[0]["points"]) == len(reference)
-        shot(master, "tutorial-reference")
+        shot(master, "tutorial-reference", docs=True)
         with master.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/tutorial")) as tut:
             master.click("[data-testid='save-tutorial']")
         assert tut.value.status == 201, tut.value.text()
@@ -150,7 +152,7 @@ def test_task_master_and_annotator_in_the_browser(
             master.click("[data-testid='add-member']")
         assert member.value.ok, member.value.text()
         master.wait_for_selector("[data-testid='members'] li:has-text('annotator@example.org')")
-        shot(master, "settings-members")
+        shot(master, "settings-members", docs=True)
 
         # -- and edits the task: a new title and one more rater per image ----------------------------
         master.fill("#f-title", "Browser nuclei (edited)")
@@ -179,7 +181,7 @@ def test_task_master_and_annotator_in_the_browser(
         banner = annot.locator(".wb-banner").inner_text()
         assert "Passed" in banner and "expert" in banner
         assert annot.evaluate("() => window.crowdseg.workbench.view.reference.length") == 1
-        shot(annot, "qualification-result")
+        shot(annot, "qualification-result", docs=True)
 
         # -- image 1: click vertices, then drag one of them --------------------------------------
         sent: list[dict[str, Any]] = []
@@ -204,7 +206,7 @@ def test_task_master_and_annotator_in_the_browser(
         edited = [moved_to if k == 2 else p for k, p in enumerate(clicked)]
         for got, want in zip(shapes[0]["points"], edited, strict=True):
             assert math.dist(got, want) < 0.75, (got, want)
-        shot(annot, "annotate-clicked")
+        shot(annot, "annotate-clicked", docs=True)
         with annot.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/submissions")) as saved:
             annot.click("[data-testid='primary']")
         assert saved.value.status == 201, saved.value.text()
@@ -219,7 +221,7 @@ def test_task_master_and_annotator_in_the_browser(
         shapes2 = model_shapes(annot)
         assert len(shapes2) == 1, shapes2
         assert 4 <= len(shapes2[0]["points"]) < len(traced), "the stroke was simplified with RDP"
-        shot(annot, "annotate-freehand")
+        shot(annot, "annotate-freehand", docs=True)
         with annot.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/submissions")) as saved2:
             annot.click("[data-testid='primary']")
         assert saved2.value.status == 201, saved2.value.text()
@@ -250,7 +252,7 @@ def test_task_master_and_annotator_in_the_browser(
         progress.wait_for()
         assert progress.inner_text().strip().startswith("2 /"), progress.inner_text()
         assert annot.locator("[data-testid='submissions-total']").inner_text().strip() == "2"
-        shot(annot, "annotator-dashboard-after")
+        shot(annot, "annotator-dashboard-after", docs=True)
 
         # -- the task master watches the task live: coverage, consensus ---------------------------
         master.goto(f"{url}/console/tasks/{task_id}?tab=live")
@@ -274,13 +276,15 @@ def test_task_master_and_annotator_in_the_browser(
             ".length === 2",
             timeout=LONG,
         )
-        shot(master, "live")
+        shot(master, "live", docs=True)
+        master.locator("[data-testid='consensus-thumbs']").scroll_into_view_if_needed()
+        docs_screenshot(master, "live-consensus")
 
         # -- export with a progress bar, then the download ----------------------------------------
         master.click("[data-testid='tab-export']")
         master.click("[data-testid='start-export']")
         master.wait_for_selector("[data-testid='download-export']", timeout=LONG)
-        shot(master, "export")
+        shot(master, "export", docs=True)
         with master.expect_download() as download:
             master.click("[data-testid='download-export']")
         target = artifacts / "export.zip"
@@ -301,7 +305,7 @@ def test_task_master_and_annotator_in_the_browser(
             box.check()
         assert roles.value.ok, roles.value.text()
         assert sorted(annotator.http.get("/me").json()["roles"]) == ["annotator", "taskmaster"]
-        shot(master, "admin")
+        shot(master, "admin", docs=True)
 
         # -- sign out ------------------------------------------------------------------------------------
         master.click("[data-testid='signout']")
