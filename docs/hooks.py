@@ -26,6 +26,7 @@ from mkdocs.structure.pages import Page
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
+SCRATCH = tempfile.TemporaryDirectory(prefix="crowdseg-docs-")  # the app's data directory; it stays empty
 MARKER = re.compile(r"<!--\s*crowdseg:([a-z-]+)\s*-->")
 
 # What each setting means, for the settings that do not say it in their own `Field(description=...)`.
@@ -90,8 +91,7 @@ def _app() -> Any:
     from crowdseg.services.gateway.app import create_embedded_app
     from crowdseg.settings import GatewaySettings
 
-    data_dir = Path(tempfile.mkdtemp(prefix="crowdseg-docs-"))
-    return create_embedded_app(GatewaySettings(data_dir=data_dir, consensus_processes=0))
+    return create_embedded_app(GatewaySettings(data_dir=Path(SCRATCH.name), consensus_processes=0))
 
 
 @functools.cache
