@@ -35,6 +35,7 @@ lint: $(STAMP)
 	  for f in libs/*; do ln -s ../../$$f .typecheck/crowdseg/; done && \
 	  ln -s ../../services .typecheck/crowdseg/services
 	$(VENV)/bin/mypy .typecheck/crowdseg
+	$(VENV)/bin/mypy docs/hooks.py
 
 test: install servers lint webtest
 	CROWDSEG_CACHE=$(CACHE) $(PY) -m pytest -p no:cacheprovider -q

@@ -189,7 +189,7 @@ def settings_table() -> str:
     """Every CROWDSEG_* variable of the pydantic-settings classes, and which services read it."""
     from crowdseg import settings
 
-    services = {
+    services: dict[str, type[settings.CommonSettings]] = {
         "ingest": settings.IngestSettings,
         "assign": settings.AssignSettings,
         "annotate": settings.AnnotateSettings,
