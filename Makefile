@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 WEB_STAMP := web/dist/index.html
 CACHE ?= $(HOME)/.cache/crowdseg
 
-.PHONY: up test install web lint typecheck unit servers webtest docs clean
+.PHONY: up test install web lint typecheck unit servers webtest docs clean dist
 
 up: install
 	$(VENV)/bin/crowdseg up
@@ -49,6 +49,11 @@ docs: $(STAMP)
 # The web UI's own unit tests (vitest): geometry, raster parity with the server, the save queue.
 webtest: $(WEB_STAMP)
 	cd web && npm test
+
+# An sdist and a wheel in dist/; both carry the built web UI (setup.py, MANIFEST.in).
+dist: $(STAMP) $(WEB_STAMP)
+	rm -rf dist build
+	$(PY) -m build --outdir dist .
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import crowdseg
 import httpx
 import uvicorn
 from crowdseg.embedded import EmbeddedBroker, EmbeddedWorker
@@ -43,6 +44,7 @@ SERVICES: dict[str, tuple[str, type[CommonSettings]]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crowdseg", description="Crowdsourced image annotation with consensus.")
+    parser.add_argument("--version", action="version", version=f"crowdseg {crowdseg.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run every service and the web UI in one process (embedded profile)")
     up.add_argument("--data", type=Path, default=None, help="data directory (default ./crowdseg-data)")

@@ -9,26 +9,55 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 RESERVED = ("api/", "docs", "openapi.json", "asyncapi", "healthz", "readyz", "metrics")
+PACKAGE = Path(crowdseg.__file__).resolve().parent
+PLACEHOLDER = PACKAGE / "static" / "index.html"
 
 
-def default_web_dir() -> Path:
-    """web/dist of the repository this package was installed from, if it was built."""
-    return Path(crowdseg.__file__).resolve().parent.parent / "web" / "dist"
+def packaged_web_dir() -> Path:
+    """The UI inside an installed wheel (setup.py copies web/dist there)."""
+    return PACKAGE / "web"
+
+
+def repository_web_dir() -> Path:
+    """web/dist of the repository an editable install runs from (development)."""
+    return PACKAGE.parent / "web" / "dist"
+
+
+def web_dir_candidates(configured: Path | None) -> list[Path]:
+    """Where the UI is looked for, first match wins: the configured directory alone, else the
+    packaged UI, then the repository's build."""
+    if configured is not None:
+        return [configured.resolve()]
+    return [packaged_web_dir(), repository_web_dir()]
+
+
+def find_web_dir(configured: Path | None) -> Path | None:
+    for candidate in web_dir_candidates(configured):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
 
 
 def mount_web(app: FastAPI, web_dir: Path | None) -> None:
-    root = (web_dir or default_web_dir()).resolve()
-    fallback = Path(crowdseg.__file__).resolve().parent / "static" / "index.html"
+    found: list[Path] = []
+
+    def root() -> Path | None:
+        # Looked up until found, so a UI built while crowdseg runs replaces the placeholder.
+        if not found and (where := find_web_dir(web_dir)) is not None:
+            found.append(where)
+        return found[0] if found else None
 
     @app.get("/{path:path}", include_in_schema=False)
     async def web(path: str) -> Response:
         if path.startswith(RESERVED):
             return JSONResponse({"detail": "not found"}, status_code=404)
-        candidate = (root / path).resolve()
-        if path and candidate.is_file() and candidate.is_relative_to(root):
+        ui = root()
+        if ui is None:
+            return FileResponse(PLACEHOLDER, headers={"Cache-Control": "no-cache"})
+        candidate = (ui / path).resolve()
+        if path and candidate.is_file() and candidate.is_relative_to(ui):
             return FileResponse(candidate, headers=_cache_headers(path))
-        index = root / "index.html"
-        return FileResponse(index if index.is_file() else fallback, headers={"Cache-Control": "no-cache"})
+        return FileResponse(ui / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def _cache_headers(path: str) -> dict[str, str]:
