@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -18,7 +19,7 @@ import crowdseg
 import httpx
 import uvicorn
 from crowdseg.embedded import EmbeddedBroker, EmbeddedWorker
-from crowdseg.errors import Unavailable
+from crowdseg.errors import SchemaTooNew, Unavailable
 from crowdseg.settings import (
     AnnotateSettings,
     AssignSettings,
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"crowdseg: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except (Unavailable, OSError, ValueError) as exc:
+    except (Unavailable, SchemaTooNew, OSError, ValueError) as exc:
         print(f"crowdseg: {exc}", file=sys.stderr)
         return 2
 
@@ -109,6 +110,11 @@ def run_up(data: Path | None, port: int | None, host: str | None, seed_demo: boo
             overrides[name] = value
     settings = load_settings(GatewaySettings, **overrides)
     lock = _lock_data_dir(settings.data_dir)
+    try:
+        asyncio.run(_upgrade_store(settings))
+    except BaseException:
+        lock.close()
+        raise
     broker = EmbeddedBroker(settings.data_dir / "logs" / "broker.log")
     broker.start()
     try:
@@ -132,6 +138,16 @@ def run_up(data: Path | None, port: int | None, host: str | None, seed_demo: boo
         broker.stop()
         lock.close()
     return 0
+
+
+async def _upgrade_store(settings: GatewaySettings) -> None:
+    """Open the store once before anything else starts: an older data directory is upgraded here,
+    before the worker processes open it, and a newer one is refused with one line."""
+    from crowdseg.runtime import build_store
+
+    store = build_store(settings)
+    await store.open()
+    await store.close()
 
 
 def _start_workers(settings: GatewaySettings) -> list[EmbeddedWorker]:
@@ -163,7 +179,6 @@ def _announce(server: uvicorn.Server, url: str, seed_demo: bool) -> None:
 def run_serve(service: str, host: str, port: int) -> int:
     """One service in this process, configured by ``CROWDSEG_*`` variables; exits 2 at once if one is
     missing or what it names does not answer."""
-    import asyncio
     import importlib
 
     from crowdseg.preflight import preflight

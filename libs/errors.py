@@ -14,7 +14,8 @@ ever imports a driver's exceptions.
     ├── NotFound            404      no such thing, or not visible to the caller
     ├── Conflict            409      the request contradicts stored state
     ├── TooManyRequests     429      throttled (sign-in failures); retry after ``retry_after`` s
-    └── Unavailable         503      a store, blob store or the broker cannot be reached (retry)
+    ├── Unavailable         503      a store, blob store or the broker cannot be reached (retry)
+    └── SchemaTooNew                 at start: the stored data were written by a newer crowdseg
 """
 
 from __future__ import annotations
@@ -73,3 +74,7 @@ class Unavailable(CrowdsegError):
     """A backing service is unreachable; the same call may succeed later."""
 
     status_code = 503
+
+
+class SchemaTooNew(CrowdsegError):
+    """The data directory (or database) was written by a newer crowdseg; nothing is touched."""

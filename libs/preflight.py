@@ -14,7 +14,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from crowdseg.bus import ensure_topics
-from crowdseg.errors import Unavailable
+from crowdseg.errors import SchemaTooNew, Unavailable
 from crowdseg.ports import BlobStore, Store
 from crowdseg.runtime import build_blobs, build_store
 from crowdseg.settings import CommonSettings, Profile
@@ -36,6 +36,8 @@ async def _within(what: str, seconds: float, step: Awaitable[T]) -> T:
         return await asyncio.wait_for(step, seconds)
     except TimeoutError as exc:
         raise Unavailable(f"{what} did not answer within {seconds:.0f} s") from exc
+    except SchemaTooNew:
+        raise  # it answered: its data are newer than this code, which the error says
     except Unavailable as exc:
         cause = exc.__cause__
         reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.detail

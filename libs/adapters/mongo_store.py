@@ -41,6 +41,7 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import crowdseg
 from crowdseg.counters import Tally, TaskCounters, rebuild
 from crowdseg.domain import (
     Consensus,
@@ -55,7 +56,8 @@ from crowdseg.domain import (
     User,
     json_time,
 )
-from crowdseg.errors import Conflict, InvalidInput, Unavailable
+from crowdseg.errors import Conflict, InvalidInput, SchemaTooNew, Unavailable
+from crowdseg.migrations import SCHEMA_VERSION, UNVERSIONED, Step, announce, plan
 from crowdseg.ports import Key, OutboxEntry, Page
 from pydantic import BaseModel
 from pymongo import ASCENDING, AsyncMongoClient
@@ -72,6 +74,7 @@ Doc = dict[str, Any]
 GUARDS = "_guards"
 META = "_meta"
 FIRST_USER = "first-user"
+SCHEMA = "schema"  # the _meta document of the schema version (crowdseg.migrations)
 
 ALREADY_ANNOTATED = "you have already annotated this image; ask for the next one"
 DUPLICATE_KEY = 11000  # the server's error code for a unique index refusing an insert
@@ -738,6 +741,21 @@ class MongoMeta:
             await self._store.database[META].replace_one({"_id": self._id(key)}, {"value": value}, upsert=True)
 
 
+async def _encode_creation_times(store: MongoStore) -> None:
+    """Users and tasks get ``created``, the keyset of their pages (documents from before paging)."""
+    for collection in (store.users, store.tasks):
+        with translate():
+            legacy = [doc["_id"] async for doc in collection.coll.find({"created": {"$exists": False}}, {"_id": 1})]
+        for doc_id in legacy:
+            await collection.update(str(doc_id), lambda model: (model, None), None)  # re-encoded with it
+
+
+STEPS: list[Step[Callable[[MongoStore], Awaitable[None]]]] = [
+    Step(2, "users and tasks without their paging key get it (it ran at every start before)", _encode_creation_times),
+]
+"""Each runs after the indexes of this code are created."""
+
+
 class MongoStore:
     """Implements :class:`crowdseg.ports.Store` on a MongoDB-protocol server."""
 
@@ -802,20 +820,40 @@ class MongoStore:
                 if self.atomic_updates_setting is None:
                     info = await client.admin.command("buildInfo")
                     self.atomic_updates = "ferretdbVersion" not in info
+                found, written_by = await self._stored_schema()
+                steps = [] if found is None else plan(STEPS, found, where=self._where(), written_by=written_by)
                 await self._create_indexes()
-            await self._migrate()
+            for step in steps:
+                announce(step, self._where())
+                await step.run(self)
+            if found != SCHEMA_VERSION:
+                await self._record_schema()
+                if found is not None:
+                    log.info("%s: upgraded from schema %d to %d", self._where(), found, SCHEMA_VERSION)
+            await self.counters.rebuild_missing()  # also a task whose counters a crash left unmade
         except Unavailable as exc:
             await self.close()
             raise Unavailable(f"cannot open the document store: {exc.detail}") from exc
+        except SchemaTooNew:
+            await self.close()
+            raise
 
-    async def _migrate(self) -> None:
-        """Bring documents from before pagination and counters up to date (a no-op afterwards)."""
-        for collection in (self.users, self.tasks):
-            with translate():
-                legacy = [doc["_id"] async for doc in collection.coll.find({"created": {"$exists": False}}, {"_id": 1})]
-            for doc_id in legacy:
-                await collection.update(str(doc_id), lambda model: (model, None), None)  # re-encoded with it
-        await self.counters.rebuild_missing()
+    def _where(self) -> str:
+        return f"the database {self.database_name}"
+
+    async def _stored_schema(self) -> tuple[int | None, str | None]:
+        """The recorded schema version and the release that recorded it; None for a new database."""
+        recorded = await self.database[META].find_one({"_id": SCHEMA})
+        if recorded is not None:
+            return int(recorded["version"]), recorded.get("written_by")
+        names = set(await self.database.list_collection_names())
+        return (UNVERSIONED if names & set(INDEXES) else None), None
+
+    async def _record_schema(self) -> None:
+        with translate():
+            await self.database[META].replace_one(
+                {"_id": SCHEMA}, {"version": SCHEMA_VERSION, "written_by": crowdseg.__version__}, upsert=True
+            )
 
     async def _create_indexes(self) -> None:
         for name, indexes in INDEXES.items():

@@ -8,6 +8,7 @@ coroutines of the process; the embedded profile is one process.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import crowdseg
 from crowdseg.adapters.group_sync import GroupSync
 from crowdseg.adapters.wal_checkpoint import BACKSTOP_PAGES, WalCheckpointer
 from crowdseg.counters import Tally, TaskCounters, rebuild
@@ -31,9 +33,11 @@ from crowdseg.domain import (
     json_time,
 )
 from crowdseg.errors import Conflict, InvalidInput, Unavailable
+from crowdseg.migrations import SCHEMA_VERSION, UNVERSIONED, Step, announce, plan
 from crowdseg.ports import Key, OutboxEntry, Page
 from pydantic import BaseModel
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 SCHEMA = """
@@ -59,6 +63,8 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_by_user ON attempts (task_id, user_id);
 CREATE TABLE IF NOT EXISTS exports (
   id TEXT PRIMARY KEY, task_id TEXT NOT NULL, pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);
+-- Reconcile on start looks up the unfinished exports (SqliteExports.unfinished).
+CREATE INDEX IF NOT EXISTS exports_by_status ON exports (json_extract(doc, '$.status'));
 -- The outbox relay looks for pending documents after every write: without these it scans each table.
 CREATE INDEX IF NOT EXISTS images_pending ON images (pending) WHERE pending = 1;
 CREATE INDEX IF NOT EXISTS submissions_pending ON submissions (pending) WHERE pending = 1;
@@ -172,6 +178,33 @@ CREATE TRIGGER IF NOT EXISTS consensus_counted_replace AFTER UPDATE OF doc ON co
 WHEN NEW.submissions != OLD.submissions AND {COUNTED} BEGIN{_tally_scores((1, "NEW"), (-1, "OLD"))}
 END;
 """
+
+SCHEMA_VERSION_KEY = "schema.version"
+SCHEMA_WRITTEN_BY_KEY = "schema.written_by"
+
+
+def _index_exports_by_status(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX IF NOT EXISTS exports_by_status ON exports (json_extract(doc, '$.status'))")
+
+
+STEPS: list[Step[Any]] = [
+    Step(2, "index exports by status (reconcile on start scanned them)", _index_exports_by_status),
+]
+"""Each runs inside the upgrade's transaction on the connection; after any of them the triggers are
+created anew from this code (``CREATE TRIGGER IF NOT EXISTS`` alone would keep an older body)."""
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script, for running them inside a transaction (``executescript`` commits)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+    if buffer.strip() and not all(line.strip().startswith("--") for line in buffer.splitlines() if line.strip()):
+        raise ValueError(f"an incomplete SQL statement: {buffer.strip()[:80]}")
+
 
 OUTBOX_TABLES: dict[str, type[BaseModel]] = {
     "images": Image,
@@ -739,14 +772,67 @@ class SqliteStore:
             connection.execute("PRAGMA busy_timeout = 5000")
             # Checkpoints run in a thread of their own (crowdseg.adapters.wal_checkpoint), not in a commit.
             connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-            connection.executescript(SCHEMA)
-            connection.executescript(PAGING_SCHEMA)
-            connection.executescript(COUNTERS_SCHEMA)
+            self._upgrade(connection)
         except (sqlite3.Error, OSError) as exc:
             raise Unavailable(f"cannot open the document store at {self.path}: {exc}") from exc
+        except BaseException:
+            connection.close()
+            raise
         self._connection = connection
         self.counters.rebuild_missing()
         self._checkpointer.start()
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """Create the schema, or bring an older one to this code's (crowdseg.migrations), in one
+        transaction: the worker processes that open the same file meanwhile wait for it, then find
+        the new version recorded."""
+        db.execute("PRAGMA busy_timeout = 600000")  # another process may be upgrading the file
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._upgrade_in_transaction(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.execute("PRAGMA busy_timeout = 5000")
+
+    def _upgrade_in_transaction(self, db: sqlite3.Connection) -> None:
+        found, written_by = self._stored_schema(db)
+        where = f"the data directory {self.path.parent}"
+        steps = [] if found is None else plan(STEPS, found, where=where, written_by=written_by)
+        for step in steps:
+            announce(step, str(self.path))
+            step.run(db)
+        if steps:
+            for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                db.execute(f'DROP TRIGGER "{trigger}"')
+        for statement in _statements(SCHEMA + PAGING_SCHEMA + COUNTERS_SCHEMA):
+            db.execute(statement)
+        if found != SCHEMA_VERSION:
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(SCHEMA_VERSION_KEY, str(SCHEMA_VERSION)), (SCHEMA_WRITTEN_BY_KEY, crowdseg.__version__)],
+            )
+            if found is not None:
+                log.info("%s: upgraded from schema %d to %d", self.path, found, SCHEMA_VERSION)
+
+    @staticmethod
+    def _stored_schema(db: sqlite3.Connection) -> tuple[int | None, str | None]:
+        """The recorded schema version and the release that recorded it; None for an empty file."""
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "users" not in tables:
+            return None, None
+        if "meta" not in tables:
+            return UNVERSIONED, None
+        stored = dict(
+            db.execute(
+                "SELECT key, value FROM meta WHERE key IN (?, ?)", (SCHEMA_VERSION_KEY, SCHEMA_WRITTEN_BY_KEY)
+            ).fetchall()
+        )
+        version = stored.get(SCHEMA_VERSION_KEY)
+        return (UNVERSIONED if version is None else int(version)), stored.get(SCHEMA_WRITTEN_BY_KEY)
 
     async def ping(self) -> None:
         with self.translate():
