@@ -1,0 +1,159 @@
+"""Schema versions on both stores: recorded on a new store, data without one (crowdseg 0.1.0's) are
+upgraded on open, newer data are refused before anything is written.
+
+The upgrade of a real 0.1.0 data directory, end to end over HTTP, is tests/integration/test_upgrade_data_dir.py.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from crowdseg import __version__
+from crowdseg.adapters import mongo_store, sqlite_store
+from crowdseg.adapters.mongo_store import META, MongoStore
+from crowdseg.adapters.sqlite_store import SqliteStore
+from crowdseg.errors import SchemaTooNew
+from crowdseg.migrations import SCHEMA_VERSION, UNVERSIONED, Step, plan
+from crowdseg.ports import Store
+
+from tests.contract.test_store_contract import image, task, user
+
+pytestmark = pytest.mark.contract
+
+
+async def recorded(store: Store) -> tuple[int, str] | None:
+    if isinstance(store, SqliteStore):
+        version = await store.meta.get(sqlite_store.SCHEMA_VERSION_KEY)
+        written_by = await store.meta.get(sqlite_store.SCHEMA_WRITTEN_BY_KEY)
+        return None if version is None or written_by is None else (int(version), written_by)
+    assert isinstance(store, MongoStore)
+    doc = await store.database[META].find_one({"_id": mongo_store.SCHEMA})
+    return None if doc is None else (int(doc["version"]), str(doc["written_by"]))
+
+
+async def record(store: Store, version: int | None) -> None:
+    """What an older (None: 0.1.0, no version) or newer crowdseg would have left."""
+    if isinstance(store, SqliteStore):
+        db = store.connection
+        db.execute("DELETE FROM meta WHERE key LIKE 'schema.%'")
+        if version is not None:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (sqlite_store.SCHEMA_VERSION_KEY, str(version)))
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (sqlite_store.SCHEMA_WRITTEN_BY_KEY, "9.9.9"))
+        return
+    assert isinstance(store, MongoStore)
+    await store.database[META].delete_one({"_id": mongo_store.SCHEMA})
+    if version is not None:
+        await store.database[META].insert_one({"_id": mongo_store.SCHEMA, "version": version, "written_by": "9.9.9"})
+
+
+def sqlite_objects(store: SqliteStore) -> set[tuple[str, str]]:
+    rows = store.connection.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+    return {(kind, name) for kind, name in rows}
+
+
+async def test_a_new_store_records_the_current_schema(store: Store) -> None:
+    assert await recorded(store) == (SCHEMA_VERSION, __version__)
+    await store.close()
+    await store.open()
+    assert await recorded(store) == (SCHEMA_VERSION, __version__)
+
+
+async def test_data_without_a_version_are_upgraded_from_the_first_release(store: Store) -> None:
+    owner = user("owner")
+    await store.users.add(owner)
+    t = task(owner.id)
+    await store.tasks.add(t)
+    await store.images.add(image(t.id))
+    before = sqlite_objects(store) if isinstance(store, SqliteStore) else set()
+    if isinstance(store, SqliteStore):  # 0.1.0 had neither this index nor (we pretend) this trigger
+        store.connection.execute("DROP INDEX exports_by_status")
+        store.connection.execute("DROP TRIGGER submissions_counted")
+    else:
+        assert isinstance(store, MongoStore)  # a user from before paging keys
+        await store.users.coll.update_one({"_id": owner.id}, {"$unset": {"created": ""}})
+    await record(store, None)
+    await store.close()
+    await store.open()
+    assert await recorded(store) == (SCHEMA_VERSION, __version__)
+    if isinstance(store, SqliteStore):
+        assert sqlite_objects(store) == before
+    else:
+        assert isinstance(store, MongoStore)
+        assert (await store.users.coll.find_one({"_id": owner.id}) or {}).get("created") is not None
+    assert [u.id for u in (await store.users.page(limit=10)).items] == [owner.id]
+    assert [i.name for i in await store.images.list_for_task(t.id)] == ["a.png"]
+    counters = await store.counters.task(t.id)
+    assert counters is not None and counters.coverage == {0: 1}
+
+
+async def test_newer_data_are_refused_and_left_as_they_are(store: Store) -> None:
+    owner = user("owner")
+    await store.users.add(owner)
+    if isinstance(store, SqliteStore):
+        store.connection.execute("DROP INDEX exports_by_status")
+        before = sqlite_objects(store)
+    await record(store, SCHEMA_VERSION + 1)
+    await store.close()
+    with pytest.raises(SchemaTooNew, match=rf"schema version {SCHEMA_VERSION + 1} \(written by crowdseg 9\.9\.9\)"):
+        await store.open()
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as db:
+            assert {(kind, name) for kind, name in db.execute(
+                "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+            )} == before  # fmt: skip
+            assert dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'schema.%'").fetchall()) == {
+                sqlite_store.SCHEMA_VERSION_KEY: str(SCHEMA_VERSION + 1),
+                sqlite_store.SCHEMA_WRITTEN_BY_KEY: "9.9.9",
+            }
+    else:
+        assert isinstance(store, MongoStore)
+        probe = MongoStore(store.url, store.database_name, atomic_updates=True)
+        with pytest.raises(SchemaTooNew):
+            await probe.open()
+        assert probe._client is None  # closed on the way out
+    # an older crowdseg put back in place starts again on the same data
+    await _force_version(store, SCHEMA_VERSION)
+    await store.open()
+    assert await store.users.get(owner.id) is not None
+
+
+async def _force_version(store: Store, version: int) -> None:
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(version), sqlite_store.SCHEMA_VERSION_KEY))
+        return
+    assert isinstance(store, MongoStore)
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(store.url)
+    try:
+        await client[store.database_name][META].update_one({"_id": mongo_store.SCHEMA}, {"$set": {"version": version}})
+    finally:
+        await client.close()
+
+
+async def test_every_step_may_run_again(store: Store) -> None:
+    """A step interrupted, or raced by another process, runs once more without harm."""
+    owner = user("owner")
+    await store.users.add(owner)
+    if isinstance(store, SqliteStore):
+        for step in sqlite_store.STEPS:
+            step.run(store.connection)
+            step.run(store.connection)
+    else:
+        assert isinstance(store, MongoStore)
+        for mongo_step in mongo_store.STEPS:
+            await mongo_step.run(store)
+            await mongo_step.run(store)
+    assert [u.id for u in (await store.users.page(limit=10)).items] == [owner.id]
+
+
+def test_the_plan_runs_the_steps_above_the_stored_version_in_order() -> None:
+    steps = [Step(version, f"to {version}", None) for version in range(UNVERSIONED + 1, SCHEMA_VERSION + 1)]
+    assert plan(steps, UNVERSIONED, where="here") == steps
+    assert plan(steps, SCHEMA_VERSION, where="here") == []
+    with pytest.raises(SchemaTooNew, match=r"^here holds schema version"):
+        plan(steps, SCHEMA_VERSION + 1, where="here")
+    with pytest.raises(AssertionError):
+        plan(steps[:-1] if len(steps) > 1 else [], UNVERSIONED, where="here")
