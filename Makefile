@@ -59,4 +59,4 @@ unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 clean:
-	rm -rf $(VENV) .typecheck web/dist web/node_modules
+	rm -rf $(VENV) .typecheck web/dist web/node_modules dist build

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -190,8 +191,8 @@ def _index_exports_by_status(db: sqlite3.Connection) -> None:
 STEPS: list[Step[Any]] = [
     Step(2, "index exports by status (reconcile on start scanned them)", _index_exports_by_status),
 ]
-"""Each runs inside the upgrade's transaction on the connection; after any of them the triggers are
-created anew from this code (``CREATE TRIGGER IF NOT EXISTS`` alone would keep an older body)."""
+"""Each runs inside the upgrade's transaction on the connection; after any of them this code's
+triggers are created anew (``CREATE TRIGGER IF NOT EXISTS`` alone would keep an older body)."""
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -805,10 +806,11 @@ class SqliteStore:
         for step in steps:
             announce(step, str(self.path))
             step.run(db)
+        script = SCHEMA + PAGING_SCHEMA + COUNTERS_SCHEMA
         if steps:
-            for (trigger,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-                db.execute(f'DROP TRIGGER "{trigger}"')
-        for statement in _statements(SCHEMA + PAGING_SCHEMA + COUNTERS_SCHEMA):
+            for trigger in re.findall(r"CREATE TRIGGER IF NOT EXISTS (\w+)", script):
+                db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        for statement in _statements(script):
             db.execute(statement)
         if found != SCHEMA_VERSION:
             db.executemany(
