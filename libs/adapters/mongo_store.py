@@ -830,7 +830,7 @@ class MongoStore:
                 await self._record_schema()
                 if found is not None:
                     log.info("%s: upgraded from schema %d to %d", self._where(), found, SCHEMA_VERSION)
-            await self.counters.rebuild_missing()  # also a task whose counters a crash left unmade
+            await self.counters.rebuild_missing()
         except Unavailable as exc:
             await self.close()
             raise Unavailable(f"cannot open the document store: {exc.detail}") from exc

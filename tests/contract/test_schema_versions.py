@@ -14,7 +14,7 @@ from crowdseg.adapters import mongo_store, sqlite_store
 from crowdseg.adapters.mongo_store import META, MongoStore
 from crowdseg.adapters.sqlite_store import SqliteStore
 from crowdseg.errors import SchemaTooNew
-from crowdseg.migrations import SCHEMA_VERSION, UNVERSIONED, Step, plan
+from crowdseg.migrations import SCHEMA_VERSION
 from crowdseg.ports import Store
 
 from tests.contract.test_store_contract import image, task, user
@@ -147,12 +147,3 @@ async def test_every_step_may_run_again(store: Store) -> None:
             await mongo_step.run(store)
     assert [u.id for u in (await store.users.page(limit=10)).items] == [owner.id]
 
-
-def test_the_plan_runs_the_steps_above_the_stored_version_in_order() -> None:
-    steps = [Step(version, f"to {version}", None) for version in range(UNVERSIONED + 1, SCHEMA_VERSION + 1)]
-    assert plan(steps, UNVERSIONED, where="here") == steps
-    assert plan(steps, SCHEMA_VERSION, where="here") == []
-    with pytest.raises(SchemaTooNew, match=r"^here holds schema version"):
-        plan(steps, SCHEMA_VERSION + 1, where="here")
-    with pytest.raises(AssertionError):
-        plan(steps[:-1] if len(steps) > 1 else [], UNVERSIONED, where="here")
