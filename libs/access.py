@@ -16,6 +16,8 @@ def sees(task: Task, user: User) -> bool:
         return True
     if task.status is TaskStatus.DRAFT:
         return False
+    if user.link_task_id is not None:  # a study link's anonymous worker: that task, private or not, alone
+        return task.id == user.link_task_id
     return task.visibility is Visibility.PUBLIC or user.id in task.members
 
 

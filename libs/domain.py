@@ -7,6 +7,7 @@ display rendition (x right, y down), which is also the original image's pixel gr
 from __future__ import annotations
 
 import math
+import secrets
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -107,6 +108,9 @@ class User(Document):
     created_at: datetime = Field(default_factory=utcnow)
     # Tokens carry the version they were issued at; signing out bumps it, which ends them all.
     token_version: int = 0
+    # An anonymous account made by opening a study link: it sees that link's task and nothing else.
+    link_id: str | None = None
+    link_task_id: str | None = None
 
     def has(self, role: Role) -> bool:
         return role in self.roles or Role.ADMIN in self.roles
@@ -272,6 +276,74 @@ class Export(Document):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
+
+
+def new_secret_id() -> str:
+    """An id that is also a credential (it is the URL a study panel or an invitee opens): unguessable."""
+    return secrets.token_urlsafe(18)
+
+
+def new_completion_code() -> str:
+    return secrets.token_hex(4).upper()
+
+
+class LinkKind(StrEnum):
+    """Which panel opens a study link, and so which query parameters name the worker."""
+
+    PROLIFIC = "prolific"  # PROLIFIC_PID, STUDY_ID, SESSION_ID
+    MTURK = "mturk"  # workerId, assignmentId, hitId (and turkSubmitTo)
+    GENERIC = "generic"  # worker
+
+
+class StudyLink(Document):
+    """A link a task owner hands to an external panel: whoever opens it with a worker id works on the
+    task as an anonymous annotator, up to ``quota`` images, then gets the completion code."""
+
+    id: str = Field(default_factory=new_secret_id)
+    task_id: str
+    created_by: str
+    kind: LinkKind
+    quota: int
+    completion_code: str = Field(default_factory=new_completion_code)
+    completion_url: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class LinkWorker(Document):
+    """One external worker of one study link, bound to the account made for them on their first visit.
+
+    Its id is ``<link id>/<external id>``: the store's unique key makes concurrent first visits one worker.
+    """
+
+    id: str
+    link_id: str
+    task_id: str
+    kind: LinkKind
+    external_id: str
+    user_id: str
+    study_id: str | None = None
+    session_id: str | None = None
+    assignment_id: str | None = None
+    hit_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @staticmethod
+    def key(link_id: str, external_id: str) -> str:
+        return f"{link_id}/{external_id}"
+
+
+class Invitation(Document):
+    """A link that makes the signed-in user who opens it a member of a task (for ``email`` only, if set)."""
+
+    id: str = Field(default_factory=new_secret_id)
+    task_id: str
+    created_by: str
+    email: str | None = None
+    expires_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+    accepted_by: list[str] = Field(default_factory=list)
 
 
 Image.model_rebuild()

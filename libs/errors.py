@@ -13,6 +13,7 @@ ever imports a driver's exceptions.
     │   └── QualificationRequired
     ├── NotFound            404      no such thing, or not visible to the caller
     ├── Conflict            409      the request contradicts stored state
+    ├── Gone                410      it existed, and has been revoked or has expired (links, invitations)
     ├── TooManyRequests     429      throttled (sign-in failures); retry after ``retry_after`` s
     ├── Unavailable         503      a store, blob store or the broker cannot be reached (retry)
     └── SchemaTooNew                 at start: the stored data were written by a newer crowdseg
@@ -60,6 +61,10 @@ class NotFound(CrowdsegError):
 
 class Conflict(CrowdsegError):
     status_code = 409
+
+
+class Gone(CrowdsegError):
+    status_code = 410
 
 
 class TooManyRequests(CrowdsegError):

@@ -18,9 +18,12 @@ from crowdseg.domain import (
     Consensus,
     Export,
     Image,
+    Invitation,
+    LinkWorker,
     PendingEvent,
     QualificationAttempt,
     Role,
+    StudyLink,
     Submission,
     Task,
     User,
@@ -86,6 +89,9 @@ class TaskRepository(Protocol):
 
     async def replace(self, task: Task) -> None: ...
     async def add_member(self, task_id: str, user_id: str) -> None: ...
+    async def remove_member(self, task_id: str, user_id: str) -> bool:
+        """Take the user off the task's members; False if they were not one (or there is no such task)."""
+        ...
 
 
 class ImageRepository(Protocol):
@@ -203,6 +209,45 @@ class OutboxRepository(Protocol):
         ...
 
 
+class StudyLinkRepository(Protocol):
+    async def add(self, link: StudyLink) -> None: ...
+    async def get(self, link_id: str) -> StudyLink | None: ...
+    async def page_for_task(self, task_id: str, *, limit: int, after: Key | None = None) -> Page[StudyLink]:
+        """The task's links by creation (ties by id)."""
+        ...
+
+    async def revoke(self, link_id: str, at: datetime) -> StudyLink | None:
+        """Mark the link revoked (an already revoked one keeps its time); None if there is no such link."""
+        ...
+
+
+class LinkWorkerRepository(Protocol):
+    async def add(self, worker: LinkWorker) -> tuple[LinkWorker, bool]:
+        """Store a new worker unless one with its id (link and external id) exists; returns (stored,
+        created). Of concurrent adds of one id exactly one creates it; the others get that one."""
+        ...
+
+    async def page_for_task(self, task_id: str, *, limit: int, after: Key | None = None) -> Page[LinkWorker]:
+        """The workers of every link of the task, by first visit (ties by id)."""
+        ...
+
+
+class InvitationRepository(Protocol):
+    async def add(self, invitation: Invitation) -> None: ...
+    async def get(self, invitation_id: str) -> Invitation | None: ...
+    async def page_for_task(self, task_id: str, *, limit: int, after: Key | None = None) -> Page[Invitation]:
+        """The task's invitations by creation (ties by id)."""
+        ...
+
+    async def revoke(self, invitation_id: str, at: datetime) -> Invitation | None:
+        """Mark the invitation revoked (an already revoked one keeps its time); None if there is none."""
+        ...
+
+    async def accepted(self, invitation_id: str, user_id: str) -> None:
+        """Record that the user accepted it (idempotent, never losing a concurrent acceptance)."""
+        ...
+
+
 class Store(Protocol):
     @property
     def users(self) -> UserRepository: ...
@@ -224,6 +269,12 @@ class Store(Protocol):
     def counters(self) -> CounterRepository: ...
     @property
     def meta(self) -> MetaRepository: ...
+    @property
+    def links(self) -> StudyLinkRepository: ...
+    @property
+    def link_workers(self) -> LinkWorkerRepository: ...
+    @property
+    def invitations(self) -> InvitationRepository: ...
 
     async def open(self) -> None:
         """Connect and create tables/indexes; fail fast with :class:`Unavailable`."""

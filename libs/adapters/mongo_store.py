@@ -47,10 +47,13 @@ from crowdseg.domain import (
     Consensus,
     Export,
     Image,
+    Invitation,
     Lease,
+    LinkWorker,
     QualificationAttempt,
     RaterScore,
     Role,
+    StudyLink,
     Submission,
     Task,
     User,
@@ -82,6 +85,7 @@ UPDATES_AT_ONCE = 16  # documents changed concurrently by the batch methods
 
 # Keyset pagination: users and tasks by creation (``created``, epoch seconds), images by name.
 BY_CREATION = ([("created", ASCENDING), ("_id", ASCENDING)], False)
+TASK_CREATION = ([("task_id", ASCENDING), ("created", ASCENDING), ("_id", ASCENDING)], False)
 IMAGE_PAGES = ([("task_id", ASCENDING), ("tutorial", ASCENDING), ("name", ASCENDING), ("_id", ASCENDING)], False)
 
 INDEXES: dict[str, list[tuple[list[tuple[str, int]], bool]]] = {
@@ -101,6 +105,10 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], bool]]] = {
     "consensus": [([("task_id", ASCENDING)], False), ([("_pending", ASCENDING)], False)],
     "attempts": [([("task_id", ASCENDING), ("user_id", ASCENDING)], False)],
     "exports": [([("status", ASCENDING)], False), ([("_pending", ASCENDING)], False)],
+    # External crowds and invitations, paged per task by creation.
+    "study_links": [TASK_CREATION],
+    "link_workers": [TASK_CREATION],
+    "invitations": [TASK_CREATION],
 }
 
 
@@ -305,6 +313,14 @@ class MongoTasks(_Collection[Task]):
             return task.model_copy(update={"members": [*task.members, user_id]}), None
 
         await self.update(task_id, change, None)
+
+    async def remove_member(self, task_id: str, user_id: str) -> bool:
+        def change(task: Task) -> tuple[Task | None, bool]:
+            if user_id not in task.members:
+                return None, False
+            return task.model_copy(update={"members": [m for m in task.members if m != user_id]}), True
+
+        return await self.update(task_id, change, False)
 
 
 class MongoImages(_Collection[Image]):
@@ -527,6 +543,75 @@ class MongoExports(_Collection[Export]):
 
     async def unfinished(self) -> list[Export]:
         return await self.many({"status": {"$in": ["queued", "running"]}})
+
+
+class _PerTask(_Collection[M]):
+    """Documents paged per task by creation (``created``, epoch seconds, beside the body)."""
+
+    fields = frozenset({"task_id"})
+
+    def encode(self, model: M, doc_id: str) -> Doc:
+        created_at: datetime = getattr(model, "created_at")  # noqa: B009 - every per-task model has one
+        return {**super().encode(model, doc_id), "created": created_at.timestamp()}
+
+    async def get(self, doc_id: str) -> M | None:
+        return await self.one({"_id": doc_id})
+
+    async def page_for_task(self, task_id: str, *, limit: int, after: Key | None = None) -> Page[M]:
+        return await self.keyed_page({"task_id": task_id}, ("created", "_id"), limit, after)
+
+
+class MongoStudyLinks(_PerTask[StudyLink]):
+    async def add(self, link: StudyLink) -> None:
+        try:
+            await self.insert(link.id, link)
+        except DuplicateKeyError as exc:
+            raise Conflict(f"study link {link.id} already exists") from exc
+
+    async def revoke(self, link_id: str, at: datetime) -> StudyLink | None:
+        def change(link: StudyLink) -> tuple[StudyLink | None, StudyLink]:
+            if link.revoked_at is not None:
+                return None, link
+            revoked = link.model_copy(update={"revoked_at": at})
+            return revoked, revoked
+
+        return await self.update(link_id, change, None)
+
+
+class MongoLinkWorkers(_PerTask[LinkWorker]):
+    async def add(self, worker: LinkWorker) -> tuple[LinkWorker, bool]:
+        try:  # the unique _id arbitrates: of racing first visits exactly one insert wins
+            await self.insert(worker.id, worker)
+        except DuplicateKeyError:
+            stored = await self.get(worker.id)
+            assert stored is not None  # documents are never deleted
+            return stored, False
+        return worker, True
+
+
+class MongoInvitations(_PerTask[Invitation]):
+    async def add(self, invitation: Invitation) -> None:
+        try:
+            await self.insert(invitation.id, invitation)
+        except DuplicateKeyError as exc:
+            raise Conflict(f"invitation {invitation.id} already exists") from exc
+
+    async def revoke(self, invitation_id: str, at: datetime) -> Invitation | None:
+        def change(invitation: Invitation) -> tuple[Invitation | None, Invitation]:
+            if invitation.revoked_at is not None:
+                return None, invitation
+            revoked = invitation.model_copy(update={"revoked_at": at})
+            return revoked, revoked
+
+        return await self.update(invitation_id, change, None)
+
+    async def accepted(self, invitation_id: str, user_id: str) -> None:
+        def change(invitation: Invitation) -> tuple[Invitation | None, None]:
+            if user_id in invitation.accepted_by:
+                return None, None
+            return invitation.model_copy(update={"accepted_by": [*invitation.accepted_by, user_id]}), None
+
+        await self.update(invitation_id, change, None)
 
 
 class MongoOutbox:
@@ -791,6 +876,9 @@ class MongoStore:
         self.exports = MongoExports(self, "exports", Export)
         self.counters = MongoCounters(self)
         self.meta = MongoMeta(self)
+        self.links = MongoStudyLinks(self, "study_links", StudyLink)
+        self.link_workers = MongoLinkWorkers(self, "link_workers", LinkWorker)
+        self.invitations = MongoInvitations(self, "invitations", Invitation)
         self.outbox = MongoOutbox(
             {
                 "images": self.images,

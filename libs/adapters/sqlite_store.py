@@ -25,9 +25,12 @@ from crowdseg.domain import (
     Consensus,
     Export,
     Image,
+    Invitation,
+    LinkWorker,
     PendingEvent,
     QualificationAttempt,
     Role,
+    StudyLink,
     Submission,
     Task,
     User,
@@ -84,6 +87,18 @@ PAGING_SCHEMA = f"""
 CREATE INDEX IF NOT EXISTS users_by_creation ON users ({CREATED}, id);
 CREATE INDEX IF NOT EXISTS tasks_by_creation ON tasks ({CREATED}, id);
 CREATE INDEX IF NOT EXISTS images_page ON images (task_id, tutorial, name, id);
+"""
+
+# External crowds and invitations (study links, their workers, invitations to a task), paged per task
+# by creation.
+CROWDS_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS study_links (id TEXT PRIMARY KEY, task_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS study_links_page ON study_links (task_id, {CREATED}, id);
+CREATE TABLE IF NOT EXISTS link_workers (
+  id TEXT PRIMARY KEY, link_id TEXT NOT NULL, task_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS link_workers_page ON link_workers (task_id, {CREATED}, id);
+CREATE TABLE IF NOT EXISTS invitations (id TEXT PRIMARY KEY, task_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS invitations_page ON invitations (task_id, {CREATED}, id);
 """
 
 TALLY_COLUMNS = (
@@ -364,6 +379,14 @@ class SqliteTasks(_Table[Task]):
         if task is not None and user_id not in task.members:
             self.replace_doc(task_id, task.model_copy(update={"members": [*task.members, user_id]}))
 
+    async def remove_member(self, task_id: str, user_id: str) -> bool:
+        task = self.one("id = ?", task_id)
+        if task is None or user_id not in task.members:
+            return False
+        members = [member for member in task.members if member != user_id]
+        self.replace_doc(task_id, task.model_copy(update={"members": members}))
+        return True
+
 
 class SqliteImages(_Table[Image]):
     async def add(self, image: Image) -> bool:
@@ -544,6 +567,75 @@ class SqliteExports(_Table[Export]):
 
     async def unfinished(self) -> list[Export]:
         return self.many("json_extract(doc, '$.status') IN ('queued', 'running')")
+
+
+class SqliteStudyLinks(_Table[StudyLink]):
+    async def add(self, link: StudyLink) -> None:
+        self.write("INSERT INTO study_links (id, task_id, doc) VALUES (?, ?, ?)", link.id, link.task_id, _dump(link))
+
+    async def get(self, link_id: str) -> StudyLink | None:
+        return self.one("id = ?", link_id)
+
+    async def page_for_task(self, task_id: str, *, limit: int, after: Key | None = None) -> Page[StudyLink]:
+        return self.keyed_page("task_id = ?", (task_id,), (CREATED, "id"), limit, after)
+
+    async def revoke(self, link_id: str, at: datetime) -> StudyLink | None:
+        link = self.one("id = ?", link_id)
+        if link is None or link.revoked_at is not None:
+            return link
+        link = link.model_copy(update={"revoked_at": at})
+        self.replace_doc(link_id, link)
+        return link
+
+
+class SqliteLinkWorkers(_Table[LinkWorker]):
+    async def add(self, worker: LinkWorker) -> tuple[LinkWorker, bool]:
+        # The primary key arbitrates: of racing first visits one row is inserted, the rest read it.
+        inserted = self.write(
+            "INSERT INTO link_workers (id, link_id, task_id, doc) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            worker.id,
+            worker.link_id,
+            worker.task_id,
+            _dump(worker),
+        )
+        if inserted:
+            return worker, True
+        stored = self.one("id = ?", worker.id)
+        assert stored is not None  # rows are never deleted
+        return stored, False
+
+    async def page_for_task(self, task_id: str, *, limit: int, after: Key | None = None) -> Page[LinkWorker]:
+        return self.keyed_page("task_id = ?", (task_id,), (CREATED, "id"), limit, after)
+
+
+class SqliteInvitations(_Table[Invitation]):
+    async def add(self, invitation: Invitation) -> None:
+        self.write(
+            "INSERT INTO invitations (id, task_id, doc) VALUES (?, ?, ?)",
+            invitation.id,
+            invitation.task_id,
+            _dump(invitation),
+        )
+
+    async def get(self, invitation_id: str) -> Invitation | None:
+        return self.one("id = ?", invitation_id)
+
+    async def page_for_task(self, task_id: str, *, limit: int, after: Key | None = None) -> Page[Invitation]:
+        return self.keyed_page("task_id = ?", (task_id,), (CREATED, "id"), limit, after)
+
+    async def revoke(self, invitation_id: str, at: datetime) -> Invitation | None:
+        invitation = self.one("id = ?", invitation_id)
+        if invitation is None or invitation.revoked_at is not None:
+            return invitation
+        invitation = invitation.model_copy(update={"revoked_at": at})
+        self.replace_doc(invitation_id, invitation)
+        return invitation
+
+    async def accepted(self, invitation_id: str, user_id: str) -> None:
+        invitation = self.one("id = ?", invitation_id)
+        if invitation is not None and user_id not in invitation.accepted_by:
+            update = {"accepted_by": [*invitation.accepted_by, user_id]}
+            self.replace_doc(invitation_id, invitation.model_copy(update=update))
 
 
 class SqliteOutbox:
@@ -731,6 +823,9 @@ class SqliteStore:
         self.outbox = SqliteOutbox(self)
         self.counters = SqliteCounters(self)
         self.meta = SqliteMeta(self)
+        self.links = SqliteStudyLinks(self, "study_links", StudyLink)
+        self.link_workers = SqliteLinkWorkers(self, "link_workers", LinkWorker)
+        self.invitations = SqliteInvitations(self, "invitations", Invitation)
         self._group_sync = GroupSync([Path(f"{path}-wal"), path])
         self._checkpointer = WalCheckpointer(path)
 
@@ -806,7 +901,7 @@ class SqliteStore:
         for step in steps:
             announce(step, str(self.path))
             step.run(db)
-        script = SCHEMA + PAGING_SCHEMA + COUNTERS_SCHEMA
+        script = SCHEMA + PAGING_SCHEMA + COUNTERS_SCHEMA + CROWDS_SCHEMA
         if steps:
             for trigger in re.findall(r"CREATE TRIGGER IF NOT EXISTS (\w+)", script):
                 db.execute(f"DROP TRIGGER IF EXISTS {trigger}")

@@ -23,9 +23,18 @@ class AssignedImage(BaseModel):
     height: int
 
 
+class WorkerProgress(BaseModel):
+    """A study link's worker: images done before this one, of the link's quota."""
+
+    link_id: str
+    images: int
+    quota: int
+
+
 class NextOut(BaseModel):
     image: AssignedImage
     lease_expires_at: datetime
+    progress: WorkerProgress | None = None
 
 
 def selections_of(runtime: Runtime) -> handlers.Selections:
@@ -68,10 +77,10 @@ def router() -> APIRouter:
         "/tasks/{task_id}/next",
         response_model=NextOut,
         responses={
-            204: {"description": "nothing is left for this user"},
+            204: {"description": "nothing is left for this user (a study link's worker: also past the quota)"},
             403: {"description": "qualify first"},
             404: {"description": "no such task visible to the caller"},
-            409: {"description": "the task is not open"},
+            409: {"description": "the task is not open, or the caller's study link has been closed"},
             503: {"description": "the store is unreachable, or the task's images changed too fast; retry"},
         },
     )
@@ -84,6 +93,13 @@ def router() -> APIRouter:
                 id=assignment.image_id, name=assignment.name, width=assignment.width, height=assignment.height
             ),
             lease_expires_at=assignment.lease_expires_at,
+            progress=None
+            if assignment.progress is None
+            else WorkerProgress(
+                link_id=assignment.progress.link.id,
+                images=assignment.progress.images,
+                quota=assignment.progress.link.quota,
+            ),
         )
 
     return api

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from crowdseg.access import visible_task
@@ -14,6 +14,7 @@ from crowdseg.domain import Task, TaskStatus, User, utcnow
 from crowdseg.errors import Conflict, Unavailable
 from crowdseg.ports import Store
 from crowdseg.qualification import ensure_qualified
+from crowdseg.services.assign.crowds import LinkProgress, quota_state
 from crowdseg.services.assign.selection import TaskSelection
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Assignment:
     width: int
     height: int
     lease_expires_at: datetime
+    progress: LinkProgress | None = None  # a study link's worker: images done so far, of the quota
 
 
 class Selections:
@@ -118,12 +120,15 @@ async def next_image(
     if task.status is not TaskStatus.OPEN:
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)
+    progress = await quota_state(store, user)
+    if progress is not None and progress.done:  # a study link's worker past the quota: done
+        return None
     selection = await selections.for_task(task.id)
     assignment = await _lease_next(store, selection, user, task, now)
     if assignment is None and selections.may_refresh(task.id) and await _misses_images(store, selection):
         selections.drop(task.id)
         assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now)
-    return assignment
+    return assignment if assignment is None or progress is None else replace(assignment, progress=progress)
 
 
 async def _misses_images(store: Store, selection: TaskSelection) -> bool:

@@ -14,8 +14,6 @@ Layout (also described in the bundle's manifest.json):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import unicodedata
 import zipfile
@@ -29,6 +27,7 @@ from crowdseg.domain import Consensus, Image, Submission, Task, Tool, User
 from crowdseg.errors import NotFound
 from crowdseg.geometry import png_to_mask
 from crowdseg.ports import BlobStore, Store
+from crowdseg.spreadsheets import csv_bytes
 from pathvalidate import sanitize_filename
 from shapely.geometry import LineString, Polygon
 
@@ -46,25 +45,7 @@ Progress = Callable[[float], Awaitable[None]]
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _cell(row.get(key)) for key in columns})
-    return buffer.getvalue().encode()
-
-
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell; text a spreadsheet would run as a formula (``=cmd|'/C calc'!A0``: a user-chosen image
-    or display name) gets a leading apostrophe, OWASP's rule for CSV injection (issue 9)."""
-    if isinstance(value, list | dict):
-        value = json.dumps(value)
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return f"'{value}"
-    return value
+    return csv_bytes(rows, columns)
 
 
 def _json(value: Any) -> bytes:

@@ -124,6 +124,14 @@ def router() -> APIRouter:
     async def add_member(task_id: str, body: AddMember, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.add_member(store, user, task_id, body))
 
+    @api.delete(
+        "/tasks/{task_id}/members/{user_id}",
+        responses={404: {"description": "no such task visible to the caller, or the user is not a member"}},
+    )
+    async def remove_member(task_id: str, user_id: str, user: CurrentUser, store: StoreDep) -> TaskOut:
+        """Take a member off the task; a private task then answers them 404 like any task they may not see."""
+        return TaskOut.of(await handlers.remove_member(store, user, task_id, user_id))
+
     @api.post("/tasks/{task_id}/images", status_code=202, openapi_extra=_multipart_body(UPLOAD_FORM))
     async def upload_images(
         task_id: str, _: UploadBudget, user: CurrentUser, runtime: RuntimeDep, request: Request

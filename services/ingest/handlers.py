@@ -145,6 +145,14 @@ async def add_member(store: Store, user: User, task_id: str, command: AddMember)
     return await managed_task(store, task_id, user)
 
 
+async def remove_member(store: Store, user: User, task_id: str, member_id: str) -> Task:
+    """Take a member off the task: a private task is then invisible to them (404), like any other."""
+    await managed_task(store, task_id, user)
+    if not await store.tasks.remove_member(task_id, member_id):
+        raise NotFound(f"user {member_id} is not a member of this task")
+    return await managed_task(store, task_id, user)
+
+
 def expand_archives(
     files: list[UploadedFile], limits: ArchiveLimits
 ) -> tuple[list[UploadedFile], list[tuple[str, str]]]:
