@@ -35,7 +35,7 @@ from crowdseg.domain import (
 from crowdseg.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, Unavailable
 from crowdseg.ports import Key, Page, Store
 from crowdseg.spreadsheets import csv_bytes
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_QUOTA = 10_000
 # What a panel's ids look like (Prolific: 24 hex digits; MTurk: upper-case letters and digits): letters,
@@ -64,9 +64,9 @@ class CreateLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: LinkKind
     quota: JsonInt = Field(ge=1, le=MAX_QUOTA, description="images each worker annotates before the code")
-    completion_url: AnyHttpUrl | None = Field(
+    # Only http(s): the web UI sends the worker there (never a `javascript:` URL).
+    completion_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")] | None = Field(
         default=None,
-        max_length=2000,
         description="where a worker who is done is sent, e.g. https://app.prolific.com/submissions/complete?cc=CODE",
     )
     completion_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = Field(
@@ -140,7 +140,7 @@ async def create_link(store: Store, user: User, task_id: str, command: CreateLin
     task = await managed_task(store, task_id, user)
     fields: dict[str, Any] = {"task_id": task.id, "created_by": user.id, "kind": command.kind, "quota": command.quota}
     if command.completion_url is not None:
-        fields["completion_url"] = str(command.completion_url)
+        fields["completion_url"] = command.completion_url
     if command.completion_code is not None:
         fields["completion_code"] = command.completion_code
     link = StudyLink(**fields)
