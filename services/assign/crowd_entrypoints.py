@@ -204,9 +204,7 @@ def router() -> APIRouter:
         )
 
     @api.post("/links/{link_id}/sessions", responses=LINK_CLOSED)
-    async def open_link(
-        link_id: str, body: PanelParameters, runtime: RuntimeDep, response: Response
-    ) -> LinkSessionOut:
+    async def open_link(link_id: str, body: PanelParameters, runtime: RuntimeDep, response: Response) -> LinkSessionOut:
         """Sign in the panel's worker named by the query parameters the panel added to the link
         (`PROLIFIC_PID`, `STUDY_ID`, `SESSION_ID`; `workerId`, `assignmentId`, `hitId`; or `worker`): an
         anonymous annotator account, made on the first visit and the same on every later one. An MTurk
@@ -273,4 +271,3 @@ def router() -> APIRouter:
         return AcceptedOut(task_id=task.id, title=task.title)
 
     return api
-

@@ -96,9 +96,12 @@ class PanelParameters(BaseModel):
 
 class CreateInvitation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: Annotated[
-        str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    ] | None = Field(default=None, description="only the account with this email may accept it; anyone if left out")
+    email: (
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+        ]
+        | None
+    ) = Field(default=None, description="only the account with this email may accept it; anyone if left out")
     expires_in_hours: JsonFloat = Field(gt=0, le=MAX_INVITATION_HOURS, allow_inf_nan=False)
 
 
@@ -329,9 +332,7 @@ async def create_invitation(
     return invitation
 
 
-async def invitations_of(
-    store: Store, user: User, task_id: str, *, limit: int, after: Key | None
-) -> Page[Invitation]:
+async def invitations_of(store: Store, user: User, task_id: str, *, limit: int, after: Key | None) -> Page[Invitation]:
     task = await managed_task(store, task_id, user)
     return await store.invitations.page_for_task(task.id, limit=limit, after=after)
 

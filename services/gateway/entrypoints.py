@@ -35,6 +35,7 @@ class UserOut(BaseModel):
 class MeOut(UserOut):
     level: int
     xp: int
+    link_id: str | None = None  # the study link that made this anonymous account
 
 
 class TokenOut(BaseModel):
@@ -109,7 +110,7 @@ def router() -> APIRouter:
     async def me(user: CurrentUser, store: StoreDep) -> MeOut:
         tallies = await store.counters.tallies_for_user(user.id)
         level, xp = experience(sum(t.submissions for t in tallies), user_quality(tallies))
-        return MeOut(**UserOut.of(user).model_dump(), level=level, xp=xp)
+        return MeOut(**UserOut.of(user).model_dump(), level=level, xp=xp, link_id=user.link_id)
 
     @api.get("/users", responses={**PAGED_RESPONSES, 403: {"description": "this needs the admin role"}})
     async def list_users(user: CurrentUser, store: StoreDep, paging: PagingDep) -> list[UserOut]:

@@ -5,9 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import crowdseg
+from crowdseg.http import CONTENT_SECURITY_POLICY
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+# A study link's page may be opened in MTurk's frame (an ExternalQuestion) and ends with a form posted to
+# MTurk; with `frame-ancestors` in the policy, browsers ignore the X-Frame-Options: DENY sent beside it.
+MTURK_ORIGINS = "https://www.mturk.com https://workersandbox.mturk.com"
+STUDY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "frame-ancestors 'none'", f"frame-ancestors 'self' {MTURK_ORIGINS}"
+).replace("form-action 'self'", f"form-action 'self' {MTURK_ORIGINS}")
 RESERVED = ("api/", "docs", "openapi.json", "asyncapi", "healthz", "readyz", "metrics")
 PACKAGE = Path(crowdseg.__file__).resolve().parent
 PLACEHOLDER = PACKAGE / "static" / "index.html"
@@ -57,7 +64,10 @@ def mount_web(app: FastAPI, web_dir: Path | None) -> None:
         candidate = (ui / path).resolve()
         if path and candidate.is_file() and candidate.is_relative_to(ui):
             return FileResponse(candidate, headers=_cache_headers(path))
-        return FileResponse(ui / "index.html", headers={"Cache-Control": "no-cache"})
+        headers = {"Cache-Control": "no-cache"}
+        if path.startswith("study/"):
+            headers["Content-Security-Policy"] = STUDY_POLICY
+        return FileResponse(ui / "index.html", headers=headers)
 
 
 def _cache_headers(path: str) -> dict[str, str]:

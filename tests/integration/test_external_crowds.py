@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from crowdseg.simulation import synthetic_image
 
 from tests.concurrency import crowd_session
 from tests.embedded import Api, EmbeddedServer
@@ -60,7 +62,9 @@ def test_a_prolific_worker_works_up_to_the_quota_sees_the_code_and_continues_on_
     completion_url = "https://app.prolific.com/submissions/complete?cc=C0DE1234"
     link = make_link(taskmaster, task["id"], quota=2, completion_url=completion_url, completion_code="C0DE1234")
     assert link["url"] == f"{embedded.url}/study/{link['id']}" and link["completion_code"] == "C0DE1234"
-    assert link["panel_url"].endswith("?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}")
+    assert link["panel_url"].endswith(
+        "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+    )
     info = httpx.get(f"{embedded.url}/api/v1/links/{link['id']}").json()
     assert info["task"]["title"] == task["title"] and info["quota"] == 2
 
@@ -137,12 +141,21 @@ def test_an_mturk_preview_shows_the_task_and_makes_no_account(embedded: Embedded
     assert link["panel_url"] == link["url"]  # MTurk adds its own parameters
     preview = open_link(embedded.url, link["id"], {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "3HIT"})
     assert preview.status_code == 200, preview.text
-    assert preview.json()["preview"] and preview.json()["access_token"] is None and "crowdseg_session" not in preview.cookies
+    assert (
+        preview.json()["preview"]
+        and preview.json()["access_token"] is None
+        and "crowdseg_session" not in preview.cookies
+    )
     assert ledger(taskmaster, task["id"]) == []
     accepted = open_link(
         embedded.url,
         link["id"],
-        {"workerId": "A1B2C3D4E5", "assignmentId": "3ASSIGN", "hitId": "3HIT", "turkSubmitTo": "https://workersandbox.mturk.com"},
+        {
+            "workerId": "A1B2C3D4E5",
+            "assignmentId": "3ASSIGN",
+            "hitId": "3HIT",
+            "turkSubmitTo": "https://workersandbox.mturk.com",
+        },
     )
     assert accepted.status_code == 200, accepted.text
     body = accepted.json()
@@ -174,7 +187,11 @@ def test_bad_link_input_is_a_clear_4xx_and_changes_nothing(
     assert open_link(embedded.url, "no-such-link", prolific("abc")).status_code == 404
     assert httpx.get(f"{embedded.url}/api/v1/links/no-such-link").status_code == 404
     mturk = make_link(taskmaster, task["id"], kind="mturk", quota=1)
-    refused = open_link(embedded.url, mturk["id"], {"workerId": "A1", "assignmentId": "3A", "hitId": "3H", "turkSubmitTo": "https://evil.example"})
+    refused = open_link(
+        embedded.url,
+        mturk["id"],
+        {"workerId": "A1", "assignmentId": "3A", "hitId": "3H", "turkSubmitTo": "https://evil.example"},
+    )
     assert refused.status_code == 422
     assert ledger(taskmaster, task["id"]) == []
 
@@ -275,3 +292,37 @@ def test_a_removed_member_loses_the_private_task(
     assert task["id"] not in [t["id"] for t in member.http.get("/tasks").json()]
     again = taskmaster.http.delete(f"/tasks/{task['id']}/members/{member.user['id']}")
     assert again.status_code == 404 and "not a member" in again.json()["detail"]
+
+
+def test_the_task_qualification_applies_to_link_workers(embedded: EmbeddedServer, taskmaster: Api) -> None:
+    task = create_task(taskmaster, pass_threshold=0.8)
+    upload(taskmaster, task["id"], 1)
+    tutorial = synthetic_image(9, 128, 128)
+    added = taskmaster.http.post(
+        f"/tasks/{task['id']}/tutorial",
+        files={"file": ("tutorial.png", io.BytesIO(tutorial.png), "image/png")},
+        data={"shapes": json.dumps([{"type": "contour", "points": tutorial.outline}])},
+    )
+    assert added.status_code == 201, added.text
+    link = make_link(taskmaster, task["id"], kind="generic", quota=1)
+    worker = worker_api(embedded.url, open_link(embedded.url, link["id"], {"worker": "qualifier"}).json())
+    assert worker.http.get(f"/tasks/{task['id']}/next").status_code == 403
+    state = worker.http.get(f"/tasks/{task['id']}/qualification").json()
+    assert state["required"] and not state["passed"]
+    attempt = worker.http.post(
+        f"/tasks/{task['id']}/qualification/attempts",
+        json={"image_id": added.json()["id"], "shapes": [{"type": "contour", "points": tutorial.outline}]},
+    )
+    assert attempt.status_code == 200 and attempt.json()["passed"], attempt.text
+    assert worker.http.get(f"/tasks/{task['id']}/next").status_code == 200
+
+
+def test_the_study_page_may_be_framed_by_mturk_and_nothing_else_is(embedded: EmbeddedServer) -> None:
+    study = httpx.get(f"{embedded.url}/study/some-link?workerId=A1&assignmentId=3A&hitId=3H")
+    assert study.status_code == 200 and "text/html" in study.headers["content-type"]
+    policy = study.headers["content-security-policy"]
+    assert "frame-ancestors 'self' https://www.mturk.com https://workersandbox.mturk.com" in policy
+    assert "form-action 'self' https://www.mturk.com https://workersandbox.mturk.com" in policy
+    assert "script-src 'self'" in policy and "default-src 'self'" in policy
+    for path in ("/", "/tasks/x", "/invite/x"):
+        assert "frame-ancestors 'none'" in httpx.get(f"{embedded.url}{path}").headers["content-security-policy"]

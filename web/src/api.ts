@@ -13,6 +13,61 @@ export interface Me {
   roles: Role[];
   level?: number;
   xp?: number;
+  /** Set for the anonymous account a study link made: the link it belongs to. */
+  link_id?: string | null;
+}
+
+export type LinkKind = "prolific" | "mturk" | "generic";
+
+export interface StudyLink {
+  id: string;
+  task_id: string;
+  kind: LinkKind;
+  quota: number;
+  url: string;
+  /** What to paste into the panel (with its own placeholders). */
+  panel_url: string;
+  completion_code: string;
+  completion_url: string | null;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface LinkInfo {
+  id: string;
+  kind: LinkKind;
+  quota: number;
+  task: { id: string; title: string; instructions: string; tool: ToolName };
+}
+
+export interface LinkProgress {
+  link_id: string;
+  task_id: string;
+  images: number;
+  quota: number;
+  done: boolean;
+  completion_code: string | null;
+  completion_url: string | null;
+}
+
+export interface LinkSession extends LinkProgress {
+  preview: boolean;
+  created: boolean;
+  external_id: string | null;
+  user_id: string | null;
+  access_token: string | null;
+  mturk_submit_to: string | null;
+}
+
+export interface Invitation {
+  id: string;
+  task_id: string;
+  url: string;
+  email: string | null;
+  expires_at: string;
+  created_at: string;
+  revoked_at: string | null;
+  accepted_by: string[];
 }
 
 export interface Task {
@@ -51,6 +106,8 @@ export interface ImageInfo {
 export interface NextImage {
   image: ImageInfo;
   lease_expires_at?: string;
+  /** A study link's worker: images done before this one, of the link's quota. */
+  progress?: { link_id: string; images: number; quota: number } | null;
 }
 
 export interface Qualification {
@@ -307,6 +364,25 @@ export const api = {
   consensus: (imageId: string) => call<Record<string, unknown>>(`/images/${enc(imageId)}/consensus`),
   startExport: (id: string) => call<{ id: string }>(`/tasks/${enc(id)}/exports`, { method: "POST" }),
   exportStatus: (id: string) => call<ExportJob>(`/exports/${enc(id)}`),
+  removeMember: (id: string, userId: string) => call<Task>(`/tasks/${enc(id)}/members/${enc(userId)}`, { method: "DELETE" }),
+  // external crowds: study links (the task's owner), opening one (the panel's worker), the ledger
+  links: (id: string) => listAll<StudyLink>(`/tasks/${enc(id)}/links?limit=${MAX_LIMIT}`),
+  createLink: (id: string, b: { kind: LinkKind; quota: number; completion_url?: string; completion_code?: string }) =>
+    call<StudyLink>(`/tasks/${enc(id)}/links`, { body: b }),
+  revokeLink: (id: string, linkId: string) => call<StudyLink>(`/tasks/${enc(id)}/links/${enc(linkId)}`, { method: "DELETE" }),
+  ledgerCsv: async (id: string) => (await raw(`/tasks/${enc(id)}/ledger`, { method: "GET" })).text(),
+  linkInfo: (linkId: string) => call<LinkInfo>(`/links/${enc(linkId)}`, { quiet401: true }),
+  openLink: (linkId: string, params: Record<string, string>) =>
+    call<LinkSession>(`/links/${enc(linkId)}/sessions`, { body: params, quiet401: true }),
+  linkProgress: (linkId: string) => call<LinkProgress>(`/links/${enc(linkId)}/progress`),
+  // invitations
+  invitations: (id: string) => listAll<Invitation>(`/tasks/${enc(id)}/invitations?limit=${MAX_LIMIT}`),
+  createInvitation: (id: string, b: { email?: string; expires_in_hours: number }) =>
+    call<Invitation>(`/tasks/${enc(id)}/invitations`, { body: b }),
+  revokeInvitation: (id: string, invitationId: string) =>
+    call<Invitation>(`/tasks/${enc(id)}/invitations/${enc(invitationId)}`, { method: "DELETE" }),
+  acceptInvitation: (invitationId: string) =>
+    call<{ task_id: string; title: string }>(`/invitations/${enc(invitationId)}/accept`, { method: "POST" }),
 };
 
 export function enc(s: string): string {

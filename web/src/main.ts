@@ -6,6 +6,7 @@ import { annotatePage, instructionsPage } from "./pages/annotate";
 import { signinPage, signupPage } from "./pages/auth";
 import { consolePage, newTaskPage, taskConsolePage } from "./pages/console";
 import { dashboardPage } from "./pages/dashboard";
+import { invitePage, studyPage } from "./pages/study";
 import { queue } from "./queue";
 import { guard, navigate, render, route, start } from "./router";
 import { isAdmin, isTaskmaster, me, onSession, refresh, signOut } from "./session";
@@ -50,6 +51,7 @@ function renderTopbar(): void {
 const PUBLIC = new Set(["/signin", "/signup"]);
 guard((path) => {
   const u = me();
+  if (path.startsWith("/study/")) return null; // a panel's worker, signed in or not: the page signs them in
   if (!u && !PUBLIC.has(path)) return `/signin${path !== "/" ? `?next=${encodeURIComponent(path)}` : ""}`;
   if (u && PUBLIC.has(path)) return "/";
   if (u && path.startsWith("/console") && !isTaskmaster()) return "/";
@@ -66,6 +68,8 @@ route("/console", consolePage);
 route("/console/new", newTaskPage);
 route("/console/tasks/:id", taskConsolePage);
 route("/admin", adminPage);
+route("/study/:id", studyPage);
+route("/invite/:id", invitePage);
 
 onSession(() => renderTopbar());
 queue.onChange(() => renderTopbar());

@@ -8,6 +8,7 @@ import { me } from "../session";
 import type { Shape } from "../editor/model";
 import { markTourSeen, runTour, tourSeen, type TourStep } from "../ui/tour";
 import { createWorkbench, type Workbench } from "../ui/workbench";
+import { completionScreen } from "./study";
 
 declare global {
   interface Window {
@@ -266,6 +267,30 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       if (!disposed) return nextImage();
       return;
     }
+    const linkId = me()?.link_id;
+    if ((!nx || !nx.image) && linkId) {
+      // a study link's worker: the completion code once the quota is done
+      expose(null, "done", null);
+      const progress = await api.linkProgress(linkId);
+      if (disposed) return;
+      if (progress.done) {
+        completionScreen(shell, progress);
+        return;
+      }
+      shell.replaceChildren(
+        h(
+          "div",
+          { class: "page narrow" },
+          h(
+            "div",
+            { class: "card stack", "data-testid": "all-done" },
+            h("h2", null, "No more images right now"),
+            h("p", null, `You annotated ${progress.images} of ${progress.quota} images, and there is no other image for you at the moment. Please come back to this page later, or contact the researcher.`),
+          ),
+        ),
+      );
+      return;
+    }
     if (!nx || !nx.image) {
       expose(null, "done", null);
       const pending = queue.list().filter((p) => p.task_id === taskId).length;
@@ -285,10 +310,10 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       );
       return;
     }
-    showImage(nx.image);
+    showImage(nx.image, nx.progress ?? null);
   }
 
-  function showImage(img: ImageInfo): void {
+  function showImage(img: ImageInfo, progress: { images: number; quota: number } | null = null): void {
     shell.replaceChildren();
     const draft = loadDraft(taskId, img.id);
     const subId = draft?.id ?? uuid();
@@ -306,8 +331,11 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
     const elapsed = (): number => Math.round(visibleMs + (visibleSince !== null ? performance.now() - visibleSince : 0));
     let saved = false;
 
+    const counter = progress
+      ? h("span", { class: "pill pill-primary", "data-testid": "link-progress", title: "Images done of this study's quota" }, `${progress.images} of ${progress.quota}`)
+      : null;
     const w = createWorkbench(shell, {
-      title: `${task.title} — ${img.name ?? img.id}`,
+      title: progress ? `${task.title} — image ${progress.images + 1} of ${progress.quota}` : `${task.title} — ${img.name ?? img.id}`,
       tool: task.tool,
       maxShapes: task.max_shapes,
       width: img.width,
@@ -315,7 +343,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       instructions: task.instructions,
       primaryLabel: "Next →",
       onPrimary: () => void next(),
-      extra: [tourButton(false)],
+      extra: counter ? [counter, tourButton(false)] : [tourButton(false)],
     });
     wb = w;
     expose(w, "annotate", img);

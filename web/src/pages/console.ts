@@ -1,5 +1,6 @@
-/** Task master console: tasks, settings, images, tutorial references, live view, export. */
-import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
+/** Task master console: tasks, settings, images, tutorial references, live view, crowds, export. */
+import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Invitation, type LinkKind, type StudyLink, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
+import { csvRecords } from "../csv";
 import { coverageHistogram, denseBins, leaseCount, matrixColumns, progressOf, type CoverageRow } from "../coverage";
 import { clear, fmtInt, fmtNum, fmtPct, h, progressBar, toast } from "../dom";
 import { renderMarkdown } from "../markdown";
@@ -181,9 +182,9 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     );
   };
   renderHeader();
-  const tabs = ["live", "settings", "images", "tutorial", "export"] as const;
+  const tabs = ["live", "settings", "images", "tutorial", "crowds", "export"] as const;
   type Tab = (typeof tabs)[number];
-  const labels: Record<Tab, string> = { live: "Live", settings: "Settings & members", images: "Images", tutorial: "Tutorial", export: "Export" };
+  const labels: Record<Tab, string> = { live: "Live", settings: "Settings & members", images: "Images", tutorial: "Tutorial", crowds: "Crowds & invitations", export: "Export" };
   const tabBar = h("div", { class: "tabs", role: "tablist" });
   const panel = h("div", { role: "tabpanel" });
   page.append(header, tabBar, panel);
@@ -194,7 +195,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     history.replaceState(null, "", `/console/tasks/${enc(id)}?tab=${t}`);
     tabBar.querySelectorAll("button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === t)));
     clear(panel);
-    const fn = { live: liveTab, settings: settingsTab, images: imagesTab, tutorial: tutorialTab, export: exportTab }[t];
+    const fn = { live: liveTab, settings: settingsTab, images: imagesTab, tutorial: tutorialTab, crowds: crowdsTab, export: exportTab }[t];
     const r = fn(panel);
     if (typeof r === "function") stopTab = r;
   };
@@ -216,7 +217,20 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const list = h("ul", { "data-testid": "members" });
     const renderMembers = (): void => {
       const ms = task.members ?? [];
-      list.replaceChildren(...(ms.length ? ms.map((m) => h("li", null, known.get(m) ?? m)) : [h("li", { class: "muted" }, "No member yet.")]));
+      const item = (m: string): HTMLElement => {
+        const remove = h("button", { class: "btn btn-ghost", type: "button", "data-testid": "remove-member", title: "Take this member off the task" }, "Remove");
+        remove.addEventListener("click", async () => {
+          try {
+            task = await api.removeMember(id, m);
+            renderMembers();
+            toast("Member removed", "ok");
+          } catch (e) {
+            toast(e instanceof Error ? e.message : String(e), "error");
+          }
+        });
+        return h("li", { class: "row", dataset: { member: m } }, h("span", null, known.get(m) ?? m), remove);
+      };
+      list.replaceChildren(...(ms.length ? ms.map(item) : [h("li", { class: "muted" }, "No member yet.")]));
     };
     renderMembers();
     const input = h("input", { type: "text", placeholder: "email or user id", "aria-label": "Email or user id of the new member", "data-testid": "member-input" });
@@ -728,6 +742,205 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       stop = true;
       if (timer) clearTimeout(timer);
     };
+  }
+
+  // -- crowds: study links, their ledger, invitations --
+  function crowdsTab(p: HTMLElement): void {
+    const copyField = (value: string, testid: string): HTMLElement => {
+      const field = h("input", { type: "text", readonly: true, value, "aria-label": "Address to copy", "data-testid": testid, style: { flex: "1", minWidth: "16rem" } });
+      const copy = h("button", { class: "btn", type: "button" }, "Copy");
+      copy.addEventListener("click", async () => {
+        field.select();
+        try {
+          await navigator.clipboard.writeText(value);
+          toast("Copied", "ok", 1200);
+        } catch {
+          toast("Press Ctrl+C to copy the selected address", "info");
+        }
+      });
+      return h("div", { class: "row" }, field, copy);
+    };
+    const when = (iso: string | null | undefined): string => (iso ? new Date(iso).toLocaleString() : "—");
+
+    // study links
+    const kind = h("select", { "aria-label": "Panel", "data-testid": "link-kind", style: { width: "16rem" } }, h("option", { value: "prolific" }, "Prolific"), h("option", { value: "mturk" }, "MTurk"), h("option", { value: "generic" }, "Other panel (?worker=ID)"));
+    const quota = h("input", { type: "number", min: "1", max: "10000", value: "10", "aria-label": "Images per worker", "data-testid": "link-quota", style: { width: "7rem" } });
+    const completionUrl = h("input", { type: "text", placeholder: "completion URL (optional), e.g. https://app.prolific.com/submissions/complete?cc=CODE", "aria-label": "Completion URL", "data-testid": "link-completion-url", style: { flex: "1", minWidth: "16rem" } });
+    const completionCode = h("input", { type: "text", placeholder: "completion code (optional)", "aria-label": "Completion code", "data-testid": "link-completion-code", style: { width: "13rem" } });
+    const create = h("button", { class: "btn btn-primary", type: "button", "data-testid": "create-link" }, "Create study link");
+    const linkList = h("div", { class: "stack", "data-testid": "links" });
+    const renderLinks = (links: StudyLink[]): void => {
+      linkList.replaceChildren(
+        ...(links.length
+          ? links.map((l) => {
+              const revoke = h("button", { class: "btn btn-ghost", type: "button", "data-testid": "revoke-link", disabled: !!l.revoked_at }, l.revoked_at ? "Revoked" : "Revoke");
+              revoke.addEventListener("click", async () => {
+                if (!confirm("Revoke this link? It opens no more, and its workers get no more images.")) return;
+                try {
+                  await api.revokeLink(id, l.id);
+                  toast("Link revoked", "ok");
+                  await loadLinks();
+                } catch (e) {
+                  toast(e instanceof Error ? e.message : String(e), "error");
+                }
+              });
+              const where = l.kind === "prolific" ? "Study URL for Prolific (with its placeholders):" : l.kind === "mturk" ? "ExternalURL of the HIT's ExternalQuestion:" : "Link for the panel (append the worker's id):";
+              return h(
+                "div",
+                { class: "card stack", dataset: { link: l.id }, "data-testid": "link-row" },
+                h(
+                  "div",
+                  { class: "row" },
+                  h("span", { class: "pill pill-primary" }, l.kind),
+                  h("span", { class: "pill" }, `${l.quota} images each`),
+                  h("span", { class: l.revoked_at ? "pill pill-warn" : "pill pill-ok" }, l.revoked_at ? `revoked ${when(l.revoked_at)}` : "open"),
+                  h("span", { class: "small muted" }, `created ${when(l.created_at)}`),
+                  h("span", { class: "spacer" }),
+                  revoke,
+                ),
+                h("div", { class: "small muted" }, where),
+                copyField(l.panel_url, "link-panel-url"),
+                h("div", { class: "small" }, "Completion code: ", h("code", { "data-testid": "link-code" }, l.completion_code), l.completion_url ? h("span", { class: "muted" }, ` — then to ${l.completion_url}`) : null),
+              );
+            })
+          : [h("p", { class: "muted" }, "No study link yet.")]),
+      );
+    };
+    const loadLinks = async (): Promise<void> => renderLinks(await api.links(id));
+    create.addEventListener("click", async () => {
+      const body: { kind: LinkKind; quota: number; completion_url?: string; completion_code?: string } = { kind: kind.value as LinkKind, quota: Number(quota.value) };
+      if (completionUrl.value.trim()) body.completion_url = completionUrl.value.trim();
+      if (completionCode.value.trim()) body.completion_code = completionCode.value.trim();
+      try {
+        await api.createLink(id, body);
+        toast("Study link created", "ok");
+        await loadLinks();
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    });
+
+    // the ledger
+    const ledgerBody = h("tbody");
+    const columns = ["External id", "Panel", "Images", "Seconds", "First visit", "Last activity", "Completed"];
+    const ledgerTable = h("table", { "data-testid": "ledger" }, h("thead", null, h("tr", null, ...columns.map((c) => h("th", null, c)))), ledgerBody);
+    const reload = h("button", { class: "btn", type: "button", "data-testid": "reload-ledger" }, "Reload");
+    const download = h("button", { class: "btn", type: "button", "data-testid": "download-ledger" }, "Download CSV");
+    let ledgerText = "";
+    const loadLedger = async (): Promise<void> => {
+      ledgerText = await api.ledgerCsv(id);
+      const rows = csvRecords(ledgerText);
+      ledgerBody.replaceChildren(
+        ...(rows.length
+          ? rows.map((r) =>
+              h(
+                "tr",
+                { dataset: { worker: r.external_id ?? "" }, "data-testid": "ledger-row" },
+                h("td", null, r.external_id ?? ""),
+                h("td", null, r.kind ?? ""),
+                h("td", { "data-testid": "ledger-images" }, r.images ?? ""),
+                h("td", null, r.seconds ?? ""),
+                h("td", null, when(r.first_at)),
+                h("td", null, when(r.last_at)),
+                h("td", null, r.completed === "true" ? "✓" : ""),
+              ),
+            )
+          : [h("tr", null, h("td", { colSpan: columns.length, class: "muted" }, "No worker has opened a link yet."))]),
+      );
+    };
+    reload.addEventListener("click", () => void loadLedger().catch((e) => toast(String(e), "error")));
+    download.addEventListener("click", async () => {
+      if (!ledgerText) await loadLedger();
+      const url = URL.createObjectURL(new Blob([ledgerText], { type: "text/csv" }));
+      const a = h("a", { href: url, download: `ledger-${task.title.replace(/[^\w.-]+/g, "_")}.csv` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    });
+
+    // invitations
+    const email = h("input", { type: "email", placeholder: "email (optional: anyone with the link)", "aria-label": "Invitee's email", "data-testid": "invitation-email", style: { flex: "1", minWidth: "14rem" } });
+    const hours = h("input", { type: "number", min: "1", value: "168", "aria-label": "Valid for (hours)", "data-testid": "invitation-hours", style: { width: "7rem" } });
+    const invite = h("button", { class: "btn btn-primary", type: "button", "data-testid": "create-invitation" }, "Create invitation");
+    const invitationList = h("div", { class: "stack", "data-testid": "invitations" });
+    const renderInvitations = (invitations: Invitation[]): void => {
+      const now = Date.now();
+      invitationList.replaceChildren(
+        ...(invitations.length
+          ? invitations.map((i) => {
+              const state = i.revoked_at ? "revoked" : Date.parse(i.expires_at) <= now ? "expired" : "open";
+              const revoke = h("button", { class: "btn btn-ghost", type: "button", "data-testid": "revoke-invitation", disabled: state !== "open" }, "Revoke");
+              revoke.addEventListener("click", async () => {
+                try {
+                  await api.revokeInvitation(id, i.id);
+                  toast("Invitation revoked", "ok");
+                  await loadInvitations();
+                } catch (e) {
+                  toast(e instanceof Error ? e.message : String(e), "error");
+                }
+              });
+              return h(
+                "div",
+                { class: "card stack", dataset: { invitation: i.id }, "data-testid": "invitation-row" },
+                h(
+                  "div",
+                  { class: "row" },
+                  h("span", { class: state === "open" ? "pill pill-ok" : "pill pill-warn" }, state),
+                  h("span", null, i.email ?? "anyone with the link"),
+                  h("span", { class: "small muted" }, `until ${when(i.expires_at)} · accepted by ${i.accepted_by.length}`),
+                  h("span", { class: "spacer" }),
+                  revoke,
+                ),
+                copyField(i.url, "invitation-url"),
+              );
+            })
+          : [h("p", { class: "muted" }, "No invitation yet.")]),
+      );
+    };
+    const loadInvitations = async (): Promise<void> => renderInvitations(await api.invitations(id));
+    invite.addEventListener("click", async () => {
+      const body: { email?: string; expires_in_hours: number } = { expires_in_hours: Number(hours.value) };
+      if (email.value.trim()) body.email = email.value.trim();
+      try {
+        await api.createInvitation(id, body);
+        email.value = "";
+        toast("Invitation created", "ok");
+        await loadInvitations();
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    });
+
+    p.append(
+      h(
+        "div",
+        { class: "card stack" },
+        h("h2", null, "Study links"),
+        h("p", { class: "muted small" }, "A link for an external panel (Prolific, MTurk or another): a worker who opens it is signed in anonymously, annotates up to the quota, then sees the completion code (or is sent to the completion URL). The task's qualification still applies."),
+        h("div", { class: "row" }, kind, quota, completionCode),
+        h("div", { class: "row" }, completionUrl, create),
+        linkList,
+      ),
+      h(
+        "div",
+        { class: "card stack" },
+        h("div", { class: "row" }, h("h2", { style: { margin: "0" } }, "Ledger"), h("span", { class: "spacer" }), reload, download),
+        h("p", { class: "muted small" }, "Every worker of every link: images, time spent, first and last activity — for paying the panel."),
+        h("div", { class: "table-wrap" }, ledgerTable),
+      ),
+      h(
+        "div",
+        { class: "card stack" },
+        h("h2", null, "Invitations"),
+        h("p", { class: "muted small" }, "A link that makes whoever opens it signed in (or only the account with this email) a member of the task."),
+        h("div", { class: "row" }, email, hours, h("span", { class: "small muted" }, "hours"), invite),
+        invitationList,
+      ),
+    );
+    void loadLinks().catch((e) => toast(String(e), "error"));
+    void loadLedger().catch((e) => toast(String(e), "error"));
+    void loadInvitations().catch((e) => toast(String(e), "error"));
   }
 
   // -- export --
