@@ -160,3 +160,19 @@ async def one_attempt(
     assert statuses(answers) == {200: copies}, statuses(answers)
     assert len({json.dumps(answer.body, sort_keys=True) for answer in answers}) == 1
     assert answers[0].body["passed"] is False and answers[0].body["reference"] == []
+
+
+async def first_visits_of_one_worker(
+    session: aiohttp.ClientSession, api: str, link_id: str, worker: str, copies: int
+) -> str:
+    """One panel worker opening a study link ``copies`` times at once (tabs, a double click, retries):
+    every visit answers 200 with the same account, exactly one made it; returns that account's token."""
+    url = f"{api}/links/{link_id}/sessions"
+    answers = await storm(session, "POST", url, "none", copies, json={"worker": worker})
+    no_server_errors(answers)
+    assert statuses(answers) == {200: copies}, statuses(answers)
+    assert sum(bool(answer.body["created"]) for answer in answers) == 1, [a.body["created"] for a in answers]
+    assert len({answer.body["user_id"] for answer in answers}) == 1
+    user = await get_json(session, f"{api}/me", str(answers[-1].body["access_token"]))
+    assert user["id"] == answers[0].body["user_id"] and user["link_id"] == link_id
+    return str(answers[0].body["access_token"])

@@ -19,6 +19,7 @@ from tests.integration.test_hostile_input import raw_request
 from tests.integration.test_work_rules import create_task, upload
 from tests.servers import MinioServer
 from tests.storms import (
+    first_visits_of_one_worker,
     fresh_ids_for_one_image,
     one_attempt,
     one_export_request,
@@ -97,3 +98,41 @@ def test_uploads_are_refused_before_their_body_is_read_through_the_gateway(
     )
     answer = raw_request(cluster.url, head, first)
     assert int(answer.split(b" ", 2)[1]) == 401, answer[:300]
+
+
+async def test_a_study_link_through_the_gateway_on_the_cluster(cluster: ClusterStack, master: Api) -> None:
+    """External crowds on the cluster (FerretDB in guard mode): simultaneous first visits of one worker
+    make one account; the worker works up to the quota through the gateway, gets the code, and the
+    ledger has their row; a removed member loses the private task."""
+    api = f"{cluster.url}/api/v1"
+    task = create_task(master, visibility="private")
+    upload(master, task["id"], 2)
+    created = master.http.post(f"/tasks/{task['id']}/links", json={"kind": "generic", "quota": 1})
+    assert created.status_code == 201, created.text
+    link = created.json()
+    async with crowd_session() as session:
+        token = await first_visits_of_one_worker(session, api, link["id"], "cluster-worker", COPIES)
+    worker = Api(cluster.url, token)
+    answer = worker.http.get(f"/tasks/{task['id']}/next")
+    assert answer.status_code == 200 and answer.json()["progress"]["images"] == 0, answer.text
+    body = {
+        "id": uuid.uuid4().hex,
+        "image_id": answer.json()["image"]["id"],
+        "duration_ms": 1500,
+        "shapes": [{"type": "contour", "points": [[10, 10], [40, 10], [40, 40], [10, 40]]}],
+    }
+    assert worker.http.post(f"/tasks/{task['id']}/submissions", json=body).status_code == 201
+    assert worker.http.get(f"/tasks/{task['id']}/next").status_code == 204
+    progress = worker.http.get(f"/links/{link['id']}/progress").json()
+    assert progress["done"] and progress["completion_code"] == link["completion_code"]
+    ledger = master.http.get(f"/tasks/{task['id']}/ledger")
+    assert ledger.status_code == 200 and ledger.headers["content-type"].startswith("text/csv")
+    rows = ledger.text.splitlines()
+    assert rows[0].startswith("external_id,kind,images,seconds,first_at,last_at")
+    assert len(rows) == 2 and rows[1].startswith("cluster-worker,generic,1,1.5,")
+    member = Api.sign_up(cluster.url, f"member-{uuid.uuid4().hex[:8]}@cluster.crowdseg")
+    invitation = master.http.post(f"/tasks/{task['id']}/invitations", json={"expires_in_hours": 1}).json()
+    assert member.http.post(f"/invitations/{invitation['id']}/accept").status_code == 200
+    assert member.http.get(f"/tasks/{task['id']}").status_code == 200
+    assert master.http.delete(f"/tasks/{task['id']}/members/{member.user['id']}").status_code == 200
+    assert member.http.get(f"/tasks/{task['id']}").status_code == 404

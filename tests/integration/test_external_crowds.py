@@ -18,7 +18,7 @@ from crowdseg.simulation import synthetic_image
 from tests.concurrency import crowd_session
 from tests.embedded import Api, EmbeddedServer
 from tests.integration.test_work_rules import create_task, submit, upload
-from tests.storms import no_server_errors, statuses, storm
+from tests.storms import first_visits_of_one_worker
 
 pytestmark = pytest.mark.integration
 
@@ -226,16 +226,10 @@ async def test_simultaneous_first_visits_of_one_worker_make_one_account(
     task = create_task(taskmaster)
     upload(taskmaster, task["id"], 1)
     link = make_link(taskmaster, task["id"], kind="generic", quota=1)
-    url = f"{embedded.url}/api/v1/links/{link['id']}/sessions"
     async with crowd_session() as session:
-        answers = await storm(session, "POST", url, "none", 16, json={"worker": "w-storm"})
-    no_server_errors(answers)
-    assert statuses(answers) == {200: 16}, statuses(answers)
-    assert sum(bool(answer.body["created"]) for answer in answers) == 1
-    assert len({answer.body["user_id"] for answer in answers}) == 1
+        token = await first_visits_of_one_worker(session, f"{embedded.url}/api/v1", link["id"], "w-storm", 16)
     assert [row["external_id"] for row in ledger(taskmaster, task["id"])] == ["w-storm"]
-    worker = worker_api(embedded.url, answers[-1].body)
-    assert worker.http.get("/me").json()["id"] == answers[0].body["user_id"]
+    assert Api(embedded.url, token).http.get(f"/tasks/{task['id']}/next").status_code == 200
 
 
 def test_invitations_make_members_until_they_expire_or_are_revoked(

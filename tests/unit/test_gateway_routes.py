@@ -50,6 +50,16 @@ def test_every_route_of_every_service_resolves_to_its_owner(table: RouteTable) -
         ("GET", "/exports/e1/download", "export"),
         ("HEAD", "/exports/e1/download", "export"),
         ("DELETE", "/tasks/t1", "ingest"),  # not allowed there: the owner answers 405
+        ("DELETE", "/tasks/t1/members/u1", "ingest"),
+        ("POST", "/tasks/t1/links", "assign"),
+        ("DELETE", "/tasks/t1/links/l1", "assign"),
+        ("GET", "/tasks/t1/ledger", "assign"),
+        ("GET", "/links/l1", "assign"),
+        ("POST", "/links/l1/sessions", "assign"),
+        ("GET", "/links/l1/progress", "assign"),
+        ("POST", "/tasks/t1/invitations", "assign"),
+        ("DELETE", "/tasks/t1/invitations/i1", "assign"),
+        ("POST", "/invitations/i1/accept", "assign"),
     ],
 )
 def test_known_routes(table: RouteTable, method: str, path: str, owner: str) -> None:
