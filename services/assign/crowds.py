@@ -26,6 +26,7 @@ from crowdseg.domain import (
     LinkWorker,
     Role,
     StudyLink,
+    Submission,
     Task,
     TaskStatus,
     User,
@@ -253,7 +254,8 @@ async def _account_of(store: Store, worker: LinkWorker) -> User:
         return stored
 
 
-async def _submissions(store: Store, user_id: str, task_id: str) -> list[Any]:
+async def _submissions(store: Store, user_id: str, task_id: str) -> list[Submission]:
+    """The user's submissions on the task (a link's worker has at most about its quota)."""
     return [s for s in await store.submissions.list_for_user(user_id) if s.task_id == task_id]
 
 
