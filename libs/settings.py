@@ -43,9 +43,12 @@ class CommonSettings(BaseSettings):
     s3_bucket: str = "crowdseg"
     s3_secure: bool = False
     token_minutes: int = Field(default=12 * 60, ge=1)
-    # The address users reach the web UI at (e.g. https://crowdseg.example.org), for the study links and
-    # invitations handed out; unset, the address the request came to (X-Forwarded-Host/-Proto included).
-    public_url: str = ""
+    public_url: str = Field(
+        default="",
+        description="the address users reach the web UI at (e.g. `https://crowdseg.example.org`), for the study "
+        "links and invitations handed out; unset, the address the request came to (`X-Forwarded-Host`/`-Proto` "
+        "included)",
+    )
     cookie_secure: bool = False
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
