@@ -22,7 +22,7 @@ from tests.embedded import Api, EmbeddedServer
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PID = "60c0ffee5eed000000000042"
-VIEWPORT = {"width": 1300, "height": 900}
+VIEWPORT = {"width": 1280, "height": 800}  # the docs screenshots' size
 MASTER = "master@study.example.org"
 
 
@@ -91,7 +91,7 @@ def test_a_prolific_worker_in_the_browser(server: EmbeddedServer, owner: Api, br
         master.wait_for_selector("[data-testid='link-row']")
         panel_url = master.input_value("[data-testid='link-panel-url']")
         assert master.locator("[data-testid='link-code']").inner_text() == "CSEG2026"
-        shot(master, "console-study-link")
+        shot(master, "console-study-link", docs=True)
         assert "PROLIFIC_PID={{%PROLIFIC_PID%}}" in panel_url, panel_url
         # what Prolific opens: its placeholders filled in with the participant's ids
         study_url = (
@@ -120,7 +120,7 @@ def test_a_prolific_worker_in_the_browser(server: EmbeddedServer, owner: Api, br
         annotate_one(again, task_id, "1 of 2")
         again.wait_for_selector("[data-testid='study-complete']")
         assert again.locator("[data-testid='completion-code']").inner_text() == "CSEG2026"
-        shot(again, "worker-completion-code")
+        shot(again, "worker-completion-code", docs=True)
 
         # -- the ledger: in the console as in the CSV ----------------------------------------------
         (row,) = list(csv.DictReader(io.StringIO(owner.http.get(f"/tasks/{task_id}/ledger").text)))
@@ -130,7 +130,7 @@ def test_a_prolific_worker_in_the_browser(server: EmbeddedServer, owner: Api, br
         shown = master.locator(f"[data-testid='ledger-row'][data-worker='{PID}']")
         shown.wait_for()
         assert shown.locator("[data-testid='ledger-images']").inner_text() == "2"
-        shot(master, "console-ledger")
+        shot(master, "console-ledger", docs=True)
 
         # -- once more: straight to the code --------------------------------------------------------
         third = worker_page()
