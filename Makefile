@@ -52,8 +52,13 @@ webtest: $(WEB_STAMP)
 
 # An sdist and a wheel in dist/; both carry the built web UI (setup.py, MANIFEST.in).
 dist: $(STAMP) $(WEB_STAMP)
-	rm -rf dist build
+	rm -rf build dist/crowdseg-*.whl dist/crowdseg-*.tar.gz
 	$(PY) -m build --outdir dist .
+# The container image (Containerfile), built with buildah and no Docker daemon; cached, so a second
+# run with nothing changed takes seconds. Writes dist/crowdseg-<version>.oci.tar.
+.PHONY: image
+image: install servers
+	CROWDSEG_CACHE=$(CACHE) PYTHON=$(PY) scripts/build-image.sh
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

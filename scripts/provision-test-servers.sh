@@ -5,6 +5,7 @@
 #   - MinIO: go install                                                 -> $CACHE/bin/minio
 #   - kustomize (builds the deploy/k8s overlays in the tests): go install -> $CACHE/bin/kustomize
 #   - Chromium + chromedriver for the browser tests: apt-get, only when missing
+#   - buildah + mmdebstrap for `make image` and its cluster test: apt-get, only when missing
 # and write $CACHE/servers.json, the manifest tests/servers.py reads.
 #
 # Idempotent: every component has a marker file holding its version; a component whose marker
@@ -162,11 +163,34 @@ provision_chromium() {
   echo "chromium $(/usr/bin/chromium --version 2>/dev/null | awk '{ print $2 }'): ready (installed in $(elapsed "$t0"))"
 }
 
+# ---------------------------------------------------------------- buildah + mmdebstrap (make image, its test)
+provision_image_tools() {
+  local t0 apt_opts=(-y -q -o DPkg::Lock::Timeout=600)
+  if command -v buildah >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1; then
+    echo "buildah $(buildah --version | awk '{ print $3 }'), mmdebstrap: ready (system)"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "buildah: missing and apt-get is not available; install buildah and mmdebstrap"
+  [[ "$(id -u)" == 0 ]] || die "buildah: missing; run as root or: sudo apt-get install buildah mmdebstrap"
+  t0="$(now)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-cache policy buildah mmdebstrap 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    apt-get update -q -o DPkg::Lock::Timeout=600 >"$CACHE/logs/apt-update.log" 2>&1 \
+      || die "buildah: apt-get update failed (log: $CACHE/logs/apt-update.log)"
+  fi
+  if ! apt-get install "${apt_opts[@]}" --no-install-recommends buildah mmdebstrap >"$CACHE/logs/buildah.log" 2>&1; then
+    tail -n 20 "$CACHE/logs/buildah.log" >&2
+    die "buildah: apt-get install buildah mmdebstrap failed (log: $CACHE/logs/buildah.log)"
+  fi
+  echo "buildah $(buildah --version | awk '{ print $3 }'), mmdebstrap: ready (installed in $(elapsed "$t0"))"
+}
+
 provision_kafka
 go_binary ferretdb "$FERRETDB_VERSION"
 go_binary minio "$MINIO_VERSION"
 go_binary kustomize "$KUSTOMIZE_VERSION"
 provision_chromium
+provision_image_tools
 
 # ---------------------------------------------------------------- manifest for tests/servers.py
 cat >"$CACHE/servers.json.tmp" <<EOF

@@ -7,13 +7,16 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import httpx
 import numpy as np
+from crowdseg.consensus import dice
 from crowdseg.simulation import SyntheticImage, careful_outline, sloppy_outline, synthetic_image
+from PIL import Image as PILImage
 
 from tests.embedded import Api, wait_for
 
@@ -164,3 +167,54 @@ class CrowdTask:
             mine = {s for s, i in self.accepted.items() if i == image_id}
             assert rated == mine, f"image {image_id}: consensus rates {rated ^ mine} differently"
         return found
+
+
+def crowd_reaches_expert_consensus_and_exports_it(
+    url: str, master: Api, *, images: int = 6, annotators: int = 10, bad: int = 2, replicates: int = 10
+) -> None:
+    """The end-to-end flow through a gateway at ``url``: ``master`` (an admin) creates a contour task
+    of synthetic images with known truth; ``annotators`` simulated annotators (the first ``bad`` of them
+    sloppy) loop ``next`` → ``submissions`` at once; every image's consensus covers all its submissions
+    with Dice ≥ 0.95 against the truth; the sloppy annotators rank last; the export ZIP holds it all."""
+    task = CrowdTask.create(master, images=images, replicates=replicates, seed=11, title="cluster flow")
+    domain = uuid.uuid4().hex[:8]
+    crowd = [Api.sign_up(url, f"flow-{n}@{domain}.crowdseg", f"Annotator {n}") for n in range(annotators)]
+    with ThreadPoolExecutor(annotators) as pool:
+        done = list(pool.map(lambda n: task.annotate(crowd[n], bad=n < bad, seed=n), range(annotators)))
+    assert sum(done) == images * replicates
+    assert set(task.stored_counts().values()) == {replicates}  # never over-covered, across processes
+
+    found = task.assert_nothing_lost()
+    for image_id, consensus in found.items():
+        assert consensus["method"] == "staple"
+        png = master.http.get(f"/images/{image_id}/consensus/mask.png")
+        assert png.status_code == 200, png.text
+        mask = np.asarray(PILImage.open(io.BytesIO(png.content))) > 127
+        truth = task.truth[task.images[image_id]].truth()
+        assert dice(mask, truth) >= 0.95, task.images[image_id]
+
+    stats = master.http.get(f"/tasks/{task.task_id}/stats").json()
+    sensitivity = {user["user_id"]: user["sensitivity"] for user in stats["users"]}
+    sloppy = {str(api.user["id"]) for api in crowd[:bad]}
+    careful = {str(api.user["id"]) for api in crowd[bad:]}
+    assert max(sensitivity[u] for u in sloppy) < min(sensitivity[u] for u in careful)
+
+    export = master.http.post(f"/tasks/{task.task_id}/exports")
+    assert export.status_code == 202, export.text
+    export_id = export.json()["id"]
+
+    def finished() -> dict[str, object] | None:
+        status: dict[str, object] = master.http.get(f"/exports/{export_id}").json()
+        assert status["status"] != "failed", status
+        return status if status["status"] == "done" else None
+
+    wait_for(finished, 180, "the export")
+    download = master.http.get(f"/exports/{export_id}/download")
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/zip"
+    names = set(zipfile.ZipFile(io.BytesIO(download.content)).namelist())
+    for required in ("manifest.json", "task.json", "staple_parameters.csv", "user_performance.csv"):
+        assert required in names
+    assert {"coco/annotations.json", "coco/consensus.json"} <= names
+    submission_files = [n for n in names if n.startswith("submissions/") and n.endswith(".json")]
+    assert len(submission_files) == images * replicates

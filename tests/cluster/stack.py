@@ -6,6 +6,9 @@
     stack.start_service("consensus-1")
     stack.stop()
 
+How a process starts is the stack's ``Launcher``: by default the venv's ``crowdseg`` console script;
+``tests/cluster/image.py`` runs the same commands inside the container image instead.
+
 Each stack has its own MongoDB database and MinIO bucket, so stacks on the same servers do not
 see each other's documents. Topics and consumer groups are the platform's own (shared by stacks
 on one Kafka, as in a real deployment). Every process is configured only by ``CROWDSEG_*``
@@ -48,32 +51,58 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+class Launcher:
+    """Starts ``crowdseg <args>`` for a stack: here the venv's console script, run directly."""
+
+    # Whether the process is a wrapper whose children must be signalled too (as a process group).
+    signals_group = False
+
+    def command(self, name: str, args: list[str], env: dict[str, str]) -> list[str]:
+        return [str(CROWDSEG), *args]
+
+
 class ServiceProcess:
     """One ``crowdseg serve <service>`` process on its own loopback port."""
 
-    def __init__(self, name: str, service: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, service: str, env: dict[str, str], log_path: Path, launcher: Launcher | None = None
+    ) -> None:
         self.name = name
         self.service = service
         self.env = env
         self.log_path = log_path
+        self.launcher = launcher or Launcher()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def arguments(self) -> list[str]:
+        return ["serve", self.service, "--port", str(self.port)]
+
     def start(self) -> ServiceProcess:
         with self.log_path.open("ab") as log:
-            log.write(f"\n=== start {self.name}: crowdseg serve {self.service} --port {self.port}\n".encode())
+            log.write(f"\n=== start {self.name}: crowdseg {' '.join(self.arguments)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [str(CROWDSEG), "serve", self.service, "--port", str(self.port)],
+                self.launcher.command(self.name, self.arguments, self.env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=ROOT,
                 preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
+                start_new_session=self.launcher.signals_group,
             )
         return self
+
+    def _signal(self, signum: int) -> None:
+        assert self.proc is not None
+        if self.launcher.signals_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+        else:
+            self.proc.send_signal(signum)
 
     @property
     def pid(self) -> int | None:
@@ -116,19 +145,22 @@ class ServiceProcess:
     def kill(self) -> None:
         """A crash: SIGKILL, no shutdown hooks."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            self._signal(signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self, timeout: float = 20.0) -> None:
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        self._signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self._signal(signal.SIGKILL)
             proc.wait(10)
+        if self.launcher.signals_group:  # what the wrapper left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -149,10 +181,12 @@ class ClusterStack:
         partitions: int = 8,
         extra_env: dict[str, str] | None = None,
         worker_log_level: str = "INFO",
+        launcher: Launcher | None = None,
     ) -> None:
         self.tmp_dir = Path(tmp_dir)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.kafka = kafka
+        self.launcher = launcher or Launcher()
         suffix = secrets.token_hex(4)
         self.database = f"crowdseg_{suffix}"
         self.bucket = f"crowdseg-{suffix}"
@@ -187,7 +221,7 @@ class ClusterStack:
         self._add("gateway", "gateway", CROWDSEG_SERVICE_URLS=json.dumps(urls))
 
     def _add(self, name: str, service: str, **env: str) -> ServiceProcess:
-        process = ServiceProcess(name, service, {**self.env, **env}, self.tmp_dir / f"{name}.log")
+        process = ServiceProcess(name, service, {**self.env, **env}, self.tmp_dir / f"{name}.log", self.launcher)
         self.services[name] = process
         return process
 

@@ -11,76 +11,26 @@ answer.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import numpy as np
 import pytest
-from crowdseg.consensus import dice
-from PIL import Image as PILImage
 
-from tests.cluster.crowd import CrowdTask, wait_for
+from tests.cluster.crowd import crowd_reaches_expert_consensus_and_exports_it
 from tests.cluster.stack import CROWDSEG, ClusterStack, free_port
 from tests.embedded import Api
 from tests.servers import KafkaServer, MinioServer
 
 pytestmark = pytest.mark.cluster
 
-IMAGES = 6
-ANNOTATORS = 10
-BAD = 2
-REPLICATES = 10
-
 
 def test_a_crowd_through_the_gateway_reaches_expert_consensus_and_exports_it(
     cluster: ClusterStack, master: Api
 ) -> None:
-    task = CrowdTask.create(master, images=IMAGES, replicates=REPLICATES, seed=11, title="cluster flow")
-    crowd = [Api.sign_up(cluster.url, f"flow-{n}@cluster.crowdseg", f"Annotator {n}") for n in range(ANNOTATORS)]
-    with ThreadPoolExecutor(ANNOTATORS) as pool:
-        done = list(pool.map(lambda n: task.annotate(crowd[n], bad=n < BAD, seed=n), range(ANNOTATORS)))
-    assert sum(done) == IMAGES * REPLICATES
-    assert set(task.stored_counts().values()) == {REPLICATES}  # never over-covered, across processes
-
-    found = task.assert_nothing_lost()
-    for image_id, consensus in found.items():
-        assert consensus["method"] == "staple"
-        png = master.http.get(f"/images/{image_id}/consensus/mask.png")
-        assert png.status_code == 200, png.text
-        mask = np.asarray(PILImage.open(io.BytesIO(png.content))) > 127
-        truth = task.truth[task.images[image_id]].truth()
-        assert dice(mask, truth) >= 0.95, task.images[image_id]
-
-    stats = master.http.get(f"/tasks/{task.task_id}/stats").json()
-    sensitivity = {user["user_id"]: user["sensitivity"] for user in stats["users"]}
-    bad = {str(api.user["id"]) for api in crowd[:BAD]}
-    good = {str(api.user["id"]) for api in crowd[BAD:]}
-    assert max(sensitivity[u] for u in bad) < min(sensitivity[u] for u in good)
-
-    export = master.http.post(f"/tasks/{task.task_id}/exports")
-    assert export.status_code == 202, export.text
-    export_id = export.json()["id"]
-
-    def finished() -> dict[str, object] | None:
-        status: dict[str, object] = master.http.get(f"/exports/{export_id}").json()
-        assert status["status"] != "failed", status
-        return status if status["status"] == "done" else None
-
-    wait_for(finished, 180, "the export")
-    download = master.http.get(f"/exports/{export_id}/download")
-    assert download.status_code == 200
-    assert download.headers["content-type"] == "application/zip"
-    names = set(zipfile.ZipFile(io.BytesIO(download.content)).namelist())
-    for required in ("manifest.json", "task.json", "staple_parameters.csv", "user_performance.csv"):
-        assert required in names
-    assert {"coco/annotations.json", "coco/consensus.json"} <= names
-    submission_files = [n for n in names if n.startswith("submissions/") and n.endswith(".json")]
-    assert len(submission_files) == IMAGES * REPLICATES
+    crowd_reaches_expert_consensus_and_exports_it(cluster.url, master)
 
 
 def test_the_gateway_serves_the_web_ui_and_every_process_is_healthy(cluster: ClusterStack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ from tests.servers import load_manifest
 
 pytestmark = pytest.mark.unit
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
 SERVICES = ("gateway", "ingest", "assign", "annotate", "consensus", "export")
+IMAGE = "ghcr.io/crowdseg/crowdseg"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -41,6 +45,7 @@ def test_each_service_has_a_hardened_deployment_and_a_service(service: str) -> N
     assert pod["securityContext"]["runAsNonRoot"] is True
     [container] = pod["containers"]
     assert container["args"][:2] == ["serve", service]
+    assert container["image"] == f"{IMAGE}:{VERSION}"  # what `make image` builds
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     limits = container["resources"]["limits"]
@@ -67,10 +72,11 @@ def test_base_lists_every_service_and_overlays_pick_images_and_components() -> N
     for component in ("kafka", "mongodb", "minio", "consensus-autoscaling"):
         [doc] = documents(K8S / "components" / component / "kustomization.yaml")
         assert doc["kind"] == "Component"
+    assert base["images"] == [{"name": IMAGE, "newTag": VERSION}]
     for overlay in ("dev", "prod"):
         [doc] = documents(K8S / "overlays" / overlay / "kustomization.yaml")
         assert doc["resources"] == ["../../base"]
-        assert doc["images"][0]["newTag"] not in ("", "latest")
+        assert all(image["newTag"] not in ("", "latest") for image in doc.get("images", []))
         assert {"../../components/kafka", "../../components/mongodb", "../../components/minio"} <= set(
             doc["components"]
         )
@@ -89,7 +95,8 @@ def test_overlays_build_with_kustomize(overlay: str) -> None:
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         env = {item["name"] for item in container["env"]}
         assert {"CROWDSEG_MONGODB_URL", "CROWDSEG_S3_ACCESS_KEY", "CROWDSEG_S3_SECRET_KEY"} <= env
-        assert container["image"].endswith(":dev" if overlay == "dev" else ":0.1.0")
+        # dev runs the base's tag (this checkout's `make image`); prod pins a release
+        assert container["image"] == f"{IMAGE}:{VERSION if overlay == 'dev' else '0.1.0'}"
     [config] = [doc for doc in docs if doc["kind"] == "ConfigMap"]
     assert config["data"]["CROWDSEG_KAFKA_BOOTSTRAP_SERVERS"]
     assert config["data"]["CROWDSEG_S3_ENDPOINT"]
