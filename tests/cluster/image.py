@@ -9,7 +9,10 @@ cached, so a current image costs seconds), read from its OCI archive, and run wi
 Every process of a stack runs in the same working container with ``buildah run --isolation chroot
 --network host`` (``podman run`` does not work on this machine), as the image's non-root user, with
 its own host directories mounted on the image's volumes /data and /tmp, and only its ``CROWDSEG_*``
-settings passed in, as a Kubernetes pod gets them.
+settings passed in, as a Kubernetes pod gets them. buildah itself would back each declared volume with
+one directory per container (and then ignore ``--volume`` on it), so the working container forgets its
+VOLUME declarations and the launcher mounts them, as a container runtime would. buildah cannot mount the
+root read-only; ``written_outside_volumes`` shows what a process wrote there instead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,8 @@ class ImageContainer:
     def __init__(self, archive: Path) -> None:
         self.archive = archive
         self.name = f"crowdseg-test-{uuid.uuid4().hex[:8]}"
+        self.volumes = sorted(image_config(archive)["config"].get("Volumes") or {})
+        self.created = 0.0
 
     def __enter__(self) -> ImageContainer:
         subprocess.run(
@@ -84,7 +90,25 @@ class ImageContainer:
             capture_output=True,
             timeout=600,
         )
+        forget = [f"--volume={volume}-" for volume in self.volumes]
+        subprocess.run([*BUILDAH, "config", *forget, self.name], check=True, capture_output=True, timeout=60)
+        self.created = time.time()
         return self
+
+    def written_outside_volumes(self) -> list[str]:
+        """Files of the container's root file system changed since it was created, outside its volumes
+        (and /run, where buildah itself puts run-time files)."""
+        done = subprocess.run([*BUILDAH, "mount", self.name], check=True, capture_output=True, text=True, timeout=60)
+        root = Path(done.stdout.strip())
+        skipped = {root / path.lstrip("/") for path in [*self.volumes, "/run", "/proc", "/sys", "/dev"]}
+        written = []
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = [d for d in subdirectories if Path(directory, d) not in skipped]
+            for file in files:
+                path = Path(directory, file)
+                if path.lstat().st_mtime > self.created:
+                    written.append(f"/{path.relative_to(root)}")
+        return written
 
     def run(self, *command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -128,3 +128,8 @@ def test_crowdseg_up_runs_from_the_image(container: ImageContainer, tmp_path: Pa
         assert (volumes / "up" / "data" / "secret.key").is_file()  # the embedded profile's state is on /data
     finally:
         up.stop()
+
+
+def test_nothing_was_written_outside_the_volumes(container: ImageContainer, image_stack: ClusterStack) -> None:
+    """What a read-only root file system would have refused, after the crowd, the export and ``up``."""
+    assert container.written_outside_volumes() == []
