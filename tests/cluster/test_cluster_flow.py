@@ -4,9 +4,10 @@ Apache Kafka, FerretDB (MongoDB wire protocol) and MinIO, reached only through t
 Same flow as the embedded integration test: a task master creates a contour task and uploads a ZIP
 of synthetic images with known truth; ten simulated annotators (two of them bad) loop ``next`` →
 ``submissions`` at once; every image's consensus covers all its submissions with Dice ≥ 0.95 against
-the truth; the bad annotators rank last; the export ZIP holds the results. And ``crowdseg serve``
-refuses to start, in one line, when its configuration is missing or names something that does not
-answer.
+the truth; the bad annotators rank last; the export ZIP holds the results (the flow is
+``crowd.crowd_reaches_expert_consensus_and_exports_it``; test_container_image.py runs it on the image).
+And ``crowdseg serve`` refuses to start, in one line, when its configuration is missing or names
+something that does not answer.
 """
 
 from __future__ import annotations
