@@ -126,6 +126,7 @@ def test_crowdseg_up_runs_from_the_image(container: ImageContainer, tmp_path: Pa
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         Api.sign_up(up.url, "admin@up.crowdseg", "Admin")
         assert (volumes / "up" / "data" / "secret.key").is_file()  # the embedded profile's state is on /data
+        assert not (volumes / "up" / "data" / ".calfkit").exists()  # the broker runs from the image
     finally:
         up.stop()
 
