@@ -95,8 +95,8 @@ def test_overlays_build_with_kustomize(overlay: str) -> None:
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         env = {item["name"] for item in container["env"]}
         assert {"CROWDSEG_MONGODB_URL", "CROWDSEG_S3_ACCESS_KEY", "CROWDSEG_S3_SECRET_KEY"} <= env
-        # dev runs the base's tag (this checkout's `make image`); prod pins a release
-        assert container["image"] == f"{IMAGE}:{VERSION if overlay == 'dev' else '0.1.0'}"
+        # dev runs the base's tag (this checkout's `make image`); prod pins the release, bumped with it
+        assert container["image"] == f"{IMAGE}:{VERSION}"
     [config] = [doc for doc in docs if doc["kind"] == "ConfigMap"]
     assert config["data"]["CROWDSEG_KAFKA_BOOTSTRAP_SERVERS"]
     assert config["data"]["CROWDSEG_S3_ENDPOINT"]
