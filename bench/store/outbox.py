@@ -47,6 +47,9 @@ from crowdseg.ports import OutboxEntry  # noqa: E402
 
 from tests.servers import FerretDBServer, load_manifest  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from leases import image  # noqa: E402  (the same image documents as the lease benchmark)
+
 HERE = Path(__file__).resolve().parent
 Doc = dict[str, Any]
 
@@ -76,19 +79,7 @@ DESIGNS = {"per document": clear_per_document, "batched": clear_batched}
 
 
 def image_with_event(task_id: str, n: int) -> Image:
-    name = f"img-{n:06d}.png"
-    img = Image(
-        task_id=task_id,
-        name=name,
-        width=128,
-        height=128,
-        source_format="PNG",
-        original_key=f"{task_id}/{name}",
-        display_key=f"{task_id}/{name}",
-        display_media_type="image/png",
-        thumbnail_key=f"{task_id}/{name}.thumb",
-        thumbnail_media_type="image/png",
-    )
+    img = image(task_id, n)
     event = PendingEvent(topic="crowdseg.image.ingested.v1", key=task_id, payload={"event_id": new_id(), "id": img.id})
     return img.model_copy(update={"outbox": [event]})
 
