@@ -10,10 +10,11 @@ from crowdseg.events import ImageIngested, SubmissionAccepted
 from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
 from crowdseg.runtime import Runtime
 from crowdseg.services.assign import handlers
-from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
 
 COMPONENT = "assign.selections"
+MAX_SKIPPED = 100
 
 
 class AssignedImage(BaseModel):
@@ -24,9 +25,11 @@ class AssignedImage(BaseModel):
 
 
 class WorkerProgress(BaseModel):
-    """A study link's worker: images done before this one, of the link's quota."""
+    """How far the caller is: ``images`` submitted on the task before this one, of ``quota``. For a
+    study link's worker (``link_id`` set) the quota is the link's; for everyone else (``link_id``
+    null) it is the task's number of images, each of which a person annotates at most once."""
 
-    link_id: str
+    link_id: str | None
     images: int
     quota: int
 
@@ -35,6 +38,7 @@ class NextOut(BaseModel):
     image: AssignedImage
     lease_expires_at: datetime
     progress: WorkerProgress | None = None
+    """Always set by this version; optional for clients of older servers."""
 
 
 def selections_of(runtime: Runtime) -> handlers.Selections:
@@ -77,29 +81,43 @@ def router() -> APIRouter:
         "/tasks/{task_id}/next",
         response_model=NextOut,
         responses={
-            204: {"description": "nothing is left for this user (a study link's worker: also past the quota)"},
+            204: {
+                "description": "nothing is left for this user but the skipped images (a study link's worker:"
+                " also past the quota)"
+            },
             403: {"description": "qualify first"},
             404: {"description": "no such task visible to the caller"},
+            422: {"description": "more than 100 skipped images, or a malformed image id"},
             409: {"description": "the task is not open, or the caller's study link has been closed"},
             503: {"description": "the store is unreachable, or the task's images changed too fast; retry"},
         },
     )
-    async def next_image(task_id: str, user: CurrentUser, store: StoreDep, selections: SelectionsDep) -> Any:
-        assignment = await handlers.next_image(store, selections, user, task_id, utcnow())
+    async def next_image(
+        task_id: str,
+        user: CurrentUser,
+        store: StoreDep,
+        selections: SelectionsDep,
+        skip: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64)]],
+            Query(
+                max_length=MAX_SKIPPED,
+                description="images the caller passed over without submitting (the workbench's Skip): not"
+                " answered now, and the caller's leases on them are given back",
+            ),
+        ] = [],  # noqa: B006 -- FastAPI copies a query list's default per request
+    ) -> Any:
+        assignment = await handlers.next_image(store, selections, user, task_id, utcnow(), skip=frozenset(skip))
         if assignment is None:
             return Response(status_code=204)
+        progress = assignment.progress
         return NextOut(
             image=AssignedImage(
                 id=assignment.image_id, name=assignment.name, width=assignment.width, height=assignment.height
             ),
             lease_expires_at=assignment.lease_expires_at,
             progress=None
-            if assignment.progress is None
-            else WorkerProgress(
-                link_id=assignment.progress.link.id,
-                images=assignment.progress.images,
-                quota=assignment.progress.link.quota,
-            ),
+            if progress is None
+            else WorkerProgress(link_id=progress.link_id, images=progress.images, quota=progress.quota),
         )
 
     return api

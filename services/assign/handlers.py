@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -30,13 +30,23 @@ REFRESH_ON_EXHAUSTION_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far the caller is in the task: images submitted before this one, of ``quota`` (a study
+    link's quota, or, with no link, every image of the task: one person annotates each image once)."""
+
+    link_id: str | None
+    images: int
+    quota: int
+
+
+@dataclass(frozen=True)
 class Assignment:
     image_id: str
     name: str
     width: int
     height: int
     lease_expires_at: datetime
-    progress: LinkProgress | None = None  # a study link's worker: images done so far, of the quota
+    progress: Progress | None = None
 
 
 class Selections:
@@ -113,22 +123,55 @@ class Selections:
 
 
 async def next_image(
-    store: Store, selections: Selections, user: User, task_id: str, now: datetime
+    store: Store,
+    selections: Selections,
+    user: User,
+    task_id: str,
+    now: datetime,
+    skip: Collection[str] = (),
 ) -> Assignment | None:
-    """Lease the best open image to the user; None when nothing is left for them."""
+    """Lease the best open image to the user; None when nothing is left for them. ``skip``: images
+    the user passed over without submitting; they are not answered, and the user's leases on them are
+    given back so others may have them (the user may get them again on a later call without them)."""
     task = await visible_task(store, task_id, user)
     if task.status is not TaskStatus.OPEN:
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)
-    progress = await quota_state(store, user)
-    if progress is not None and progress.done:  # a study link's worker past the quota: done
+    link_progress = await quota_state(store, user)
+    if link_progress is not None and link_progress.done:  # a study link's worker past the quota: done
         return None
     selection = await selections.for_task(task.id)
-    assignment = await _lease_next(store, selection, user, task, now)
+    await _give_back(store, selection, user, task, skip, now)
+    assignment = await _lease_next(store, selection, user, task, now, skip)
     if assignment is None and selections.may_refresh(task.id) and await _misses_images(store, selection):
         selections.drop(task.id)
-        assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now)
-    return assignment if assignment is None or progress is None else replace(assignment, progress=progress)
+        assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now, skip)
+    if assignment is None:
+        return None
+    return replace(assignment, progress=await _progress(store, user, task, selection, link_progress))
+
+
+async def _progress(
+    store: Store, user: User, task: Task, selection: TaskSelection, link_progress: LinkProgress | None
+) -> Progress:
+    if link_progress is not None:
+        return Progress(link_progress.link.id, link_progress.images, link_progress.link.quota)
+    # the store's counters, kept in the operation that stores a submission, so never a step behind
+    tally = next((t for t in await store.counters.tallies_for_user(user.id) if t.task_id == task.id), None)
+    counters = await store.counters.task(task.id)
+    images = counters.images if counters is not None else len(selection)
+    return Progress(None, tally.submissions if tally is not None else 0, images)
+
+
+async def _give_back(
+    store: Store, selection: TaskSelection, user: User, task: Task, skip: Collection[str], now: datetime
+) -> None:
+    """End the user's own unexpired leases on skipped images (a lease that ends now is no lease)."""
+    for image_id in skip:
+        if selection.holds(image_id, user.id, now) and await store.images.try_lease(
+            image_id, user.id, replicates=task.replicates, now=now, expires_at=now
+        ):
+            selection.leased(image_id, user.id, now)
 
 
 async def _misses_images(store: Store, selection: TaskSelection) -> bool:
@@ -138,14 +181,14 @@ async def _misses_images(store: Store, selection: TaskSelection) -> bool:
 
 
 async def _lease_next(
-    store: Store, selection: TaskSelection, user: User, task: Task, now: datetime
+    store: Store, selection: TaskSelection, user: User, task: Task, now: datetime, skip: Collection[str] = ()
 ) -> Assignment | None:
     expires_at = now + timedelta(seconds=task.lease_seconds)
     for _ in range(MAX_LEASE_TRIES):
         candidates = selection.candidates(
             user.id, replicates=task.replicates, order=task.order, unseen_first=task.unseen_first, now=now
         )
-        image_id = next(candidates, None)
+        image_id = next((candidate for candidate in candidates if candidate not in skip), None)
         candidates.close()
         if image_id is None:
             return None

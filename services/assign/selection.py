@@ -108,6 +108,12 @@ class TaskSelection:
             self._set_lease(entry, user_id, expires_at)
             self._place(entry)
 
+    def holds(self, image_id: str, user_id: str, now: datetime) -> bool:
+        """Whether the user holds an unexpired lease on the image (as far as this process knows)."""
+        entry = self._entries.get(image_id)
+        expires_at = None if entry is None else entry.leases.get(user_id)
+        return expires_at is not None and expires_at > now
+
     def submitted(self, image_id: str, user_id: str) -> None:
         entry = self._entries.get(image_id)
         if entry is None or user_id in entry.submitted:

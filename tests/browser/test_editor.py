@@ -244,7 +244,7 @@ def test_contour_editing_and_durable_saving(
     page.unroute(submissions)
     stored = page.evaluate(
         "(b) => fetch('/api/v1/tasks/' + b.t + '/submissions', {method: 'POST', headers: {'Content-Type':"
-        " 'application/json', Authorization: 'Bearer ' + sessionStorage.getItem('crowdseg.token')},"
+        " 'application/json', 'X-CSRF-Token': document.cookie.match(/crowdseg_csrf=([^;]+)/)[1]},"
         " body: JSON.stringify(b.body)}).then(async (r) => ({status: r.status, json: await r.json()}))",
         {"t": task_id, "body": body},
     )

@@ -50,9 +50,9 @@ def new_task(owner: Api, title: str, images: int) -> str:
 
 
 def annotate_one(page: Any, task_id: str, expected: str) -> str:
-    """Outline the image on show and press next; the pill says how many of the quota were done before."""
+    """Outline the image on show and press next; the pill says which image of the quota this is."""
     wait_workbench(page, "annotate")
-    assert page.locator("[data-testid='link-progress']").inner_text() == expected
+    assert page.locator("[data-testid='image-progress']").inner_text() == expected
     image = page.evaluate("() => window.crowdseg.image")
     click_polygon(page, [(40, 40), (120, 40), (120, 120), (40, 120)])
     with page.expect_response(lambda r: r.url.endswith(f"/tasks/{task_id}/submissions")) as saved:
@@ -106,7 +106,7 @@ def test_a_prolific_worker_in_the_browser(server: EmbeddedServer, owner: Api, br
         worker.wait_for_url(f"**/tasks/{task_id}")
         wait_workbench(worker, "annotate")
         finish_tour(worker, shot)
-        first = annotate_one(worker, task_id, "0 of 2")
+        first = annotate_one(worker, task_id, "image 1 of 2")
         wait_new_image(worker, first)
         shot(worker, "worker-second-image")
 
@@ -117,7 +117,7 @@ def test_a_prolific_worker_in_the_browser(server: EmbeddedServer, owner: Api, br
         wait_workbench(again, "annotate")
         finish_tour(again, shot)
         assert again.evaluate("() => window.crowdseg.image.id") != first
-        annotate_one(again, task_id, "1 of 2")
+        annotate_one(again, task_id, "image 2 of 2")
         again.wait_for_selector("[data-testid='study-complete']")
         assert again.locator("[data-testid='completion-code']").inner_text() == "CSEG2026"
         shot(again, "worker-completion-code", docs=True)

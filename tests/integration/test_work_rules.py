@@ -136,3 +136,33 @@ def test_the_same_submission_twice_is_stored_once(taskmaster: Api, annotator_fac
     assert submit(annotator, task["id"], image["id"], submission_id) == 200
     assert taskmaster.http.get(f"/tasks/{task['id']}/stats").json()["submissions"] == 1
     assert annotator.http.get(f"/tasks/{task['id']}/next").status_code == 204  # never the same image twice
+
+
+def test_next_says_how_far_the_caller_is_and_skipping_gives_the_image_back(
+    taskmaster: Api, annotator_factory: Callable[[], Api]
+) -> None:
+    """The workbench's "image k of n", its Skip (the lease goes back to the crowd at once) and its
+    "No object here" (an empty annotation)."""
+    task = create_task(taskmaster, replicates=1, order="name_asc", unseen_first=False)
+    upload(taskmaster, task["id"], 3)
+    alice, bob = annotator_factory(), annotator_factory()
+    nxt = f"/tasks/{task['id']}/next"
+    first = alice.http.get(nxt).json()
+    assert first["image"]["name"] == "img-0.png"
+    assert first["progress"] == {"link_id": None, "images": 0, "quota": 3}
+    # alice skips img-0: she is not given it again now, and her lease is given back, so bob gets it
+    skipped = alice.http.get(nxt, params={"skip": [first["image"]["id"]]}).json()
+    assert skipped["image"]["name"] == "img-1.png" and skipped["progress"]["images"] == 0
+    assert bob.http.get(nxt).json()["image"]["id"] == first["image"]["id"]
+    # "no object here": an empty annotation is a submission like any other, and counts
+    empty = {"id": uuid.uuid4().hex, "image_id": skipped["image"]["id"], "shapes": [], "duration_ms": 10}
+    assert alice.http.post(f"/tasks/{task['id']}/submissions", json=empty).status_code == 201
+    last = alice.http.get(nxt, params={"skip": [first["image"]["id"]]}).json()
+    assert last["image"]["name"] == "img-2.png" and last["progress"] == {"link_id": None, "images": 1, "quota": 3}
+    assert submit(alice, task["id"], last["image"]["id"]) == 201
+    # only the skipped image is left (and bob holds it): nothing for alice either way
+    assert alice.http.get(nxt, params={"skip": [first["image"]["id"]]}).status_code == 204
+    assert alice.http.get(nxt).status_code == 204
+    # bad input: too many skipped images, or a malformed id
+    assert alice.http.get(nxt, params={"skip": [f"i{n}" for n in range(101)]}).status_code == 422
+    assert alice.http.get(nxt, params={"skip": ["x" * 65]}).status_code == 422

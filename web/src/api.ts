@@ -1,5 +1,7 @@
-/** HTTP client for the crowdseg API v1 (bearer token; see shared/API.md). */
+/** HTTP client for the crowdseg API v1: the session cookie with its CSRF header, or a study link's
+ * bearer token (see credentials.ts and shared/API.md). */
 import type { CoverageRow } from "./coverage";
+import { credentialHeaders } from "./credentials";
 import type { Pt } from "./geometry/types";
 import { fetchAll, Pager, type Getter } from "./paging";
 
@@ -106,8 +108,9 @@ export interface ImageInfo {
 export interface NextImage {
   image: ImageInfo;
   lease_expires_at?: string;
-  /** A study link's worker: images done before this one, of the link's quota. */
-  progress?: { link_id: string; images: number; quota: number } | null;
+  /** Images the caller submitted on the task before this one, of `quota`: a study link's quota, or
+   * (`link_id` null) every image of the task. */
+  progress?: { link_id: string | null; images: number; quota: number } | null;
 }
 
 export interface Qualification {
@@ -183,25 +186,30 @@ export class ApiError extends Error {
 }
 
 export const API = "/api/v1";
-const TOKEN_KEY = "crowdseg.token";
+// Only a study link's worker keeps a bearer token, for this tab (a panel's iframe gets no SameSite
+// cookie); everyone else is signed in by the HttpOnly session cookie alone.
+const LINK_TOKEN_KEY = "crowdseg.link-token";
 
-let token: string | null = sessionStorage.getItem(TOKEN_KEY);
+let token: string | null = sessionStorage.getItem(LINK_TOKEN_KEY);
 let unauthorizedHandler: (() => void) | null = null;
 
+/** The bearer token of a study link's tab (null when the session cookie authenticates). */
 export function getToken(): string | null {
   return token;
 }
+/** A study link's token for this tab; null drops it (the session cookie takes over). */
 export function setToken(t: string | null): void {
   token = t;
-  if (t) sessionStorage.setItem(TOKEN_KEY, t);
-  else sessionStorage.removeItem(TOKEN_KEY);
+  if (t) sessionStorage.setItem(LINK_TOKEN_KEY, t);
+  else sessionStorage.removeItem(LINK_TOKEN_KEY);
 }
 export function onUnauthorized(fn: () => void): void {
   unauthorizedHandler = fn;
 }
 
-export function authHeaders(): Record<string, string> {
-  return token ? { Authorization: `Bearer ${token}` } : {};
+/** What authenticates a request of `method` besides the cookie the browser sends itself. */
+export function authHeaders(method = "GET"): Record<string, string> {
+  return credentialHeaders(method, document.cookie, token);
 }
 
 function detailOf(body: unknown, status: number): string {
@@ -239,18 +247,17 @@ export function apiUrl(path: string): string {
 
 /** `raw` for a URL already made (a page's rel="next" link, same origin). */
 export async function rawUrl(url: string, opts: RequestOpts = {}): Promise<Response> {
-  const headers: Record<string, string> = { Accept: "application/json", ...authHeaders() };
   let body: BodyInit | undefined;
   if (opts.form) body = opts.form;
-  else if (opts.body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    body = JSON.stringify(opts.body);
-  }
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  const method = opts.method ?? (body ? "POST" : "GET");
+  const headers: Record<string, string> = { Accept: "application/json", ...authHeaders(method) };
+  if (opts.body !== undefined && !opts.form) headers["Content-Type"] = "application/json";
   const res = await fetch(url, {
-    method: opts.method ?? (body ? "POST" : "GET"),
+    method,
     headers,
     body,
-    credentials: "omit",
+    credentials: "same-origin",
     keepalive: opts.keepalive,
     signal: opts.signal,
   });
@@ -293,8 +300,7 @@ export function upload<T>(path: string, form: FormData, onProgress: (fraction: n
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", API + path);
-    xhr.withCredentials = false;
-    for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
+    for (const [k, v] of Object.entries(authHeaders("POST"))) xhr.setRequestHeader(k, v);
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) onProgress(e.loaded / e.total);
@@ -359,7 +365,9 @@ export const api = {
   qualification: (id: string) => call<Qualification>(`/tasks/${enc(id)}/qualification`),
   attempt: (id: string, image_id: string, shapes: ShapeJson[]) =>
     call<AttemptResult>(`/tasks/${enc(id)}/qualification/attempts`, { body: { image_id, shapes } }),
-  next: (id: string) => call<NextImage | null>(`/tasks/${enc(id)}/next`),
+  /** The next image; `skip`: images passed over this visit (their leases are given back). */
+  next: (id: string, skip: readonly string[] = []) =>
+    call<NextImage | null>(`/tasks/${enc(id)}/next${skip.length ? "?" + skip.map((s) => `skip=${enc(s)}`).join("&") : ""}`),
   stats: (id: string) => call<TaskStats>(`/tasks/${enc(id)}/stats`),
   consensus: (imageId: string) => call<Record<string, unknown>>(`/images/${enc(imageId)}/consensus`),
   startExport: (id: string) => call<{ id: string }>(`/tasks/${enc(id)}/exports`, { method: "POST" }),

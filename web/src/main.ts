@@ -29,7 +29,7 @@ function renderTopbar(): void {
     h(
       "div",
       { class: "topbar" },
-      h("a", { class: "brand", href: "/" }, h("span", { class: "brand-mark" }), "crowdseg"),
+      h("a", { class: "brand", href: "/", "aria-label": "crowdseg" }, h("span", { class: "brand-mark" }), h("span", { class: "brand-name" }, "crowdseg")),
       u
         ? h(
             "nav",

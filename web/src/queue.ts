@@ -1,5 +1,5 @@
-import { API, getToken } from "./api";
+import { API, authHeaders } from "./api";
 import { fetchTransport, SubmissionQueue } from "./saver";
 
-export const queue = new SubmissionQueue(fetchTransport(API, getToken), localStorage);
+export const queue = new SubmissionQueue(fetchTransport(API, () => authHeaders("POST")), localStorage);
 window.addEventListener("online", () => void queue.flush());

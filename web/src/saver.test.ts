@@ -88,7 +88,7 @@ describe("SubmissionQueue", () => {
     expect([1, 2, 3, 4, 10].map((a) => backoffMs(a))).toEqual([1000, 2000, 4000, 8000, 30000]);
   });
 
-  it("sends the click times with the submission, bearer token and keepalive", async () => {
+  it("sends the click times with the submission, its credentials and keepalive", async () => {
     const calls: Array<{ url: string; init: RequestInit }> = [];
     const orig = globalThis.fetch;
     globalThis.fetch = (async (url: string, init: RequestInit) => {
@@ -96,7 +96,7 @@ describe("SubmissionQueue", () => {
       return new Response(null, { status: 201 });
     }) as typeof fetch;
     try {
-      const t = fetchTransport("/api/v1", () => "tok");
+      const t = fetchTransport("/api/v1", () => ({ "X-CSRF-Token": "csrf" }));
       const r = await t.send("task 1", { ...body("f"), click_times: [1, 2, 3] }, true);
       expect(r.status).toBe(201);
     } finally {
@@ -104,7 +104,8 @@ describe("SubmissionQueue", () => {
     }
     expect(calls[0]!.url).toBe("/api/v1/tasks/task%201/submissions");
     expect(calls[0]!.init.keepalive).toBe(true);
-    expect((calls[0]!.init.headers as Record<string, string>).Authorization).toBe("Bearer tok");
+    expect((calls[0]!.init.headers as Record<string, string>)["X-CSRF-Token"]).toBe("csrf");
+    expect(calls[0]!.init.credentials).toBe("same-origin");
     expect(JSON.parse(calls[0]!.init.body as string).click_times).toEqual([1, 2, 3]);
   });
 });

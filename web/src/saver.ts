@@ -151,19 +151,19 @@ export class SubmissionQueue {
   }
 }
 
-export function fetchTransport(api: string, token: () => string | null): Transport {
+/** Sends with the session cookie; `credentials` adds what else authenticates a POST (its CSRF header,
+ * or a study link's bearer token). */
+export function fetchTransport(api: string, credentials: () => Record<string, string>): Transport {
   return {
     async send(taskId, body, keepalive) {
-      const headers: Record<string, string> = { "Content-Type": "application/json", Accept: "application/json" };
-      const t = token();
-      if (t) headers.Authorization = `Bearer ${t}`;
+      const headers: Record<string, string> = { "Content-Type": "application/json", Accept: "application/json", ...credentials() };
       // click_times (epoch ms of every pointer press) is stored with the submission
       const wire = body;
       const res = await fetch(`${api}/tasks/${encodeURIComponent(taskId)}/submissions`, {
         method: "POST",
         headers,
         body: JSON.stringify(wire),
-        credentials: "omit",
+        credentials: "same-origin",
         keepalive,
       });
       let detail: string | undefined;

@@ -43,8 +43,8 @@ export async function refresh(): Promise<Me | null> {
 }
 
 export async function signIn(email: string, password: string): Promise<Me | null> {
-  const r = await api.login({ email, password });
-  setToken(r.access_token);
+  await api.login({ email, password });
+  setToken(null); // the session cookie the answer set signs this browser in, in every tab
   return refresh();
 }
 

@@ -24,6 +24,48 @@ describe("EditorModel", () => {
     expect(m.shapes).toHaveLength(1);
   });
 
+  it("undo undoes one step: closing re-opens the outline, then the last vertex goes; redo replays them", () => {
+    const m = new EditorModel("contour", 3, 100, 100);
+    const tri: Pt[] = [
+      [10, 10],
+      [50, 10],
+      [30, 60],
+    ];
+    for (const p of tri) m.addDraftVertex(p);
+    expect(m.finishDraft()).toBe(true);
+    m.undo(); // re-opens the outline: its three vertices are back in the draft
+    expect(m.shapes).toHaveLength(0);
+    expect(m.draft).toEqual(tri);
+    m.undo(); // then only the last vertex goes
+    expect(m.draft).toEqual(tri.slice(0, 2));
+    expect(m.canRedo).toBe(true);
+    m.redo();
+    m.redo();
+    expect(m.draft).toEqual([]);
+    expect(m.shapes[0]!.points).toEqual(tri);
+    // a cancelled outline comes back with undo too
+    m.addDraftVertex([70, 70]);
+    m.addDraftVertex([90, 70]);
+    m.cancelDraft();
+    m.undo();
+    expect(m.draft).toEqual([
+      [70, 70],
+      [90, 70],
+    ]);
+  });
+
+  it("an outline restored by load() keeps its open vertices, undone one by one", () => {
+    const m = new EditorModel("polygon", 3, 100, 100);
+    m.load([], [
+      [1, 1],
+      [5, 1],
+    ]);
+    expect(m.draft).toHaveLength(2);
+    expect(m.canUndo).toBe(true);
+    m.undo();
+    expect(m.draft).toEqual([[1, 1]]);
+  });
+
   it("freehand stroke is simplified with RDP at the tolerance", () => {
     const m = new EditorModel("contour", 5, 200, 200);
     const stroke: Pt[] = [];

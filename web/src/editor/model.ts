@@ -31,12 +31,20 @@ function cloneShapes(s: readonly Shape[]): Shape[] {
   return s.map((x) => ({ ...x, points: clonePts(x.points) }));
 }
 
+/** One step of the history: the shapes and the outline being drawn. */
+interface Snapshot {
+  shapes: Shape[];
+  draft: Pt[];
+}
+
 export class EditorModel {
   shapes: Shape[] = [];
   draft: Pt[] = [];
   selection: Selection | null = null;
-  private past: Shape[][] = [];
-  private future: Shape[][] = [];
+  // Every step, drawing ones included, is a snapshot: undo right after closing an outline re-opens
+  // it, the next undo removes its last vertex (issue 11: it deleted the whole shape).
+  private past: Snapshot[] = [];
+  private future: Snapshot[] = [];
   private listeners = new Set<() => void>();
   /** Count of edits since load (for "unsaved" hints). */
   revision = 0;
@@ -71,9 +79,18 @@ export class EditorModel {
     return [Math.round(x * 100) / 100, Math.round(y * 100) / 100];
   }
 
-  /** Record the current shapes for undo before a change. */
+  private snapshot(): Snapshot {
+    return { shapes: cloneShapes(this.shapes), draft: clonePts(this.draft) };
+  }
+
+  private restore(s: Snapshot): void {
+    this.shapes = s.shapes;
+    this.draft = s.draft;
+  }
+
+  /** Record the current state for undo before a change. */
   checkpoint(): void {
-    this.past.push(cloneShapes(this.shapes));
+    this.past.push(this.snapshot());
     if (this.past.length > 200) this.past.shift();
     this.future = [];
     this.revision++;
@@ -86,22 +103,22 @@ export class EditorModel {
   }
 
   get canUndo(): boolean {
-    return this.draft.length > 0 || this.past.length > 0;
+    return this.past.length > 0 || this.draft.length > 0;
   }
   get canRedo(): boolean {
-    return this.future.length > 0 && this.draft.length === 0;
+    return this.future.length > 0;
   }
 
+  /** Undo one step: a vertex, a closing, a move, a deletion. */
   undo(): void {
-    if (this.draft.length > 0) {
-      this.draft.pop();
-    } else {
-      const prev = this.past.pop();
-      if (!prev) return;
-      this.future.push(cloneShapes(this.shapes));
-      this.shapes = prev;
-      this.revision++;
-    }
+    const prev = this.past.pop();
+    if (prev) {
+      this.future.push(this.snapshot());
+      this.restore(prev);
+    } else if (this.draft.length > 0) {
+      this.draft.pop(); // a restored outline has no history of its own: its vertices go one by one
+    } else return;
+    this.revision++;
     this.selection = null;
     this.emit();
   }
@@ -109,16 +126,17 @@ export class EditorModel {
   redo(): void {
     const next = this.future.pop();
     if (!next) return;
-    this.past.push(cloneShapes(this.shapes));
-    this.shapes = next;
+    this.past.push(this.snapshot());
+    this.restore(next);
     this.selection = null;
     this.revision++;
     this.emit();
   }
 
-  load(shapes: readonly Shape[]): void {
+  /** Start from these shapes (and an outline left open), with no history. */
+  load(shapes: readonly Shape[], draft: readonly Pt[] = []): void {
     this.shapes = cloneShapes(shapes);
-    this.draft = [];
+    this.draft = clonePts(draft);
     this.selection = null;
     this.past = [];
     this.future = [];
@@ -140,6 +158,7 @@ export class EditorModel {
   addDraftVertex(p: Pt): boolean {
     if (this.tool === "point") return this.addPoint(p);
     if (this.full && this.draft.length === 0) return false;
+    this.checkpoint();
     this.draft.push(this.clamp(p));
     this.selection = null;
     this.emit();
@@ -162,6 +181,7 @@ export class EditorModel {
 
   cancelDraft(): void {
     if (!this.draft.length) return;
+    this.checkpoint();
     this.draft = [];
     this.emit();
   }
@@ -176,6 +196,7 @@ export class EditorModel {
     const pts = stroke.map((p) => this.clamp(p));
     if (this.draft.length > 0) {
       const simplified = simplifyRdp(pts, tolerance);
+      this.checkpoint();
       this.draft.push(...simplified);
       this.draft = dedupe(this.draft);
       this.emit();

@@ -40,6 +40,8 @@ export class EditorView {
   private spaceDown = false;
   private ro: ResizeObserver;
   private disposed = false;
+  /** Whether the view shows the fitted image (nobody zoomed or panned since): a resize refits it. */
+  private fitted = true;
   reference: ShapeJson[] = [];
   /** Optional consensus/probability overlay drawn above the image. */
   clickTimes: number[] = [];
@@ -79,8 +81,16 @@ export class EditorView {
     el.addEventListener("contextmenu", (e) => e.preventDefault());
     window.addEventListener("keydown", this.onKeySpace);
     window.addEventListener("keyup", this.onKeySpace);
+    window.addEventListener("orientationchange", this.onOrientation);
+    screen.orientation?.addEventListener?.("change", this.onOrientation);
     this.fit();
   }
+
+  /** A phone turned: the whole image again, whatever the zoom was (issue 11: it was not re-fitted). */
+  private onOrientation = (): void => {
+    this.resize();
+    this.fit(); // fitted from now on, so the resize that may still follow fits again
+  };
 
   destroy(): void {
     this.disposed = true;
@@ -88,6 +98,8 @@ export class EditorView {
     this.ro.disconnect();
     window.removeEventListener("keydown", this.onKeySpace);
     window.removeEventListener("keyup", this.onKeySpace);
+    window.removeEventListener("orientationchange", this.onOrientation);
+    screen.orientation?.removeEventListener?.("change", this.onOrientation);
     this.stage.destroy();
   }
 
@@ -131,9 +143,11 @@ export class EditorView {
     const h = this.stage.height();
     const s = Math.min(w / this.model.width, h / this.model.height) * 0.95;
     this.setTransform(s, (w - this.model.width * s) / 2, (h - this.model.height * s) / 2);
+    this.fitted = true;
   }
 
   zoomAt(factor: number, at?: Pt): void {
+    this.fitted = false;
     const center: Pt = at ?? [this.stage.width() / 2, this.stage.height() / 2];
     const fitS = Math.min(this.stage.width() / this.model.width, this.stage.height() / this.model.height);
     const s0 = this.scale;
@@ -143,6 +157,7 @@ export class EditorView {
   }
 
   panBy(dx: number, dy: number): void {
+    this.fitted = false;
     this.setTransform(this.scale, this.stage.x() + dx, this.stage.y() + dy);
   }
 
@@ -155,14 +170,23 @@ export class EditorView {
     this.onStatus?.(`${Math.round(s * 100)} %`);
   }
 
+  /** The surface changed size (a window resized, a phone turned, the toolbar wrapped): a fitted
+   * image is fitted again; a zoomed one keeps the image point at the centre of the view. */
   private resize(): void {
     if (this.disposed) return;
     const { width, height } = this.container.getBoundingClientRect();
     if (width < 2 || height < 2) return;
-    const first = this.stage.width() <= 1;
+    const oldW = this.stage.width();
+    const oldH = this.stage.height();
+    if (Math.abs(width - oldW) < 0.5 && Math.abs(height - oldH) < 0.5) return;
+    const centre = this.screenToImage([oldW / 2, oldH / 2]);
     this.stage.size({ width, height });
-    if (first || !this.kImage.image()) this.fit();
-    else this.stage.batchDraw();
+    if (this.fitted || oldW <= 1 || !this.kImage.image()) {
+      this.fit();
+    } else {
+      const s = this.scale;
+      this.setTransform(s, width / 2 - centre[0] * s, height / 2 - centre[1] * s);
+    }
   }
 
   redraw(): void {

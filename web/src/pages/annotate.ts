@@ -1,13 +1,17 @@
-/** /tasks/:id — tour, qualification, then the annotation loop with auto-save. */
-import { api, ApiError, bitmap, uuid, type AttemptResult, type ImageInfo, type ShapeJson, type Task } from "../api";
+/** /tasks/:id — tour, qualification, then the annotation loop with auto-save, drafts, "no object
+ * here", skip and the previous image. */
+import { api, ApiError, bitmap, uuid, type AttemptResult, type ImageInfo, type NextImage, type ShapeJson, type Task } from "../api";
 import { fmtNum, h, toast } from "../dom";
 import { markdownInto } from "../markdown";
 import { queue } from "../queue";
 import { navigate, onLeave } from "../router";
 import { me } from "../session";
-import type { Shape } from "../editor/model";
+import { draftKey as keyOf, hasWork, loadDraft as readDraft, onLeaving, saveDraft, type Draft } from "../editor/draft";
+import type { SubmissionBody } from "../saver";
 import { markTourSeen, runTour, tourSeen, type TourStep } from "../ui/tour";
+import { icon } from "../ui/icons";
 import { createWorkbench, type Workbench } from "../ui/workbench";
+import { tourDrawText, tourEditText, tourZoomText } from "../ui/wording";
 import { completionScreen } from "./study";
 
 declare global {
@@ -21,33 +25,38 @@ function expose(wb: Workbench | null, phase: string, image: ImageInfo | null): v
   document.body.dataset.phase = phase;
 }
 
-interface Draft {
-  id: string;
-  started_at: string;
-  shapes: Shape[];
-  visible_ms: number;
+const draftKey = (task: string, image: string): string => keyOf(me()?.id ?? "anon", task, image);
+const loadDraft = (task: string, image: string): Draft | null => readDraft(localStorage, draftKey(task, image));
+
+/** The images this user submitted on the task from this device, newest last (for "previous"). */
+interface Recent {
+  image: ImageInfo;
+  task_id: string;
+  body: SubmissionBody;
+  position: number | null;
 }
-
-const draftKey = (task: string, image: string): string => `crowdseg.draft.${me()?.id ?? "anon"}.${task}.${image}`;
-
-function loadDraft(task: string, image: string): Draft | null {
+const RECENT_KEPT = 10;
+const recentKey = (task: string): string => `crowdseg.recent.${me()?.id ?? "anon"}.${task}`;
+function recentOf(task: string): Recent[] {
   try {
-    const v = localStorage.getItem(draftKey(task, image));
-    return v ? (JSON.parse(v) as Draft) : null;
+    const v = JSON.parse(localStorage.getItem(recentKey(task)) ?? "[]") as unknown;
+    return Array.isArray(v) ? (v as Recent[]) : [];
   } catch {
-    return null;
+    return [];
+  }
+}
+function remember(task: string, r: Recent): void {
+  const items = [...recentOf(task).filter((x) => x.image.id !== r.image.id), r].slice(-RECENT_KEPT);
+  try {
+    localStorage.setItem(recentKey(task), JSON.stringify(items));
+  } catch {
+    /* storage full: no previous image then */
   }
 }
 
 function tourSteps(wb: Workbench, task: Task, qualifying: boolean): TourStep[] {
   const q = (sel: string) => () => wb.el.querySelector(sel);
-  const drawText: Record<string, string> = {
-    contour:
-      "Outline each structure: click vertex after vertex (the outline closes itself when you click the first vertex or press Enter), or hold the button down and trace the edge freehand.",
-    polygon: "Click the corners of each object; click the first vertex or press Enter to close. You can also hold and trace.",
-    point: "Click once on the centre of every object. Drag a point to move it.",
-    polyline: "Click along the line, or hold and trace it. Press Enter or click the last vertex again to finish the line.",
-  };
+  const touch = wb.touch;
   const steps: TourStep[] = [
     {
       title: `Welcome to “${task.title}”`,
@@ -55,14 +64,10 @@ function tourSteps(wb: Workbench, task: Task, qualifying: boolean): TourStep[] {
         ? "This short tour shows the tool. Then you will outline a few tutorial images; your result is compared with an expert's before the task opens."
         : "This short tour shows the annotation tool. You can replay it any time with the Tour button.",
     },
-    { target: () => wb.stage, title: "Draw", text: drawText[task.tool] ?? drawText.contour! },
+    { target: () => wb.stage, title: "Draw", text: tourDrawText(task.tool, touch) },
   ];
   if (task.tool !== "point") {
-    steps.push({
-      target: () => wb.stage,
-      title: "Edit",
-      text: "Select a shape to see its vertices: drag a vertex to move it, click on an edge to insert one, Alt+click or right-click a vertex to delete it, drag inside the shape to move it all.",
-    });
+    steps.push({ target: () => wb.stage, title: "Edit", text: tourEditText(touch) });
     steps.push({
       target: q(".wb-tol"),
       title: "Freehand simplification",
@@ -72,17 +77,31 @@ function tourSteps(wb: Workbench, task: Task, qualifying: boolean): TourStep[] {
   if (task.tool === "contour" || task.tool === "polyline")
     steps.push({ target: q('[data-testid="smooth"]'), title: "Smooth outlines", text: "Outlines are drawn as smooth cubic Bézier curves through your vertices; what you see is what is saved." });
   steps.push(
-    { target: q('[data-testid="undo"]'), title: "Undo and redo", text: "Ctrl+Z undoes, Ctrl+Shift+Z redoes. Delete removes the selected vertex or shape." },
-    { target: () => wb.stage, title: "Zoom and pan", text: "Use the mouse wheel or pinch to zoom, Space+drag, the middle button or two fingers to pan, 0 to fit the image." },
-    { target: q('[data-testid="instructions"]'), title: "Instructions", text: "The task's instructions are always one click (or the I key) away." },
     {
-      target: q('[data-testid="primary"]'),
-      title: qualifying ? "Submit" : "Next",
-      text: qualifying
-        ? "When you are done with a tutorial image, submit it to see your score and the expert's outline."
-        : "Next saves your work automatically and brings the next image. Leaving the page saves too.",
+      target: q('[data-testid="undo"]'),
+      title: "Undo and redo",
+      text: touch
+        ? "Undo steps back one vertex or edit at a time: right after closing an outline it opens it again. The bin deletes the selected vertex or shape."
+        : "Ctrl+Z undoes one step (right after closing an outline it opens it again), Ctrl+Shift+Z redoes. Delete removes the selected vertex or shape.",
     },
+    { target: () => wb.stage, title: "Zoom and pan", text: tourZoomText(touch) },
+    { target: q('[data-testid="instructions"]'), title: "Instructions", text: touch ? "The task's instructions are always one tap away." : "The task's instructions are always one click (or the I key) away." },
   );
+  if (!qualifying)
+    steps.push({
+      target: q('[data-testid="no-object"]'),
+      title: "Nothing to outline?",
+      text: touch
+        ? "If the image shows no object, say so with “No object here”: that is an answer too. “Skip” leaves the image to others."
+        : "If the image shows no object, say so with “No object here” (E): that is an answer too. “Skip” (Shift+N) leaves the image to others.",
+    });
+  steps.push({
+    target: q('[data-testid="primary"]'),
+    title: qualifying ? "Submit" : "Next",
+    text: qualifying
+      ? "When you are done with a tutorial image, submit it to see your score and the expert's outline."
+      : "Next saves your work and brings the next image. Leaving the page saves finished shapes; an outline you have not closed stays on this device for when you come back.",
+  });
   return steps;
 }
 
@@ -121,7 +140,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
   const wantTour = !!user && !tourSeen(user.id, taskId);
 
   const tourButton = (qualifying: boolean): HTMLElement => {
-    const b = h("button", { class: "btn", type: "button", title: "Replay the guided tour", "data-testid": "replay-tour" }, "Tour");
+    const b = h("button", { class: "btn icon", type: "button", title: "Replay the guided tour", "aria-label": "Replay the guided tour", "data-testid": "replay-tour" }, icon("tour"));
     b.addEventListener("click", () => {
       if (wb) void runTour(tourSteps(wb, task, qualifying));
     });
@@ -240,12 +259,17 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
   }
 
   // ---- annotation loop --------------------------------------------------------
+  /** Images passed over on this visit: not offered again until the user asks for them. */
+  let skipped: string[] = [];
+  /** The image being annotated, to come back to from a previous one. */
+  let current: { image: ImageInfo; progress: NextImage["progress"] } | null = null;
+
   async function nextImage(): Promise<void> {
     destroyWb();
     loading("Fetching the next image…");
     let nx;
     try {
-      nx = await api.next(taskId);
+      nx = await api.next(taskId, skipped);
     } catch (e) {
       if (e instanceof ApiError && e.status === 403) {
         const ok = await qualification();
@@ -286,6 +310,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
             { class: "card stack", "data-testid": "all-done" },
             h("h2", null, "No more images right now"),
             h("p", null, `You annotated ${progress.images} of ${progress.quota} images, and there is no other image for you at the moment. Please come back to this page later, or contact the researcher.`),
+            skipped.length ? againButton() : null,
           ),
         ),
       );
@@ -301,10 +326,16 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
           h(
             "div",
             { class: "card stack", "data-testid": "all-done" },
-            h("h2", null, "All done"),
-            h("p", null, `There is nothing left for you in “${task.title}” right now. Thank you for your contributions!`),
+            h("h2", null, skipped.length ? "Nothing else left" : "All done"),
+            h(
+              "p",
+              null,
+              skipped.length
+                ? `You skipped ${skipped.length} image${skipped.length === 1 ? "" : "s"} in “${task.title}”; there is nothing else for you right now.`
+                : `There is nothing left for you in “${task.title}” right now. Thank you for your contributions!`,
+            ),
             pending ? h("p", { class: "pill pill-warn" }, `${pending} submission(s) still waiting to be saved — they are kept on this device and retried.`) : null,
-            h("a", { class: "btn btn-primary", href: "/" }, "Back to the dashboard"),
+            h("div", { class: "row" }, skipped.length ? againButton() : null, h("a", { class: "btn btn-primary", href: "/" }, "Back to the dashboard")),
           ),
         ),
       );
@@ -313,8 +344,19 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
     showImage(nx.image, nx.progress ?? null);
   }
 
-  function showImage(img: ImageInfo, progress: { images: number; quota: number } | null = null): void {
+  function againButton(): HTMLElement {
+    const b = h("button", { class: "btn", type: "button", "data-testid": "show-skipped" }, "Show the skipped images again");
+    b.addEventListener("click", () => {
+      skipped = [];
+      void nextImage();
+    });
+    return b;
+  }
+
+  function showImage(img: ImageInfo, progress: NextImage["progress"] = null): void {
+    destroyWb();
     shell.replaceChildren();
+    current = { image: img, progress };
     const draft = loadDraft(taskId, img.id);
     const subId = draft?.id ?? uuid();
     const startedAt = draft?.started_at ?? new Date().toISOString();
@@ -331,68 +373,89 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
     const elapsed = (): number => Math.round(visibleMs + (visibleSince !== null ? performance.now() - visibleSince : 0));
     let saved = false;
 
-    const counter = progress
-      ? h("span", { class: "pill pill-primary", "data-testid": "link-progress", title: "Images done of this study's quota" }, `${progress.images} of ${progress.quota}`)
-      : null;
+    const position = progress ? Math.min(progress.images + 1, progress.quota) : null;
     const w = createWorkbench(shell, {
-      title: progress ? `${task.title} — image ${progress.images + 1} of ${progress.quota}` : `${task.title} — ${img.name ?? img.id}`,
+      title: `${task.title} — ${img.name ?? img.id}`,
       tool: task.tool,
       maxShapes: task.max_shapes,
       width: img.width,
       height: img.height,
       instructions: task.instructions,
-      primaryLabel: "Next →",
+      primaryLabel: "Next",
       onPrimary: () => void next(),
-      extra: counter ? [counter, tourButton(false)] : [tourButton(false)],
+      onNoObject: () => void noObject(),
+      onSkip: () => skip(),
+      onPrevious: () => previous(),
+      progress:
+        progress && position !== null
+          ? { current: position, total: progress.quota, title: progress.link_id ? "The image on show, of this study's quota" : "The image on show, of the images of this task you may annotate" }
+          : null,
+      extra: [tourButton(false)],
     });
     wb = w;
     expose(w, "annotate", img);
-    if (draft?.shapes?.length) {
-      w.model.load(draft.shapes);
-      w.status("Restored your unsaved drawing for this image");
+    if (hasWork(draft)) {
+      w.model.load(draft!.shapes, draft!.open ?? []);
+      if (draft!.open?.length) {
+        const closable = draft!.open.length >= (task.tool === "polyline" ? 2 : 3);
+        w.ask("You left an outline unfinished on this image. It is as you left it: finish it or discard it.", [
+          ...(closable ? [{ label: "Close it", testid: "draft-close", primary: true, run: () => void w.model.finishDraft() }] : []),
+          { label: "Keep drawing", testid: "draft-keep", primary: !closable, run: () => undefined },
+          { label: "Discard it", testid: "draft-discard", run: () => w.model.cancelDraft() },
+        ]);
+      } else w.status("Restored your unsaved drawing for this image");
     }
     const persistDraft = (): void => {
       if (saved) return;
-      const d: Draft = { id: subId, started_at: startedAt, shapes: w.model.shapes, visible_ms: elapsed() };
-      localStorage.setItem(draftKey(taskId, img.id), JSON.stringify(d));
+      const d: Draft = { id: subId, started_at: startedAt, shapes: w.model.shapes, open: w.model.draft, visible_ms: elapsed() };
+      saveDraft(localStorage, draftKey(taskId, img.id), d);
     };
+    const dropDraft = (): void => localStorage.removeItem(draftKey(taskId, img.id));
     const unsubDraft = w.model.onChange(persistDraft);
 
-    const body = () => {
-      w.model.finishDraft();
-      return {
-        id: subId,
-        image_id: img.id,
-        shapes: w.model.toJson(w.view.opts.smooth),
-        started_at: startedAt,
-        duration_ms: elapsed(),
-        click_times: w.view.clickTimes.slice(),
-      };
-    };
+    const body = (): SubmissionBody => ({
+      id: subId,
+      image_id: img.id,
+      shapes: w.model.toJson(w.view.opts.smooth),
+      started_at: startedAt,
+      duration_ms: elapsed(),
+      click_times: w.view.clickTimes.slice(),
+    });
     const teardown = (): void => {
       document.removeEventListener("visibilitychange", onVis);
       unsubDraft();
     };
+    const record = (b: SubmissionBody): void => remember(taskId, { image: img, task_id: taskId, body: b, position });
+    // leaving without Next (the dashboard, Back, a reload): an open outline stays a draft, unsent
     saveCurrent = () => {
-      if (saved || (w.model.shapes.length === 0 && w.model.draft.length < 3)) return;
-      saved = true;
-      queue.put(taskId, body());
-      localStorage.removeItem(draftKey(taskId, img.id));
-      void queue.flush(true);
-    };
-    let busy = false;
-    const next = async (): Promise<void> => {
-      if (busy || saved) return;
-      if (w.model.draft.length && !w.model.finishDraft()) {
-        w.status("Finish or cancel (Esc) the shape you are drawing first");
+      if (saved) return;
+      const leaving = onLeaving({ shapes: w.model.shapes.length, openVertices: w.model.draft.length });
+      if (leaving === "keep-draft") {
+        persistDraft();
         return;
       }
-      if (!w.model.shapes.length && !confirm("You have not drawn anything on this image. Submit it as empty?")) return;
+      if (leaving === "nothing") {
+        dropDraft();
+        return;
+      }
+      saved = true;
+      const b = body();
+      queue.put(taskId, b);
+      record(b);
+      dropDraft();
+      void queue.flush(true);
+    };
+    const leaveImage = (): void => {
+      teardown();
+      saveCurrent = null;
+    };
+    let busy = false;
+    const submitAndGo = async (b: SubmissionBody): Promise<void> => {
+      if (busy || saved) return;
       busy = true;
       if (w.primary) w.primary.disabled = true;
-      const b = body();
       saved = true;
-      localStorage.removeItem(draftKey(taskId, img.id));
+      dropDraft();
       const ok = await Promise.race([queue.submit(taskId, b), new Promise<boolean>((r) => setTimeout(() => r(false), 8000))]);
       const stuck = queue.list().find((p) => p.body.id === b.id);
       if (stuck?.rejected && stuck.last_status === 409) {
@@ -407,12 +470,66 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
         busy = false;
         if (w.primary) w.primary.disabled = false;
         return;
-      }
+      } else record(b);
       if (!ok) toast("Saving is taking longer than usual — your drawing is kept on this device and will be retried.", "info", 5000);
       else if (!stuck) toast("Saved", "ok", 1200);
-      teardown();
-      saveCurrent = null;
+      leaveImage();
       if (!disposed) await nextImage();
+    };
+    const next = async (): Promise<void> => {
+      if (busy || saved) return;
+      if (w.model.draft.length) {
+        // never close (or drop) an outline behind the user's back
+        const closable = w.model.draft.length >= (task.tool === "polyline" ? 2 : 3);
+        w.ask("Your outline is not closed yet.", [
+          ...(closable ? [{ label: "Close it and go on", testid: "draft-close-next", primary: true, run: () => void (w.model.finishDraft() && next()) }] : []),
+          { label: "Keep drawing", testid: "draft-keep", primary: !closable, run: () => undefined },
+          { label: "Discard it", testid: "draft-discard", run: () => w.model.cancelDraft() },
+        ]);
+        return;
+      }
+      if (!w.model.shapes.length) {
+        w.ask("Nothing is drawn on this image.", [
+          { label: "No object here", testid: "ask-no-object", primary: true, run: () => void noObject() },
+          { label: "Skip it", testid: "ask-skip", run: () => skip() },
+          { label: "Keep drawing", testid: "draft-keep", run: () => undefined },
+        ]);
+        return;
+      }
+      await submitAndGo(body());
+    };
+    /** "No object here": an empty annotation, which the API accepts like any other. */
+    const noObject = async (): Promise<void> => {
+      if (w.model.shapes.length || w.model.draft.length) return;
+      await submitAndGo({ ...body(), shapes: [] });
+    };
+    const skip = (): void => {
+      if (busy || saved) return;
+      const go = (): void => {
+        saved = true;
+        dropDraft();
+        skipped = [...skipped.filter((id) => id !== img.id), img.id].slice(-100);
+        leaveImage();
+        toast("Skipped — the image is left to others.", "info", 1500);
+        if (!disposed) void nextImage();
+      };
+      if (w.model.shapes.length || w.model.draft.length)
+        w.ask("Skip this image? What you drew on it is dropped.", [
+          { label: "Skip it", testid: "ask-skip", primary: true, run: go },
+          { label: "Keep drawing", testid: "draft-keep", run: () => undefined },
+        ]);
+      else go();
+    };
+    const previous = (): void => {
+      if (busy || saved) return;
+      const recent = recentOf(taskId).filter((r) => r.image.id !== img.id);
+      if (!recent.length) {
+        w.status("No previous image yet: you have not submitted one in this task on this device");
+        return;
+      }
+      if (hasWork({ id: subId, started_at: startedAt, shapes: w.model.shapes, open: w.model.draft, visible_ms: 0 })) persistDraft();
+      leaveImage();
+      showPrevious(recent, recent.length - 1);
     };
     void (async () => {
       try {
@@ -423,6 +540,62 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       await maybeTour(false);
     })();
     cleanupFns.push(teardown);
+  }
+
+  /**
+   * A submitted image again, with what was sent. While its submission is still on this device (not
+   * yet acknowledged) it can be changed; once the server has it, the consensus may already count it,
+   * and a stored submission cannot be replaced through the API, so it is shown read-only.
+   */
+  function showPrevious(recent: Recent[], index: number): void {
+    destroyWb();
+    shell.replaceChildren();
+    const r = recent[index]!;
+    const pending = queue.list().find((p) => p.body.id === r.body.id && !p.rejected);
+    const editable = !!pending;
+    const back = (): void => {
+      if (editable && w.model.draft.length === 0) {
+        const b = { ...r.body, shapes: w.model.toJson(w.view.opts.smooth) };
+        if (queue.has(b.id)) {
+          queue.put(r.task_id, b); // the same client id: it replaces the unsent one
+          remember(taskId, { ...r, body: b });
+          void queue.flush();
+        }
+      }
+      if (current) showImage(current.image, current.progress);
+      else void nextImage();
+    };
+    const w = createWorkbench(shell, {
+      title: `${task.title} — ${r.image.name ?? r.image.id} (previous)`,
+      tool: task.tool,
+      maxShapes: task.max_shapes,
+      width: r.image.width,
+      height: r.image.height,
+      instructions: task.instructions,
+      readonly: !editable,
+      primaryLabel: editable ? "Save and return" : "Back to the current image",
+      onPrimary: back,
+      onPrevious: index > 0 ? () => showPrevious(recent, index - 1) : undefined,
+      progress: r.position !== null && current?.progress ? { current: r.position, total: current.progress.quota } : null,
+    });
+    wb = w;
+    expose(w, "previous", r.image);
+    w.model.load(r.body.shapes.map((s) => ({ type: s.type, points: s.points, ...(s.label ? { label: s.label } : {}) })));
+    w.banner(
+      editable
+        ? "Your previous image: it is not on the server yet, so you can still change it."
+        : r.body.shapes.length
+          ? "Your previous image, as saved. The server has it (the consensus may already count it), so it can no longer be changed."
+          : "Your previous image, saved as “no object here”. The server has it, so it can no longer be changed.",
+      editable ? "" : "ok",
+    );
+    void (async () => {
+      try {
+        w.setImage(await bitmap(`/images/${encodeURIComponent(r.image.id)}/file`));
+      } catch (e) {
+        toast(`Could not load the image: ${e instanceof Error ? e.message : e}`, "error");
+      }
+    })();
   }
 
   const onPageHide = (): void => saveCurrent?.("leave");

@@ -21,7 +21,7 @@ export async function consolePage(root: HTMLElement): Promise<void> {
   const tasks = await api.tasks();
   const mine = isAdmin() ? tasks : tasks.filter((t) => t.owner_id === me()?.id);
   page.append(
-    h("div", { class: "row", style: { justifyContent: "space-between" } }, h("h1", { style: { margin: "0" } }, "Task console"), h("a", { class: "btn btn-primary", href: "/console/new", "data-testid": "new-task" }, "＋ New task")),
+    h("div", { class: "row", style: { justifyContent: "space-between" } }, h("h1", { style: { margin: "0" } }, "Task console"), h("a", { class: "btn btn-primary", href: "/console/new", "data-testid": "new-task" }, "+ New task")),
   );
   if (!mine.length) {
     page.append(h("div", { class: "card empty" }, "You have no task yet. Create one, upload images, add a tutorial and invite annotators."));

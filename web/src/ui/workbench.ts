@@ -4,6 +4,8 @@ import { h, modal } from "../dom";
 import { markdownInto } from "../markdown";
 import { EditorModel } from "../editor/model";
 import { EditorView } from "../editor/view";
+import { icon, type IconName } from "./icons";
+import { drawingStatus, isTouch, shortcutRows, toolHelp } from "./wording";
 
 export interface WorkbenchOptions {
   title: string;
@@ -16,6 +18,21 @@ export interface WorkbenchOptions {
   onPrimary?: () => void;
   readonly?: boolean;
   extra?: HTMLElement[];
+  /** "image k of n": k is the image on show (1-based). */
+  progress?: { current: number; total: number; title?: string } | null;
+  /** "No object here": submit the image with nothing on it (E). */
+  onNoObject?: () => void;
+  /** Leave the image to others without submitting (Shift+N). */
+  onSkip?: () => void;
+  /** The previous image (P). */
+  onPrevious?: () => void;
+}
+
+export interface AskAction {
+  label: string;
+  testid: string;
+  primary?: boolean;
+  run: () => void;
 }
 
 export interface Workbench {
@@ -24,8 +41,11 @@ export interface Workbench {
   view: EditorView;
   stage: HTMLElement;
   primary: HTMLButtonElement | null;
+  touch: boolean;
   setImage(img: CanvasImageSource | undefined): void;
   banner(text: string | null, kind?: "ok" | "bad" | ""): void;
+  /** A question in the stage, answered by one of its buttons (never a native confirm()). */
+  ask(text: string, actions: AskAction[]): void;
   status(text: string): void;
   destroy(): void;
 }
@@ -43,61 +63,49 @@ function loadPrefs(): Prefs {
   }
 }
 
-const TOOL_HELP: Record<ToolName, string> = {
-  contour: "Click vertices around the structure, or hold the button and trace it. Click the first vertex (or press Enter) to close.",
-  polygon: "Click the polygon's corners, or hold and trace. Click the first vertex (or press Enter) to close.",
-  point: "Click the centre of every object. Drag a point to move it; select and press Delete to remove it.",
-  polyline: "Click along the line, or hold and trace. Press Enter or click the last vertex again to finish.",
-};
-
-export function shortcutsTable(): HTMLElement {
-  const rows: [string, string][] = [
-    ["Click", "add a vertex (first vertex or Enter closes)"],
-    ["Click + drag", "freehand trace (simplified with RDP)"],
-    ["Drag a vertex", "move it"],
-    ["Click an edge of the selected shape", "insert a vertex there"],
-    ["Alt+click / right-click a vertex", "delete the vertex"],
-    ["Drag inside a shape", "move the whole shape"],
-    ["Shift+click", "start a new shape even over an existing one"],
-    ["Delete / Backspace", "delete the selected vertex or shape"],
-    ["Enter", "close / finish the shape being drawn"],
-    ["Esc", "cancel the shape being drawn, deselect"],
-    ["Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", "undo / redo"],
-    ["Wheel, pinch, + / −", "zoom"],
-    ["Space+drag, middle drag, two fingers, arrows", "pan"],
-    ["0 or F", "fit the image"],
-    ["S", "toggle Bézier smoothing"],
-    ["[ and ]", "decrease / increase the RDP tolerance"],
-    ["I", "show the instructions"],
-    ["Ctrl+Enter / N", "save and go to the next image"],
-  ];
+export function shortcutsTable(touch = isTouch()): HTMLElement {
   return h(
     "table",
     { class: "shortcuts" },
-    h("tbody", null, rows.map(([k, v]) => h("tr", null, h("td", null, h("kbd", null, k)), h("td", null, v)))),
+    h("tbody", null, shortcutRows(touch).map(([k, v]) => h("tr", null, h("td", null, h("kbd", null, k)), h("td", null, v)))),
   );
 }
 
 export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workbench {
   const prefs = loadPrefs();
+  const touch = isTouch();
+  const help = toolHelp(o.tool, touch);
   const model = new EditorModel(o.tool, o.maxShapes, o.width, o.height);
   const stage = h("div", { class: "wb-stage" });
-  const surface = h("div", { "aria-label": `Image canvas — ${o.tool} tool. ${TOOL_HELP[o.tool]}`, role: "application" });
+  const surface = h("div", { "aria-label": `Image canvas — ${o.tool} tool. ${help}`, role: "application" });
   stage.append(surface);
-  const statusText = h("span", null, "");
+  const statusText = h("span", { class: "grow", "data-testid": "status" }, "");
   const zoomText = h("span", { title: "zoom" }, "");
   const countText = h("span", { "data-testid": "shape-count" }, "");
-  const bannerEl = h("div", { class: "wb-banner", hidden: true });
+  const bannerEl = h("div", { class: "wb-banner", hidden: true, role: "status" });
   stage.append(bannerEl);
 
-  const btn = (label: string, title: string, onClick: () => void, attrs: Record<string, unknown> = {}): HTMLButtonElement =>
-    h("button", { class: "btn", type: "button", title, "aria-label": title, onclick: onClick, ...attrs }, label);
+  /** A toolbar button: an icon, and a label that narrow toolbars hide (the title and aria-label stay). */
+  const btn = (
+    name: IconName,
+    label: string,
+    title: string,
+    onClick: () => void,
+    attrs: Record<string, unknown> = {},
+    showLabel = false,
+  ): HTMLButtonElement =>
+    h(
+      "button",
+      { class: `btn${showLabel ? "" : " icon"}`, type: "button", title, "aria-label": title, onclick: onClick, ...attrs },
+      icon(name),
+      h("span", { class: showLabel ? "lbl" : "lbl sr-only" }, label),
+    );
 
-  const undoB = btn("↶ Undo", "Undo (Ctrl+Z)", () => model.undo(), { "data-testid": "undo" });
-  const redoB = btn("↷ Redo", "Redo (Ctrl+Shift+Z)", () => model.redo(), { "data-testid": "redo" });
-  const delB = btn("✕ Delete", "Delete selected vertex or shape (Delete)", () => model.deleteSelection(), { "data-testid": "delete" });
-  const finishB = btn("✓ Close shape", "Close / finish the shape being drawn (Enter)", () => model.finishDraft(), { "data-testid": "finish" });
-  const smoothB = btn("∿ Smooth", "Bézier smoothing (S)", () => setSmooth(!view.opts.smooth), {
+  const undoB = btn("undo", "Undo", touch ? "Undo one step" : "Undo one step (Ctrl+Z)", () => model.undo(), { "data-testid": "undo" });
+  const redoB = btn("redo", "Redo", touch ? "Redo" : "Redo (Ctrl+Shift+Z)", () => model.redo(), { "data-testid": "redo" });
+  const delB = btn("trash", "Delete", touch ? "Delete the selected vertex or shape" : "Delete the selected vertex or shape (Delete)", () => model.deleteSelection(), { "data-testid": "delete" });
+  const finishB = btn("check", "Close shape", touch ? "Close / finish the shape being drawn" : "Close / finish the shape being drawn (Enter)", () => model.finishDraft(), { "data-testid": "finish" });
+  const smoothB = btn("smooth", "Smooth", touch ? "Bézier smoothing" : "Bézier smoothing (S)", () => setSmooth(!view.opts.smooth), {
     "aria-pressed": String(prefs.smooth),
     "data-testid": "smooth",
   });
@@ -111,49 +119,87 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     "data-testid": "tolerance",
   });
   const tolOut = h("output", null, "");
-  const tol = h("label", { class: "wb-tol", title: "Freehand strokes are simplified with Ramer–Douglas–Peucker: points closer than this to the simplified outline are dropped" }, "RDP tolerance", tolInput, tolOut);
-  const zoomIn = btn("+", "Zoom in (+)", () => view.zoomAt(1.25), { class: "btn icon" });
-  const zoomOut = btn("−", "Zoom out (−)", () => view.zoomAt(0.8), { class: "btn icon" });
-  const fitB = btn("Fit", "Fit image (0)", () => view.fit());
-  const instrB = btn("Instructions", "Instructions (I)", () => showInstructions(), { "data-testid": "instructions" });
-  const helpB = btn("?", "Keyboard shortcuts (?)", () => modal("Tool and shortcuts", shortcutsTable()), { class: "btn icon" });
+  const tol = h("label", { class: "wb-tol", title: "Freehand strokes are simplified with Ramer–Douglas–Peucker: points closer than this to the simplified outline are dropped" }, "RDP", tolInput, tolOut);
+  const zoomOut = btn("minus", "Zoom out", touch ? "Zoom out" : "Zoom out (−)", () => view.zoomAt(0.8));
+  const zoomIn = btn("plus", "Zoom in", touch ? "Zoom in" : "Zoom in (+)", () => view.zoomAt(1.25));
+  const fitB = btn("fit", "Fit", touch ? "Fit the image" : "Fit the image (0)", () => view.fit(), { "data-testid": "fit" });
+  const instrB = btn("book", "Instructions", touch ? "Instructions" : "Instructions (I)", () => showInstructions(), { "data-testid": "instructions" });
+  const helpB = btn("help", "Help", touch ? "How to use the tool" : "Tool and shortcuts (?)", () => modal("Tool and shortcuts", shortcutsTable(touch)));
+  const prevB = o.onPrevious ? btn("previous", "Previous", touch ? "The previous image" : "The previous image (P)", () => o.onPrevious?.(), { "data-testid": "previous" }) : null;
+  const emptyB = o.onNoObject
+    ? btn("empty", "No object", touch ? "No object here: submit the image with nothing on it" : "No object here: submit the image with nothing on it (E)", () => o.onNoObject?.(), { "data-testid": "no-object" }, true)
+    : null;
+  const skipB = o.onSkip
+    ? btn("skip", "Skip", touch ? "Skip: leave this image to others, without submitting" : "Skip: leave this image to others, without submitting (Shift+N)", () => o.onSkip?.(), { "data-testid": "skip" }, true)
+    : null;
   const primary = o.onPrimary
-    ? h("button", { class: "btn btn-primary", type: "button", "data-testid": "primary", onclick: () => o.onPrimary?.() }, o.primaryLabel ?? "Next →")
+    ? h(
+        "button",
+        { class: "btn btn-primary", type: "button", "data-testid": "primary", title: touch ? undefined : "Save and go on (Ctrl+Enter or N)", onclick: () => o.onPrimary?.() },
+        h("span", { class: "lbl" }, o.primaryLabel ?? "Next"),
+        icon("next"),
+      )
+    : null;
+  const progressEl = o.progress
+    ? h(
+        "span",
+        { class: "pill pill-primary wb-progress", "data-testid": "image-progress", title: o.progress.title ?? "The image on show, of the images you may annotate in this task" },
+        h("span", { class: "lbl-long" }, "image "),
+        `${o.progress.current}`,
+        h("span", { class: "lbl-long" }, " of"),
+        h("span", { class: "lbl-short" }, "/"),
+        ` ${o.progress.total}`,
+      )
     : null;
 
   const isPoint = o.tool === "point";
+  // What a phone's toolbar shows under "More" (on wide screens these sit in the row itself).
+  const more = h(
+    "div",
+    { class: "wb-more", id: `wb-more-${Math.random().toString(36).slice(2, 8)}`, role: "group", "aria-label": "More tools" },
+    redoB,
+    isPoint || o.tool === "polygon" ? null : smoothB,
+    isPoint ? null : tol,
+    zoomOut,
+    zoomIn,
+    fitB,
+    prevB,
+    ...(o.extra ?? []),
+    o.instructions !== undefined ? instrB : null,
+    helpB,
+  );
+  const moreB = btn("more", "More", "More tools", () => toggleMore(), { class: "btn icon wb-more-toggle", "aria-expanded": "false", "aria-controls": more.id, "data-testid": "more" });
+  const toggleMore = (open = more.dataset.open !== "1"): void => {
+    more.dataset.open = open ? "1" : "0";
+    moreB.setAttribute("aria-expanded", String(open));
+  };
+  more.addEventListener("click", (e) => {
+    if ((e.target as Element).closest("button")) toggleMore(false);
+  });
   const toolbar = h(
     "div",
     { class: "wb-toolbar", role: "toolbar", "aria-label": "Annotation tools" },
     h("span", { class: "wb-title", title: o.title }, o.title),
-    h("span", { class: "pill pill-primary" }, o.tool),
-    h("span", { class: "sep" }),
     undoB,
-    redoB,
     delB,
     isPoint ? null : finishB,
-    h("span", { class: "sep" }),
-    isPoint || o.tool === "polygon" ? null : smoothB,
-    isPoint ? null : tol,
-    h("span", { class: "sep" }),
-    zoomOut,
-    zoomIn,
-    fitB,
+    more,
+    moreB,
     h("span", { class: "spacer" }),
-    ...(o.extra ?? []),
-    o.instructions !== undefined ? instrB : null,
-    helpB,
+    progressEl,
+    emptyB,
+    skipB,
     primary,
   );
   const statusBar = h(
     "div",
     { class: "wb-status" },
     countText,
-    h("span", { class: "grow" }, statusText),
-    h("span", { class: "muted" }, `${o.width} × ${o.height} px`),
+    statusText,
+    h("span", { class: "muted wb-size" }, `${o.width} × ${o.height} px`),
     zoomText,
   );
-  const el = h("section", { class: "workbench", "aria-label": o.title, "data-testid": "workbench", dataset: { tool: o.tool, ready: "0" } }, toolbar, stage, statusBar);
+  const el = h("section", { class: "workbench", "aria-label": o.title, "data-testid": "workbench", dataset: { tool: o.tool, ready: "0", touch: touch ? "1" : "0" } }, toolbar, stage, statusBar);
   parent.append(el);
 
   const view = new EditorView(surface, model, { smooth: prefs.smooth, tolerance: prefs.tolerance, readonly: o.readonly ?? false });
@@ -161,7 +207,10 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
   const status = (t: string): void => {
     statusText.textContent = t;
     if (statusTimer) clearTimeout(statusTimer);
-    statusTimer = setTimeout(() => (statusText.textContent = defaultStatus()), 4000);
+    statusTimer = setTimeout(() => {
+      statusTimer = null;
+      statusText.textContent = defaultStatus();
+    }, 4000);
   };
   view.onStatus = (t) => {
     if (/^\d+ %$/.test(t)) zoomText.textContent = t;
@@ -169,8 +218,7 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
   };
   view.onStatus(`${Math.round(view.scale * 100)} %`);
 
-  const defaultStatus = (): string =>
-    model.draft.length ? `Drawing: ${model.draft.length} vertices — Enter or click the first vertex to close, Esc to cancel` : TOOL_HELP[o.tool];
+  const defaultStatus = (): string => (model.draft.length ? drawingStatus(model.draft.length, touch) : help);
 
   const savePrefs = (): void => localStorage.setItem(PREFS, JSON.stringify({ smooth: view.opts.smooth, tolerance: view.opts.tolerance }));
   const setSmooth = (v: boolean): void => {
@@ -194,6 +242,8 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     redoB.disabled = !model.canRedo;
     delB.disabled = !model.selection;
     finishB.disabled = model.draft.length === 0;
+    // "no object here" is for an image with nothing on it: with shapes drawn it would throw them away
+    if (emptyB) emptyB.disabled = model.shapes.length > 0 || model.draft.length > 0;
     countText.textContent = `${model.shapes.length} / ${model.maxShapes} ${isPoint ? "points" : "shapes"}`;
     if (!statusTimer) statusText.textContent = defaultStatus();
   };
@@ -203,8 +253,14 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
   function showInstructions(): void {
     const body = h("div");
     markdownInto(body, o.instructions || "_No instructions for this task._");
-    modal("Instructions", h("div", null, body, h("h3", { style: { marginTop: "1rem" } }, "How to use the tool"), h("p", null, TOOL_HELP[o.tool]), shortcutsTable()), { wide: true });
+    modal("Instructions", h("div", null, body, h("h3", { style: { marginTop: "1rem" } }, "How to use the tool"), h("p", null, help), shortcutsTable(touch)), { wide: true });
   }
+
+  const setBanner = (content: (Node | string)[], kind: string, hidden: boolean): void => {
+    bannerEl.hidden = hidden;
+    bannerEl.replaceChildren(...content);
+    bannerEl.className = `wb-banner ${kind}`;
+  };
 
   const onKey = (e: KeyboardEvent): void => {
     const t = e.target as HTMLElement | null;
@@ -215,12 +271,14 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     const mod = e.ctrlKey || e.metaKey;
     let handled = true;
     if (mod && (k === "z" || k === "Z") && !e.shiftKey) model.undo();
-    else if (mod && ((k === "z" || k === "Z") && e.shiftKey || k === "y")) model.redo();
+    else if (mod && (((k === "z" || k === "Z") && e.shiftKey) || k === "y")) model.redo();
     else if (mod && k === "Enter") o.onPrimary?.();
+    else if (mod) handled = false;
     else if (k === "Enter") {
       if (!model.finishDraft() && model.draft.length) status("Not enough vertices to close the shape yet");
     } else if (k === "Escape") {
-      if (model.draft.length) model.cancelDraft();
+      if (!bannerEl.hidden && bannerEl.querySelector("button")) setBanner([], "", true);
+      else if (model.draft.length) model.cancelDraft();
       else model.select(null);
     } else if (k === "Delete" || k === "Backspace") model.deleteSelection();
     else if (k === "+" || k === "=") view.zoomAt(1.25);
@@ -231,8 +289,11 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     else if (k === "]") setTol(view.opts.tolerance + 0.5);
     else if (k === "i" || k === "I") {
       if (o.instructions !== undefined) showInstructions();
-    } else if (k === "?") modal("Tool and shortcuts", shortcutsTable());
-    else if ((k === "n" || k === "N") && !mod) o.onPrimary?.();
+    } else if (k === "?") modal("Tool and shortcuts", shortcutsTable(touch));
+    else if ((k === "e" || k === "E") && emptyB && !emptyB.disabled) o.onNoObject?.();
+    else if ((k === "p" || k === "P") && o.onPrevious) o.onPrevious();
+    else if (k === "N" && e.shiftKey) o.onSkip?.();
+    else if (k === "n" || k === "N") o.onPrimary?.();
     else if (k === "ArrowLeft") view.panBy(40, 0);
     else if (k === "ArrowRight") view.panBy(-40, 0);
     else if (k === "ArrowUp") view.panBy(0, 40);
@@ -248,18 +309,37 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     view,
     stage,
     primary,
+    touch,
     setImage: (img) => {
       view.setImage(img);
       el.dataset.ready = img ? "1" : "0";
     },
     banner(text, kind = "") {
-      bannerEl.hidden = !text;
-      bannerEl.textContent = text ?? "";
-      bannerEl.className = `wb-banner ${kind}`;
+      setBanner(text ? [text] : [], kind, !text);
+    },
+    ask(text, actions) {
+      const buttons = actions.map((a) =>
+        h(
+          "button",
+          {
+            class: `btn${a.primary ? " btn-primary" : ""}`,
+            type: "button",
+            "data-testid": a.testid,
+            onclick: () => {
+              setBanner([], "", true);
+              a.run();
+            },
+          },
+          a.label,
+        ),
+      );
+      setBanner([h("p", null, text), h("div", { class: "row wb-ask" }, buttons)], "ask", false);
+      buttons.find((_, i) => actions[i]!.primary)?.focus();
     },
     status,
     destroy() {
       window.removeEventListener("keydown", onKey);
+      if (statusTimer) clearTimeout(statusTimer);
       unsub();
       view.destroy();
       el.remove();
