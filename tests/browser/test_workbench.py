@@ -120,7 +120,8 @@ def test_desktop_workbench(server: EmbeddedServer, task_id: str, desktop: Any, a
     row = page.evaluate(
         "() => { const t = document.querySelector('.wb-toolbar');"
         " const items = [...t.querySelectorAll('button, .pill, .wb-tol, .wb-title')].filter((e) => e.offsetParent);"
-        " const tops = items.map((e) => Math.round(e.getBoundingClientRect().top + e.getBoundingClientRect().height / 2));"
+        " const tops = items.map((e) => e.getBoundingClientRect())"
+        ".map((r) => Math.round(r.top + r.height / 2));"
         " return {height: t.getBoundingClientRect().height, spread: Math.max(...tops) - Math.min(...tops),"
         " overflow: t.scrollWidth - t.clientWidth, count: items.length}; }"
     )
