@@ -146,9 +146,9 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
         { class: "pill pill-primary wb-progress", "data-testid": "image-progress", title: o.progress.title ?? "The image on show, of the images you may annotate in this task" },
         h("span", { class: "lbl-long" }, "image "),
         `${o.progress.current}`,
-        h("span", { class: "lbl-long" }, " of"),
+        h("span", { class: "lbl-long" }, " of "),
         h("span", { class: "lbl-short" }, "/"),
-        ` ${o.progress.total}`,
+        `${o.progress.total}`,
       )
     : null;
 
