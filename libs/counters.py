@@ -143,14 +143,16 @@ class Tally(BaseModel):
 
     @property
     def quality(self) -> float | None:
-        """The crowd-only score over pooled object counts (points, lines); otherwise (polygons,
-        whose counts are pixels) the mean of the per-image scores; None for pure masks."""
+        """The mean of the per-image qualities (crowdseg.consensus.quality: agreement in 0–1 with the
+        others or with a reference); None before any image scored the user."""
         if self.quality_n <= 0:
             return None
-        if self.scored > 0 and self.tn == 0:
-            # crowdseg.consensus.points.crowd_quality over the rounded pooled counts, k = 1
-            return 1.0 - (round(self.fp) + round(self.fn)) / (2.0 * max(round(self.tp), 1))
-        return self.quality_sum / self.quality_n
+        return min(max(self.quality_sum / self.quality_n, 0.0), 1.0)
+
+    @property
+    def quality_images(self) -> int:
+        """The images behind :attr:`quality`."""
+        return max(self.quality_n, 0)
 
     @property
     def empty(self) -> bool:

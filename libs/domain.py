@@ -158,6 +158,11 @@ class Image(Document):
     thumbnail_media_type: str
     tutorial: bool = False
     reference_shapes: list[Shape] = Field(default_factory=list)
+    # Bumped by every change of an expert reference, so that a consensus scored against an older
+    # one (or none) is replaced although it includes as many submissions.
+    reference_version: int = 0
+    reference_by: str | None = None
+    reference_at: datetime | None = None
     submitted_by: list[str] = Field(default_factory=list)
     leases: list[Lease] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
@@ -219,6 +224,9 @@ class RaterScore(BaseModel):
     precision: float | None = None
     recall: float | None = None
     quality: float | None = None
+    """Agreement in 0–1 on this image (crowdseg.consensus.quality): with the leave-one-out consensus
+    of the other raters, or with the image's reference where it has one (``quality_basis``)."""
+    quality_basis: Literal["crowd", "reference"] | None = None
     # This image's (expected) confusion counts, pooled across a task's images into the running
     # performance (crowdseg.consensus.performance); None in documents written before they existed.
     tp: float | None = None
@@ -238,6 +246,10 @@ class Consensus(Document):
     method: str
     tool: Tool
     raters: list[RaterScore]
+    reference_version: int = 0
+    """The image's ``reference_version`` the rater scores were measured against."""
+    radius: float | None = None
+    """Points and polylines: the matching radius in pixels (clustering, quality, evaluation)."""
     prior: float | None = None
     iterations: int | None = None
     mask_key: str | None = None

@@ -15,6 +15,7 @@ by the previous release (``tests/fixtures/make_data_dir.py``) for the upgrade te
 
     schema 1  crowdseg 0.1.0 (no version recorded)
     schema 2  crowdseg 0.2.0
+    schema 3  rater quality is agreement in 0–1 (crowdseg.consensus.quality), with references
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from crowdseg.errors import SchemaTooNew
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 UNVERSIONED = 1
 """The schema of data that record no version: the first release's (0.1.0)."""
 

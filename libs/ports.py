@@ -23,6 +23,7 @@ from crowdseg.domain import (
     PendingEvent,
     QualificationAttempt,
     Role,
+    Shape,
     StudyLink,
     Submission,
     Task,
@@ -131,6 +132,11 @@ class ImageRepository(Protocol):
 
     async def record_submitter(self, image_id: str, user_id: str) -> None:
         """Idempotently mark the user as a submitter (used by reconciliation)."""
+        ...
+
+    async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
+        """Replace the image's expert reference and bump its ``reference_version`` in one atomic
+        change; None when there is no such image."""
         ...
 
 

@@ -53,6 +53,7 @@ from crowdseg.domain import (
     QualificationAttempt,
     RaterScore,
     Role,
+    Shape,
     StudyLink,
     Submission,
     Task,
@@ -428,6 +429,20 @@ class MongoImages(_Collection[Image]):
         await self.update(image_id, change, None)
 
 
+    async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
+        def change(image: Image) -> tuple[Image | None, Image]:
+            update = {
+                "reference_shapes": shapes,
+                "reference_version": image.reference_version + 1,
+                "reference_by": by,
+                "reference_at": at,
+            }
+            changed = image.model_copy(update=update)
+            return changed, changed
+
+        return await self.update(image_id, change, None)
+
+
 class MongoSubmissions(_Collection[Submission]):
     fields = frozenset({"task_id", "image_id", "user_id", "created_at"})
 
@@ -483,7 +498,10 @@ class MongoConsensus(_Collection[Consensus]):
         def counting(stored: Consensus) -> tuple[Consensus | None, R]:
             new, result = change(stored)
             replaced.clear()
-            if new is not None and new.submissions != stored.submissions:
+            if new is not None and (new.submissions, new.reference_version) != (
+                stored.submissions,
+                stored.reference_version,
+            ):
                 replaced.append((new, stored))
             return new, result
 
@@ -503,7 +521,7 @@ class MongoConsensus(_Collection[Consensus]):
             pass
 
         def change(stored: Consensus) -> tuple[Consensus | None, bool]:
-            if consensus.submissions > stored.submissions:
+            if (consensus.submissions, consensus.reference_version) > (stored.submissions, stored.reference_version):
                 return consensus, True
             return None, False
 
@@ -835,8 +853,32 @@ async def _encode_creation_times(store: MongoStore) -> None:
             await collection.update(str(doc_id), lambda model: (model, None), None)  # re-encoded with it
 
 
+async def _drop_crowd_only_scores(store: MongoStore) -> None:
+    """Rater ``quality`` was the crowd-only score of points, lines and polygons (not within 0–1); it is
+    now the agreement of crowdseg.consensus.quality, which carries a ``quality_basis``: scores without
+    one lose their quality, and the tallies of the tasks concerned are rebuilt from the documents."""
+
+    def dropped(consensus: Consensus) -> tuple[Consensus | None, None]:
+        stale = [r for r in consensus.raters if r.quality is not None and r.quality_basis is None]
+        if not stale:
+            return None, None
+        consensus.raters = [
+            r.model_copy(update={"quality": None}) if r.quality_basis is None else r for r in consensus.raters
+        ]
+        return consensus, None
+
+    tasks: set[str] = set()
+    for consensus in await store.consensus.many({}):
+        if any(r.quality is not None and r.quality_basis is None for r in consensus.raters):
+            await store.consensus.update(consensus.image_id, dropped, None)
+            tasks.add(consensus.task_id)
+    for task_id in sorted(tasks):
+        await store.counters.rebuild(task_id)
+
+
 STEPS: list[Step[Callable[[MongoStore], Awaitable[None]]]] = [
     Step(2, "users and tasks without their paging key get it (it ran at every start before)", _encode_creation_times),
+    Step(3, "rater quality becomes agreement in 0–1: the crowd-only scores are dropped", _drop_crowd_only_scores),
 ]
 """Each runs after the indexes of this code are created."""
 

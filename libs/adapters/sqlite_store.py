@@ -30,6 +30,7 @@ from crowdseg.domain import (
     PendingEvent,
     QualificationAttempt,
     Role,
+    Shape,
     StudyLink,
     Submission,
     Task,
@@ -143,6 +144,12 @@ def _tally_scores(*sources: tuple[int, str]) -> str:
 # The counters of crowdseg.counters, kept by triggers in the very statement that changes a document
 # (so they are as durable and atomic as the change itself, whichever method makes it). A task's
 # counters exist from its creation; for tasks older than the counters, `open` rebuilds them.
+REFERENCE_VERSION = "coalesce({row}.doc ->> 'reference_version', 0)"
+# A consensus replaced by one with more submissions, or scored against a newer reference.
+RESCORED = (
+    f"(NEW.submissions != OLD.submissions OR {REFERENCE_VERSION.format(row='NEW')} != "
+    f"{REFERENCE_VERSION.format(row='OLD')})"
+)
 COUNTED = "EXISTS (SELECT 1 FROM task_counters WHERE task_id = NEW.task_id)"
 COUNTERS_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS task_counters (task_id TEXT PRIMARY KEY, consensus_images INTEGER NOT NULL DEFAULT 0);
@@ -191,7 +198,7 @@ CREATE TRIGGER IF NOT EXISTS consensus_counted_add AFTER INSERT ON consensus WHE
     WHERE task_id = NEW.task_id;{_tally_scores((1, "NEW"))}
 END;
 CREATE TRIGGER IF NOT EXISTS consensus_counted_replace AFTER UPDATE OF doc ON consensus
-WHEN NEW.submissions != OLD.submissions AND {COUNTED} BEGIN{_tally_scores((1, "NEW"), (-1, "OLD"))}
+WHEN {RESCORED} AND {COUNTED} BEGIN{_tally_scores((1, "NEW"), (-1, "OLD"))}
 END;
 """
 
@@ -203,8 +210,34 @@ def _index_exports_by_status(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS exports_by_status ON exports (json_extract(doc, '$.status'))")
 
 
+def _drop_crowd_only_scores(db: sqlite3.Connection) -> None:
+    """Rater ``quality`` was the crowd-only score ``1 − (fp + fn)/(2·tp)`` of points, lines and polygons
+    (not within 0–1); it is now the agreement of crowdseg.consensus.quality, which carries a
+    ``quality_basis``. Scores without one lose their quality, and the tallies' quality sums are
+    recounted from the documents."""
+    rows = db.execute("SELECT id, doc FROM consensus WHERE doc LIKE '%\"quality\":%'").fetchall()
+    for doc_id, text in rows:
+        doc = json.loads(text)
+        changed = False
+        for rater in doc.get("raters", []):
+            if rater.get("quality") is not None and rater.get("quality_basis") is None:
+                rater["quality"] = None
+                changed = True
+        if changed:
+            db.execute("UPDATE consensus SET doc = ? WHERE id = ?", (json.dumps(doc), doc_id))
+    scores = (
+        "FROM consensus AS c, json_each(c.doc, '$.raters') AS r WHERE c.task_id = tallies.task_id "
+        "AND r.value ->> 'user_id' = tallies.user_id AND r.value ->> 'quality' IS NOT NULL"
+    )
+    db.execute(
+        f"UPDATE tallies SET quality_sum = coalesce((SELECT SUM(r.value ->> 'quality') {scores}), 0), "
+        f"quality_n = (SELECT COUNT(*) {scores})"
+    )
+
+
 STEPS: list[Step[Any]] = [
     Step(2, "index exports by status (reconcile on start scanned them)", _index_exports_by_status),
+    Step(3, "rater quality becomes agreement in 0–1: the crowd-only scores are dropped", _drop_crowd_only_scores),
 ]
 """Each runs inside the upgrade's transaction on the connection; after any of them this code's
 triggers are created anew (``CREATE TRIGGER IF NOT EXISTS`` alone would keep an older body)."""
@@ -469,6 +502,24 @@ class SqliteImages(_Table[Image]):
             self.replace_doc(image_id, image.model_copy(update=update))
 
 
+    async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
+        with self._store.transaction() as db:  # BEGIN IMMEDIATE: the worker processes write images too
+            image = self.load(db.execute("SELECT doc FROM images WHERE id = ?", (image_id,)).fetchone())
+            if image is None:
+                return None
+            update = {
+                "reference_shapes": shapes,
+                "reference_version": image.reference_version + 1,
+                "reference_by": by,
+                "reference_at": at,
+            }
+            changed = image.model_copy(update=update)
+            db.execute(
+                "UPDATE images SET doc = ?, pending = ? WHERE id = ?", (_dump(changed), _has_outbox(changed), image_id)
+            )
+            return changed
+
+
 class SqliteSubmissions(_Table[Submission]):
     async def add(self, submission: Submission) -> tuple[Submission, bool]:
         try:
@@ -520,7 +571,9 @@ class SqliteConsensus(_Table[Consensus]):
             cursor = self.db.execute(
                 "INSERT INTO consensus (id, task_id, submissions, pending, doc) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET submissions = excluded.submissions, pending = excluded.pending, "
-                "doc = excluded.doc WHERE excluded.submissions > consensus.submissions",
+                "doc = excluded.doc WHERE excluded.submissions > consensus.submissions "
+                "OR (excluded.submissions = consensus.submissions AND "
+                f"{REFERENCE_VERSION.format(row='excluded')} > {REFERENCE_VERSION.format(row='consensus')})",
                 (
                     consensus.image_id,
                     consensus.task_id,

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from crowdseg.access import managed_image, managed_task
-from crowdseg.domain import utcnow
-from crowdseg.errors import Unavailable
+from crowdseg.domain import Image, Shape, utcnow
+from crowdseg.errors import NotFound, Unavailable
 from crowdseg.events import SubmissionAccepted
-from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, StoreDep
+from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, RuntimeDep, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep
 from crowdseg.runtime import Runtime
 from crowdseg.services.consensus import handlers
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 GROUP = "consensus"
 log = logging.getLogger(__name__)
@@ -24,6 +25,26 @@ MANAGED: dict[int | str, dict[str, Any]] = {
     403: {"description": "only the task's owner or an admin may see this"},
     404: {"description": "no such task visible to the caller"},
 }
+IMAGE_MANAGED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "only the task's owner or an admin may do this"},
+    404: {"description": "no such image visible to the caller"},
+}
+
+
+class ReferenceIn(BaseModel):
+    """An expert's reference annotation of one image: shapes of the task's tool, as a submission's."""
+
+    model_config = ConfigDict(extra="forbid")
+    shapes: list[Shape] = Field(min_length=1)
+
+
+class ReferenceOut(BaseModel):
+    image_id: str
+    shapes: list[Shape]
+    version: int
+    """How many times the reference was set (the consensus records the version its scores used)."""
+    updated_by: str | None
+    updated_at: datetime | None
 
 
 class CoverageOut(BaseModel):
@@ -52,9 +73,7 @@ def subscribe(runtime: Runtime) -> None:
             runtime.store, runtime.blobs, event.image_id, options=options(runtime), notify=runtime.relay.poke
         )
 
-    runtime.subscribe(
-        SubmissionAccepted, GROUP, on_submission_accepted, concurrency=runtime.settings.consensus_workers
-    )
+    runtime.subscribe(SubmissionAccepted, GROUP, on_submission_accepted, concurrency=runtime.settings.consensus_workers)
 
 
 async def reconcile_on_start(runtime: Runtime) -> None:
@@ -78,7 +97,7 @@ def router() -> APIRouter:
         found = await store.consensus.get(image.id)
         if found is None:
             return JSONResponse({"detail": "no consensus yet: the image has no submissions"}, status_code=404)
-        body = found.model_dump(mode="json", exclude={"outbox", "mask_key", "probability_key", "submission_ids"})
+        body = handlers.consensus_body(found, await handlers.flagged_in_task(store, found.task_id))
         if found.mask_key:
             body["mask_url"] = f"{API_PREFIX}/images/{image.id}/consensus/mask.png"
             body["probability_url"] = f"{API_PREFIX}/images/{image.id}/consensus/probability.png"
@@ -91,6 +110,47 @@ def router() -> APIRouter:
     @api.get("/images/{image_id}/consensus/probability.png", response_class=Response)
     async def probability(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
         return await _consensus_png(image_id, user, store, blobs, probability=True)
+
+    @api.put(
+        "/images/{image_id}/reference",
+        tags=["quality"],
+        responses={**IMAGE_MANAGED, 422: {"description": "shapes that do not fit the task's tool or the image"}},
+    )
+    async def put_reference(image_id: str, body: ReferenceIn, user: CurrentUser, runtime: RuntimeDep) -> ReferenceOut:
+        """Set (or replace) the expert reference of any image of the task. The image's raters are then
+        scored against it (``quality``) and it counts in ``GET /tasks/{id}/evaluation``."""
+        image = await handlers.set_reference(
+            runtime.store,
+            runtime.blobs,
+            user,
+            image_id,
+            body.shapes,
+            max_points=runtime.settings.max_points_per_shape,
+            options=options(runtime),
+            notify=runtime.relay.poke,
+        )
+        return _reference_out(image)
+
+    @api.get(
+        "/images/{image_id}/reference",
+        tags=["quality"],
+        responses={**IMAGE_MANAGED, 404: {"description": "no such image visible to the caller, or no reference"}},
+    )
+    async def get_reference(image_id: str, user: CurrentUser, store: StoreDep) -> ReferenceOut:
+        image, _task = await managed_image(store, image_id, user)
+        if not image.reference_shapes:
+            raise NotFound(f"image {image_id} has no reference")
+        return _reference_out(image)
+
+    @api.get("/tasks/{task_id}/evaluation", tags=["quality"], responses=MANAGED)
+    async def evaluation(task_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> JSONResponse:
+        """The consensus and every rater against the expert references of the task's images (images
+        with a reference and a consensus): for masks ``consensus: {dice, jaccard, mhd, pixel_error}``
+        and per rater ``{dice, jaccard, sensitivity, specificity}``, means over the images; for points
+        and polylines ``{precision, recall, rmse}`` of the one-to-one matches within the task's radius,
+        pooled over the images. ``per_image`` has the consensus's figures image by image."""
+        task = await managed_task(store, task_id, user)
+        return JSONResponse(await handlers.evaluation(store, blobs, task))
 
     @api.get("/tasks/{task_id}/stats", responses=MANAGED)
     async def task_stats(task_id: str, user: CurrentUser, store: StoreDep) -> JSONResponse:
@@ -113,6 +173,16 @@ def router() -> APIRouter:
         return JSONResponse(await handlers.user_stats(store, user.id))
 
     return api
+
+
+def _reference_out(image: Image) -> ReferenceOut:
+    return ReferenceOut(
+        image_id=image.id,
+        shapes=image.reference_shapes,
+        version=image.reference_version,
+        updated_by=image.reference_by,
+        updated_at=image.reference_at,
+    )
 
 
 async def _consensus_png(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from crowdseg import metrics
+from crowdseg.access import managed_image
 from crowdseg.consensus import (
     Counts,
     Performance,
@@ -27,12 +29,23 @@ from crowdseg.consensus import (
     staple,
     staple_counts,
 )
+from crowdseg.consensus.metrics import dice, jaccard, modified_hausdorff, sensitivity_specificity
+from crowdseg.consensus.quality import (
+    FlagRule,
+    Matching,
+    flagged,
+    line_qualities,
+    mask_qualities,
+    match_line_sets,
+    match_point_sets,
+    point_qualities,
+)
 from crowdseg.consensus.staple import Region
 from crowdseg.counters import Tally, counters_of
-from crowdseg.domain import Consensus, Image, RaterScore, Submission, Task, Tool, utcnow
+from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User, utcnow
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
-from crowdseg.geometry import mask_to_png, probability_to_png, rasterize
+from crowdseg.geometry import mask_to_png, png_to_mask, probability_to_png, rasterize, validate_shapes
 from crowdseg.ports import BlobStore, Store
 from crowdseg.watermark import Watermark
 
@@ -47,6 +60,8 @@ T = TypeVar("T")
 
 async def _computed(function: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_COMPUTE, function, *args)
+
+
 Notify = Callable[[], None]
 
 
@@ -76,7 +91,11 @@ async def recompute(
         raise NotFound(f"task {image.task_id} not found")
     submissions = sorted(await store.submissions.list_for_image(image_id), key=lambda s: (s.created_at, s.id))
     stored = await store.consensus.get(image_id)
-    if not submissions or (stored is not None and stored.submissions >= len(submissions)):
+    if not submissions or (
+        stored is not None
+        and stored.submissions >= len(submissions)
+        and stored.reference_version >= image.reference_version
+    ):
         return None
     started = time.perf_counter()
     if task.tool.makes_masks:
@@ -102,6 +121,36 @@ async def recompute(
     return consensus
 
 
+async def set_reference(
+    store: Store,
+    blobs: BlobStore,
+    user: User,
+    image_id: str,
+    shapes: list[Shape],
+    *,
+    max_points: int,
+    options: StapleOptions,
+    notify: Notify,
+) -> Image:
+    """Store an expert reference for an image of a task the user manages, then rescore the image's
+    consensus against it (its raters' ``quality`` becomes agreement with the reference)."""
+    image, task = await managed_image(store, image_id, user)
+    valid = validate_shapes(
+        shapes,
+        tool=task.tool,
+        width=image.width,
+        height=image.height,
+        max_shapes=task.max_shapes,
+        max_points=max_points,
+    )
+    stored = await store.images.set_reference(image.id, valid, by=user.id, at=utcnow())
+    if stored is None:
+        raise NotFound(f"image {image_id} not found")
+    if not stored.tutorial:
+        await recompute(store, blobs, stored.id, options=options, notify=notify)
+    return stored
+
+
 def _base(task: Task, image: Image, submissions: list[Submission], method: str, raters: list[RaterScore]) -> Consensus:
     return Consensus(
         image_id=image.id,
@@ -112,7 +161,21 @@ def _base(task: Task, image: Image, submissions: list[Submission], method: str, 
         method=method,
         tool=task.tool,
         raters=raters,
+        reference_version=image.reference_version,
     )
+
+
+def _with_qualities(raters: list[RaterScore], qualities: list[float | None], image: Image) -> list[RaterScore]:
+    basis = "reference" if has_reference(image) else "crowd"
+    return [
+        rater if quality is None else rater.model_copy(update={"quality": quality, "quality_basis": basis})
+        for rater, quality in zip(raters, qualities, strict=True)
+    ]
+
+
+def has_reference(image: Image) -> bool:
+    """An expert reference the image's raters are scored against (tutorial images are not in the stream)."""
+    return not image.tutorial and bool(image.reference_shapes)
 
 
 async def _mask_consensus(
@@ -129,6 +192,8 @@ async def _mask_consensus(
                 submissions, result.sensitivity, result.specificity, staple_counts(result), strict=True
             )
         ]
+        reference = rasterize(image.reference_shapes, image.width, image.height) if has_reference(image) else None
+        raters = _with_qualities(raters, mask_qualities(masks, reference), image)
         consensus = _base(task, image, submissions, "staple", raters)
         consensus.prior, consensus.iterations = float(result.prior), result.iterations
         if task.tool is Tool.POLYGON:
@@ -168,7 +233,7 @@ def _with_counts(score: RaterScore, counts: Counts) -> RaterScore:
 
 
 def _object_scores(submissions: list[Submission], scores: list[RaterPointScore]) -> list[RaterScore]:
-    """Rater scores against consensus objects (points, lines): precision, recall, crowd-only quality."""
+    """Rater scores against consensus objects (points, lines): precision and recall."""
     return [
         _with_counts(
             RaterScore(
@@ -176,7 +241,6 @@ def _object_scores(submissions: list[Submission], scores: list[RaterPointScore])
                 submission_id=s.id,
                 precision=score.precision,
                 recall=score.recall,
-                quality=score.quality,
                 sensitivity=score.recall,
             ),
             counts,
@@ -192,7 +256,12 @@ def _point_consensus(task: Task, image: Image, submissions: list[Submission]) ->
     ]
     radius = click_radius(points, image.width, image.height)
     clustering = cluster_points(points, radius=radius)
-    consensus = _base(task, image, submissions, "point-clustering", _object_scores(submissions, clustering.raters))
+    reference = reference_points(image) if has_reference(image) else None
+    raters = _with_qualities(
+        _object_scores(submissions, clustering.raters), point_qualities(points, radius, reference), image
+    )
+    consensus = _base(task, image, submissions, "point-clustering", raters)
+    consensus.radius = radius
     consensus.points = [
         {"x": float(x), "y": float(y), "support": int(n)}
         for (x, y), n in zip(clustering.centres, clustering.support, strict=True)
@@ -213,20 +282,35 @@ def _outline(points: np.ndarray[Any, Any], support: int) -> dict[str, Any]:
     return {"points": [[round(float(x), 3), round(float(y), 3)] for x, y in points], "support": support}
 
 
+def reference_points(image: Image) -> np.ndarray[Any, Any]:
+    return np.asarray([p for shape in image.reference_shapes for p in shape.points], dtype=np.float64).reshape(-1, 2)
+
+
+def reference_lines(image: Image) -> list[np.ndarray[Any, Any]]:
+    return [np.asarray(shape.points, dtype=np.float64).reshape(-1, 2) for shape in image.reference_shapes]
+
+
 def _line_consensus(task: Task, image: Image, submissions: list[Submission]) -> Consensus:
-    fusion = fuse_polylines([_shape_points(s) for s in submissions], radius=line_radius(image.width, image.height))
-    consensus = _base(task, image, submissions, "polyline-fusion", _object_scores(submissions, fusion.raters))
+    radius = line_radius(image.width, image.height)
+    drawn = [_shape_points(s) for s in submissions]
+    fusion = fuse_polylines(drawn, radius=radius)
+    reference = reference_lines(image) if has_reference(image) else None
+    raters = _with_qualities(
+        _object_scores(submissions, fusion.raters), line_qualities(drawn, radius, reference), image
+    )
+    consensus = _base(task, image, submissions, "polyline-fusion", raters)
+    consensus.radius = radius
     consensus.lines = [_outline(line, int(n)) for line, n in zip(fusion.lines, fusion.support, strict=True)]
     return consensus
 
 
 def _add_object_polygons(consensus: Consensus, submissions: list[Submission]) -> None:
     """Object polygons fused one by one (STAPLE per object), with each rater's object precision and
-    recall; the pixel-level sensitivity and specificity stay those of the whole-image STAPLE."""
+    recall; the pixel-level sensitivity, specificity and quality stay those of the whole-image masks."""
     fusion = fuse_polygons([_shape_points(s) for s in submissions])
     consensus.polygons = [_outline(ring, int(n)) for ring, n in zip(fusion.polygons, fusion.support, strict=True)]
     consensus.raters = [
-        rater.model_copy(update={"precision": score.precision, "recall": score.recall, "quality": score.quality})
+        rater.model_copy(update={"precision": score.precision, "recall": score.recall})
         for rater, score in zip(consensus.raters, fusion.raters, strict=True)
     ]
 
@@ -299,14 +383,8 @@ class RaterTally:
 
     @property
     def quality(self) -> float | None:
-        """The crowd-only score over pooled object counts (points, lines); otherwise (polygons,
-        whose counts are pixels) the mean of the per-image scores; None for pure masks."""
-        if not self.qualities:
-            return None
-        pooled = self.performance.quality()
-        if pooled is not None and self.performance.counts.tn == 0:
-            return pooled
-        return fmean(self.qualities)
+        """The mean of the per-image qualities (crowdseg.consensus.quality); None without any."""
+        return fmean(self.qualities) if self.qualities else None
 
 
 def _counts(score: RaterScore) -> Counts | None:
@@ -362,7 +440,7 @@ def coverage_rows(task: Task, images: Iterable[Image], now: datetime) -> list[Co
     ]
 
 
-def _user_row(tally: Tally, name: str) -> dict[str, Any]:
+def _user_row(tally: Tally, name: str, flagged_users: set[str]) -> dict[str, Any]:
     return {
         "user_id": tally.user_id,
         "name": name,
@@ -370,8 +448,30 @@ def _user_row(tally: Tally, name: str) -> dict[str, Any]:
         "sensitivity": _round(tally.sensitivity),
         "specificity": _round(tally.specificity),
         "quality": _round(tally.quality),
+        "quality_images": tally.quality_images,
+        "flagged": tally.user_id in flagged_users,
         "mean_seconds": _round(tally.mean_seconds),
     }
+
+
+FLAG_RULE = FlagRule()
+
+
+def flagged_raters(tallies: Iterable[Tally]) -> set[str]:
+    """The task's raters whose quality is low with enough evidence (crowdseg.consensus.quality.flagged)."""
+    return flagged({t.user_id: (t.quality, t.quality_images) for t in tallies}, FLAG_RULE)
+
+
+async def flagged_in_task(store: Store, task_id: str) -> set[str]:
+    return flagged_raters(await store.counters.tallies_for_task(task_id))
+
+
+def consensus_body(consensus: Consensus, flagged_users: set[str]) -> dict[str, Any]:
+    """The consensus as the API answers it: every rater marked ``flagged`` by their task-wide quality."""
+    body = consensus.model_dump(mode="json", exclude={"outbox", "mask_key", "probability_key", "submission_ids"})
+    for rater in body["raters"]:
+        rater["flagged"] = rater["user_id"] in flagged_users
+    return body
 
 
 async def task_stats(store: Store, task: Task) -> dict[str, Any]:
@@ -381,6 +481,7 @@ async def task_stats(store: Store, task: Task) -> dict[str, Any]:
     tallies = [t for t in await store.counters.tallies_for_task(task.id) if not t.empty]
     names = {u.id: u.name for u in await store.users.get_many([t.user_id for t in tallies])}
     complete = counters.complete(task.replicates)
+    flagged_users = flagged_raters(tallies)
     return {
         "images": counters.images,
         "submissions": counters.submissions,
@@ -389,7 +490,12 @@ async def task_stats(store: Store, task: Task) -> dict[str, Any]:
         "complete_images": complete,
         "consensus_images": counters.consensus_images,
         "coverage": counters.histogram(task.replicates),
-        "users": [_user_row(tally, names.get(tally.user_id, "")) for tally in tallies],
+        "users": [_user_row(tally, names.get(tally.user_id, ""), flagged_users) for tally in tallies],
+        "flag_rule": {
+            "k": FLAG_RULE.k,
+            "min_images": FLAG_RULE.min_images,
+            "threshold": _round(FLAG_RULE.threshold([t.quality for t in tallies if t.quality is not None])),
+        },
     }
 
 
@@ -407,6 +513,7 @@ async def user_stats(store: Store, user_id: str) -> dict[str, Any]:
     counters = await counters_of(store, [t.task_id for t in tallies])
     per_day: dict[str, int] = defaultdict(int)
     per_task, sensitivities, specificities = [], [], []
+    quality_sum, quality_images = 0.0, 0
     for tally in tallies:
         for day, count in tally.days.items():
             per_day[day] += count
@@ -421,8 +528,14 @@ async def user_stats(store: Store, user_id: str) -> dict[str, Any]:
                 "images": counters[tally.task_id].images,
                 "sensitivity": _round(tally.sensitivity),
                 "specificity": _round(tally.specificity),
+                "quality": _round(tally.quality),
+                "quality_images": tally.quality_images,
+                "flagged": tally.user_id in await flagged_in_task(store, tally.task_id),
             }
         )
+        if tally.quality is not None:
+            quality_sum += tally.quality_sum
+            quality_images += tally.quality_images
     submissions = sum(t.submissions for t in tallies)
     level, xp = experience(submissions, fmean(sensitivities) if sensitivities else None)
     return {
@@ -431,6 +544,151 @@ async def user_stats(store: Store, user_id: str) -> dict[str, Any]:
         "per_day": dict(sorted(per_day.items())),
         "sensitivity": _mean(sensitivities),
         "specificity": _mean(specificities),
+        "quality": _round(quality_sum / quality_images) if quality_images else None,
+        "quality_images": quality_images,
         "level": level,
         "xp": xp,
     }
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclass
+class _Pooled:
+    """Matches of objects (points, lines) pooled over images: precision, recall and RMSE of them all."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    squared: float = 0.0
+    images: int = 0
+
+    def add(self, matching: Matching) -> None:
+        self.tp, self.fp, self.fn = self.tp + matching.tp, self.fp + matching.fp, self.fn + matching.fn
+        self.squared += float((matching.distances**2).sum())
+        self.images += 1
+
+    def figures(self) -> dict[str, float | None]:
+        return {
+            "precision": _round(self.tp / (self.tp + self.fp)) if self.tp + self.fp else None,
+            "recall": _round(self.tp / (self.tp + self.fn)) if self.tp + self.fn else None,
+            "rmse": _round(math.sqrt(self.squared / self.tp)) if self.tp else None,
+        }
+
+
+def mask_figures(found: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> dict[str, float]:
+    """Dice, Jaccard, modified Hausdorff distance (pixels; the image's diagonal when only one mask is
+    empty) and pixel error (the share of the image's pixels on which the masks differ)."""
+    height, width = truth.shape
+    mhd = modified_hausdorff(found, truth)
+    if math.isinf(mhd):
+        mhd = float(np.hypot(width, height))
+    sensitivity, specificity = sensitivity_specificity(found, truth)
+    return {
+        "dice": dice(found, truth),
+        "jaccard": jaccard(found, truth),
+        "mhd": mhd,
+        "pixel_error": float(np.count_nonzero(found != truth)) / truth.size,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+    }
+
+
+def _mean_of(rows: list[dict[str, float]], names: Iterable[str]) -> dict[str, float | None]:
+    return {name: _round(fmean(row[name] for row in rows)) if rows else None for name in names}
+
+
+def object_matching(tool: Tool, drawn: list[Shape], truth: list[Shape], radius: float) -> Matching:
+    if tool is Tool.POINT:
+        return match_point_sets(
+            np.asarray([p for s in drawn for p in s.points], np.float64).reshape(-1, 2),
+            np.asarray([p for s in truth for p in s.points], np.float64).reshape(-1, 2),
+            radius,
+        )
+    return match_line_sets(
+        [np.asarray(s.points, np.float64) for s in drawn], [np.asarray(s.points, np.float64) for s in truth], radius
+    )
+
+
+def _consensus_shapes(tool: Tool, consensus: Consensus) -> list[Shape]:
+    if tool is Tool.POINT:
+        return [Shape(type=Tool.POINT, points=[(p["x"], p["y"])]) for p in consensus.points or []]
+    return [Shape(type=Tool.POLYLINE, points=[tuple(p) for p in line["points"]]) for line in consensus.lines or []]
+
+
+async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, Any]:
+    """The consensus and every rater against the expert references of the task's images.
+
+    Masks: per image Dice, Jaccard, MHD and pixel error of the consensus mask, and Dice, Jaccard,
+    sensitivity and specificity of each rater's mask, averaged over the images. Points and polylines:
+    one-to-one matches within the radius the consensus used, pooled over the images into precision,
+    recall and the RMSE of the matched distances.
+    """
+    images = [i for i in await store.images.list_for_task(task.id) if has_reference(i)]
+    per_image: list[dict[str, Any]] = []
+    consensus_rows: list[dict[str, float]] = []
+    rater_rows: dict[str, list[dict[str, float]]] = defaultdict(list)
+    consensus_pool = _Pooled()
+    rater_pools: defaultdict[str, _Pooled] = defaultdict(_Pooled)
+    for image in images:
+        consensus = await store.consensus.get(image.id)
+        if consensus is None:
+            continue
+        submissions = await store.submissions.list_for_image(image.id)
+        if task.tool.makes_masks:
+            if consensus.mask_key is None:
+                continue
+            mask_png = await blobs.get(consensus.mask_key)
+
+            def compute(
+                image: Image = image, mask_png: bytes = mask_png, submissions: list[Submission] = submissions
+            ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+                truth = rasterize(image.reference_shapes, image.width, image.height)
+                found = png_to_mask(mask_png)
+                raters = {
+                    s.user_id: mask_figures(rasterize(s.shapes, image.width, image.height), truth) for s in submissions
+                }
+                return mask_figures(found, truth), raters
+
+            figures, raters = await _computed(compute)
+            consensus_rows.append(figures)
+            for user_id, row in raters.items():
+                rater_rows[user_id].append(row)
+            per_image.append({"image_id": image.id, "name": image.name, **_mean_of([figures], MASK_CONSENSUS)})
+        else:
+            radius = consensus.radius or (
+                line_radius(image.width, image.height)
+                if task.tool is Tool.POLYLINE
+                else click_radius([reference_points(image)], image.width, image.height)
+            )
+            matching = object_matching(
+                task.tool, _consensus_shapes(task.tool, consensus), image.reference_shapes, radius
+            )
+            consensus_pool.add(matching)
+            for s in submissions:
+                rater_pools[s.user_id].add(object_matching(task.tool, s.shapes, image.reference_shapes, radius))
+            single = _Pooled()
+            single.add(matching)
+            per_image.append({"image_id": image.id, "name": image.name, "radius": _round(radius), **single.figures()})
+    if task.tool.makes_masks:
+        return {
+            "images": len(consensus_rows),
+            "consensus": _mean_of(consensus_rows, MASK_CONSENSUS),
+            "raters": [
+                {"user_id": user_id, "images": len(rows), **_mean_of(rows, MASK_RATER)}
+                for user_id, rows in sorted(rater_rows.items())
+            ],
+            "per_image": per_image,
+        }
+    return {
+        "images": consensus_pool.images,
+        "consensus": consensus_pool.figures(),
+        "raters": [
+            {"user_id": user_id, "images": pool.images, **pool.figures()}
+            for user_id, pool in sorted(rater_pools.items())
+        ],
+        "per_image": per_image,
+    }
+
+
+MASK_CONSENSUS = ("dice", "jaccard", "mhd", "pixel_error")
+MASK_RATER = ("dice", "jaccard", "sensitivity", "specificity")

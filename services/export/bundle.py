@@ -6,8 +6,11 @@ Layout (also described in the bundle's manifest.json):
   tables/{tasks,images,submissions,users}.{json,csv}   (users without password hashes or emails)
   submissions/<image>/<submission>.json|.png           vertices and rasterised mask
   consensus/<image>/consensus.json|mask.png|probability.png
-  staple_parameters.csv              per image and rater: sensitivity, specificity, prior
-  user_performance.csv               per user over the task
+  staple_parameters.csv              per image and rater: sensitivity, specificity, prior, quality
+  user_performance.csv               per user over the task (quality, its images, flagged)
+  quality.md                         what every number of the performance tables means
+  evaluation.json                    the consensus and every rater against the expert references
+  references/<image>.json            the expert reference shapes of every image that has them
   coco/annotations.json, coco/consensus.json          COCO (raw annotations, consensus); images are not
                                      bundled: each COCO image's coco_url is its path on the API
 """
@@ -41,6 +44,8 @@ IMAGES_NOTE = (
 
 def image_url(image: Image) -> str:
     return f"/api/v1/images/{image.id}/file"
+
+
 Progress = Callable[[float], Awaitable[None]]
 
 
@@ -187,6 +192,8 @@ class BundleWriter:
                     "specificity": rater.specificity,
                     "precision": rater.precision,
                     "recall": rater.recall,
+                    "quality": rater.quality,
+                    "quality_basis": rater.quality_basis,
                     "prior": consensus.prior,
                     "method": consensus.method,
                     "version": consensus.version,
@@ -238,7 +245,7 @@ class BundleWriter:
     async def _tables(
         self, archive: zipfile.ZipFile, images: list[Image], subs: list[Submission], users: dict[str, User]
     ) -> None:
-        from crowdseg.services.consensus.handlers import task_stats
+        from crowdseg.services.consensus.handlers import evaluation, task_stats
 
         task_row = self.task.model_dump(mode="json")
         image_rows = [image.model_dump(mode="json", exclude={"outbox", "leases"}) for image in images]
@@ -269,6 +276,8 @@ class BundleWriter:
             "specificity",
             "precision",
             "recall",
+            "quality",
+            "quality_basis",
             "prior",
             "method",
             "version",
@@ -282,9 +291,22 @@ class BundleWriter:
             "sensitivity",
             "specificity",
             "quality",
+            "quality_images",
+            "flagged",
             "mean_seconds",
         ]
         self.add(archive, "user_performance.csv", _csv(stats["users"], performance_columns))
+        self.add(archive, "quality.md", QUALITY_NOTE.encode())
+        self.add(archive, "evaluation.json", _json(await evaluation(self.store, self.blobs, self.task)))
+        for image in images:
+            if image.reference_shapes and not image.tutorial:
+                reference = {
+                    "image_id": image.id,
+                    "name": image.name,
+                    "version": image.reference_version,
+                    "shapes": [shape.model_dump(mode="json") for shape in image.reference_shapes],
+                }
+                self.add(archive, f"references/{self.folders[image.id]}.json", _json(reference))
 
     def _coco(self, archive: zipfile.ZipFile, images: list[Image]) -> None:
         base = {
@@ -323,6 +345,22 @@ class BundleWriter:
                 "files": sorted(self.files),
             }
         )
+
+
+QUALITY_NOTE = """# What the performance numbers mean
+
+- sensitivity: the share of the consensus foreground (pixels for masks, objects for points and lines)
+  the rater marked too, pooled over every image they annotated.
+- specificity (masks): the share of the consensus background the rater left unmarked, over the whole
+  image (every pixel, not only where someone drew).
+- quality: one number in 0–1 to sort raters by. Per image, the rater's agreement with the consensus of
+  the other raters (the rater left out): Dice against the others' majority vote for masks, F1 of the
+  matches within the task's radius for points and lines; on an image with an expert reference, the same
+  agreement with the reference instead (`quality_basis` in staple_parameters.csv). Per user, the mean
+  over `quality_images` images.
+- flagged: quality below the task's crowd median minus 3 × MAD (scaled to a standard deviation, at
+  least 0.05) with at least 5 images behind it.
+"""
 
 
 async def load_task(store: Store, task_id: str) -> Task:

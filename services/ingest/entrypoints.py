@@ -56,6 +56,8 @@ class ImageOut(BaseModel):
     height: int
     submissions: int = 0
     tutorial: bool = False
+    reference: bool = False
+    """The image has an expert reference (``GET /images/{id}/reference``)."""
 
 
 class Rejection(BaseModel):
@@ -281,6 +283,7 @@ def _image_out(image: Image, submissions: int) -> ImageOut:
         width=image.width,
         height=image.height,
         submissions=submissions,
+        reference=bool(image.reference_shapes),
         tutorial=image.tutorial,
     )
 

@@ -103,6 +103,16 @@ export interface ImageInfo {
   width: number;
   height: number;
   submissions?: number;
+  /** The image has an expert reference. */
+  reference?: boolean;
+}
+
+export interface Reference {
+  image_id: string;
+  shapes: ShapeJson[];
+  version: number;
+  updated_by?: string | null;
+  updated_at?: string | null;
 }
 
 export interface NextImage {
@@ -133,7 +143,12 @@ export interface UserStat {
   sensitivity?: number | null;
   specificity?: number | null;
   mean_seconds?: number | null;
+  /** 0–1: agreement with the other raters' consensus (the rater left out), or with references. */
   quality?: number | null;
+  /** The images behind `quality`. */
+  quality_images?: number;
+  /** Quality below the crowd's median minus 3 MAD, with at least 5 images behind it. */
+  flagged?: boolean;
   name?: string;
   email?: string;
 }
@@ -156,6 +171,8 @@ export interface MeStats {
   per_day: Record<string, number>;
   sensitivity?: number | null;
   specificity?: number | null;
+  quality?: number | null;
+  quality_images?: number;
   level?: number;
   xp?: number;
   [k: string]: unknown;
@@ -370,6 +387,9 @@ export const api = {
     call<NextImage | null>(`/tasks/${enc(id)}/next${skip.length ? "?" + skip.map((s) => `skip=${enc(s)}`).join("&") : ""}`),
   stats: (id: string) => call<TaskStats>(`/tasks/${enc(id)}/stats`),
   consensus: (imageId: string) => call<Record<string, unknown>>(`/images/${enc(imageId)}/consensus`),
+  reference: (imageId: string) => call<Reference>(`/images/${enc(imageId)}/reference`),
+  putReference: (imageId: string, shapes: ShapeJson[]) =>
+    call<Reference>(`/images/${enc(imageId)}/reference`, { method: "PUT", body: { shapes } }),
   startExport: (id: string) => call<{ id: string }>(`/tasks/${enc(id)}/exports`, { method: "POST" }),
   exportStatus: (id: string) => call<ExportJob>(`/exports/${enc(id)}`),
   removeMember: (id: string, userId: string) => call<Task>(`/tasks/${enc(id)}/members/${enc(userId)}`, { method: "DELETE" }),

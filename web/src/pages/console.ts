@@ -1,5 +1,5 @@
 /** Task master console: tasks, settings, images, tutorial references, live view, crowds, export. */
-import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Invitation, type LinkKind, type StudyLink, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
+import { api, ApiError, authHeaders, API, bitmap, blob, upload, type ImageInfo, type Invitation, type ShapeJson, type LinkKind, type StudyLink, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
 import { csvRecords } from "../csv";
 import { coverageHistogram, denseBins, leaseCount, matrixColumns, progressOf, type CoverageRow } from "../coverage";
 import { clear, fmtInt, fmtNum, fmtPct, h, progressBar, toast } from "../dom";
@@ -7,6 +7,7 @@ import { renderMarkdown } from "../markdown";
 import { navigate } from "../router";
 import { isAdmin, me } from "../session";
 import { slicePage, windowLabel } from "../paging";
+import { byQuality, FLAGGED_HELP, QUALITY_HELP, SENSITIVITY_HELP, SPECIFICITY_HELP } from "../quality";
 import { chart } from "../ui/charts";
 import { pagerControls } from "../ui/pager";
 import { createWorkbench, type Workbench } from "../ui/workbench";
@@ -268,7 +269,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
   }
 
   // -- images --
-  function imagesTab(p: HTMLElement): void {
+  function imagesTab(p: HTMLElement): () => void {
     const fileInput = h("input", { type: "file", multiple: true, accept: "image/*,.zip,.dcm,.tif,.tiff", hidden: true, "data-testid": "image-files" });
     const zone = h(
       "div",
@@ -293,6 +294,67 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const controls = pagerControls("images-page", () => void move(() => images.prev()), () => void move(() => images.next()), { sizes: PAGE_SIZES, size: 200, onSize: resize });
     const tableBox = h("div");
     listBox.append(tableBox, controls.el);
+    // Expert references: drawn with the annotators' own workbench, or uploaded as shapes (JSON).
+    let refWb: Workbench | null = null;
+    const refHolder = h("div", { style: { position: "relative", height: "70vh", minHeight: "420px", borderRadius: "10px", overflow: "hidden" } });
+    const refSave = h("button", { class: "btn btn-primary", type: "button", "data-testid": "save-reference" }, "Save reference");
+    const refTitle = h("h2", null, "Expert reference");
+    const refCard = h("div", { class: "card stack", hidden: true, "data-testid": "reference-editor" }, refTitle, h("p", { class: "muted small" }, `Draw the expert's annotation with the ${task.tool} tool. The image's annotators are then scored against it (quality), and the evaluation compares the consensus with it.`), h("div", { class: "row" }, refSave), refHolder);
+    p.append(refCard);
+    let refImage: ImageInfo | null = null;
+    const saveReference = async (image: ImageInfo, shapes: ShapeJson[]): Promise<void> => {
+      if (!shapes.length) {
+        toast("Draw the reference first", "error");
+        return;
+      }
+      try {
+        await api.putReference(image.id, shapes);
+        toast(`Reference saved for ${image.name ?? image.id}`, "ok");
+        document.body.dataset.referenceSaved = image.id;
+        await refresh();
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    };
+    const openReference = async (image: ImageInfo): Promise<void> => {
+      refWb?.destroy();
+      refImage = image;
+      const [bmp, existing] = await Promise.all([bitmap(`/images/${enc(image.id)}/file`), image.reference ? api.reference(image.id).catch(() => null) : Promise.resolve(null)]);
+      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, width: bmp.width, height: bmp.height });
+      refWb.el.style.height = "100%";
+      refWb.setImage(bmp);
+      if (existing) refWb.model.load(existing.shapes);
+      refTitle.textContent = `Expert reference — ${image.name ?? image.id}`;
+      refCard.hidden = false;
+      refHolder.scrollIntoView({ block: "center" });
+      window.crowdseg = { workbench: refWb, phase: "reference", image: { id: image.id, width: bmp.width, height: bmp.height } };
+    };
+    refSave.addEventListener("click", () => {
+      if (!refWb || !refImage) return;
+      refWb.model.finishDraft();
+      void saveReference(refImage, refWb.model.toJson(refWb.view.opts.smooth));
+    });
+    const pickReferenceJson = (image: ImageInfo): void => {
+      const chooser = h("input", { type: "file", accept: "application/json,.json" });
+      chooser.addEventListener("change", async () => {
+        const chosen = chooser.files?.[0];
+        if (!chosen) return;
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(await chosen.text());
+        } catch {
+          toast(`${chosen.name} is not JSON`, "error");
+          return;
+        }
+        const shapes = Array.isArray(parsed) ? parsed : (parsed as { shapes?: unknown } | null)?.shapes;
+        if (!Array.isArray(shapes)) {
+          toast("Expected a list of shapes or {shapes: [...]}", "error");
+          return;
+        }
+        await saveReference(image, shapes as ShapeJson[]);
+      });
+      chooser.click();
+    };
     const render = (): void => {
       const imgs = images.page?.items ?? [];
       controls.set({ label: windowLabel(images.offset, imgs.length, total), hasPrev: images.hasPrev, hasNext: images.hasNext });
@@ -304,8 +366,27 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
               h(
                 "table",
                 { "data-testid": "image-table" },
-                h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Size"), h("th", null, "Submissions"))),
-                h("tbody", null, imgs.map((i) => h("tr", null, h("td", { class: "name-cell", title: i.name ?? i.id }, i.name ?? i.id), h("td", null, `${i.width} × ${i.height}`), h("td", null, String(i.submissions ?? 0))))),
+                h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Size"), h("th", null, "Submissions"), h("th", { title: "An expert's reference annotation: raters are scored against it, and it counts in the evaluation (Live tab)." }, "Expert reference ⓘ"))),
+                h(
+                  "tbody",
+                  null,
+                  imgs.map((i) =>
+                    h(
+                      "tr",
+                      null,
+                      h("td", { class: "name-cell", title: i.name ?? i.id }, i.name ?? i.id),
+                      h("td", null, `${i.width} × ${i.height}`),
+                      h("td", null, String(i.submissions ?? 0)),
+                      h(
+                        "td",
+                        null,
+                        i.reference ? h("span", { class: "pill pill-ok", "data-testid": "has-reference" }, "✓ ") : null,
+                        h("button", { class: "btn btn-sm", type: "button", "data-testid": "draw-reference", onclick: () => void openReference(i) }, i.reference ? "Edit" : "Draw"),
+                        h("button", { class: "btn btn-sm", type: "button", "data-testid": "upload-reference", title: "Upload the reference as JSON: [{type, points: [[x, y], ...]}, ...] or {shapes: [...]}", onclick: () => pickReferenceJson(i) }, "Upload JSON"),
+                      ),
+                    ),
+                  ),
+                ),
               ),
             )
           : h("p", { class: "muted" }, "No image yet."),
@@ -373,6 +454,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       zone.classList.remove("over");
       void send([...(e.dataTransfer?.files ?? [])]);
     });
+    return () => refWb?.destroy();
   }
 
   // -- tutorial --
@@ -552,17 +634,18 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
           },
         });
       }
-      users = [...(s.users ?? [])].sort((a, b) => b.submissions - a.submissions || a.user_id.localeCompare(b.user_id));
+      users = [...(s.users ?? [])].sort(byQuality);
       statNames.clear();
       for (const u of users) if (u.name || u.email) statNames.set(u.user_id, u.name || u.email || "");
       showUsers(usersPage);
-      const top = users.slice(0, CHART_USERS);
+      const top = [...users].sort((a, b) => b.submissions - a.submissions || a.user_id.localeCompare(b.user_id)).slice(0, CHART_USERS);
       chartNote.textContent = users.length > CHART_USERS ? `Charts: the ${CHART_USERS} annotators with the most submissions, of ${users.length}.` : "";
       chart(perfCanvas, {
         type: "bar",
         data: {
           labels: top.map((u) => label(u.user_id)),
           datasets: [
+            { label: "quality", data: top.map((u) => u.quality ?? 0), backgroundColor: "#16a34a", borderRadius: 4 },
             { label: "sensitivity", data: top.map((u) => u.sensitivity ?? 0), backgroundColor: "#22d3ee", borderRadius: 4 },
             { label: "specificity", data: top.map((u) => u.specificity ?? 0), backgroundColor: "#a78bfa", borderRadius: 4 },
           ],
@@ -583,12 +666,34 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         h(
           "table",
           null,
-          h("thead", null, h("tr", null, h("th", null, "User"), h("th", null, "Submissions"), h("th", null, "Quality"), h("th", null, "Sensitivity"), h("th", null, "Specificity"), h("th", null, "Mean time"))),
+          h(
+            "thead",
+            null,
+            h(
+              "tr",
+              null,
+              h("th", null, "User"),
+              h("th", null, "Submissions"),
+              h("th", { title: `${QUALITY_HELP} Sorted lowest first.` }, "Quality ▲ ⓘ"),
+              h("th", { title: SENSITIVITY_HELP }, "Sensitivity ⓘ"),
+              h("th", { title: SPECIFICITY_HELP }, "Specificity ⓘ"),
+              h("th", null, "Mean time"),
+            ),
+          ),
           h(
             "tbody",
             null,
             cut.rows.map((u) =>
-              h("tr", null, h("td", { title: u.user_id }, label(u.user_id)), h("td", null, String(u.submissions)), h("td", null, fmtPct(u.quality)), h("td", null, fmtPct(u.sensitivity)), h("td", null, fmtPct(u.specificity)), h("td", null, u.mean_seconds != null ? `${fmtNum(u.mean_seconds, 1)} s` : "—")),
+              h(
+                "tr",
+                { class: u.flagged ? "flagged" : "", "data-testid": "annotator-row", "data-flagged": u.flagged ? "true" : "false" },
+                h("td", { title: u.user_id }, label(u.user_id), u.flagged ? h("span", { class: "pill pill-danger", title: FLAGGED_HELP, "data-testid": "flagged" }, " flagged") : null),
+                h("td", null, String(u.submissions)),
+                h("td", { title: `over ${u.quality_images ?? 0} image(s)` }, fmtPct(u.quality)),
+                h("td", null, fmtPct(u.sensitivity)),
+                h("td", null, fmtPct(u.specificity)),
+                h("td", null, u.mean_seconds != null ? `${fmtNum(u.mean_seconds, 1)} s` : "—"),
+              ),
             ),
           ),
         ),

@@ -2,6 +2,7 @@
 import { api, type MeStats, type Task } from "../api";
 import { fmtPct, h, progressBar } from "../dom";
 import { me } from "../session";
+import { QUALITY_HELP, SENSITIVITY_HELP, SPECIFICITY_HELP } from "../quality";
 import { calendarHeatmap } from "../ui/calendar";
 import { chart } from "../ui/charts";
 
@@ -62,8 +63,15 @@ export async function dashboardPage(root: HTMLElement): Promise<() => void> {
       h(
         "div",
         { class: "card", "data-testid": "performance" },
-        h("div", { class: "kpi-label" }, "Performance (STAPLE estimate)"),
-        h("div", { class: "row", style: { gap: "1.5rem" } }, h("div", null, h("div", { class: "kpi" }, fmtPct(st.sensitivity)), h("div", { class: "kpi-label" }, "mean sensitivity")), h("div", null, h("div", { class: "kpi" }, fmtPct(st.specificity)), h("div", { class: "kpi-label" }, "mean specificity"))),
+        h("div", { class: "kpi-label" }, "Performance"),
+        h(
+          "div",
+          { class: "row", style: { gap: "1.5rem" } },
+          h("div", { title: QUALITY_HELP, "data-testid": "quality" }, h("div", { class: "kpi" }, fmtPct(st.quality)), h("div", { class: "kpi-label" }, `quality ⓘ (${st.quality_images ?? 0} images)`)),
+          h("div", { title: SENSITIVITY_HELP }, h("div", { class: "kpi" }, fmtPct(st.sensitivity)), h("div", { class: "kpi-label" }, "mean sensitivity ⓘ")),
+          h("div", { title: SPECIFICITY_HELP }, h("div", { class: "kpi" }, fmtPct(st.specificity)), h("div", { class: "kpi-label" }, "mean specificity ⓘ")),
+        ),
+        h("p", { class: "muted", style: { fontSize: "0.8rem", margin: "0.3rem 0 0" } }, "Quality is how well your work agrees with the other annotators' (or with an expert's reference); hover a number for what it means."),
         h("div", { class: "chart-box", style: { height: "90px" } }, perfCanvas),
       ),
       h(
@@ -82,7 +90,7 @@ export async function dashboardPage(root: HTMLElement): Promise<() => void> {
   });
   chart(perfCanvas, {
     type: "bar",
-    data: { labels: ["Sensitivity", "Specificity"], datasets: [{ data: [st.sensitivity ?? 0, st.specificity ?? 0], backgroundColor: ["#22d3ee", "#a78bfa"], borderRadius: 6 }] },
+    data: { labels: ["Quality", "Sensitivity", "Specificity"], datasets: [{ data: [st.quality ?? 0, st.sensitivity ?? 0, st.specificity ?? 0], backgroundColor: ["#16a34a", "#22d3ee", "#a78bfa"], borderRadius: 6 }] },
     options: { indexAxis: "y", scales: { x: { min: 0, max: 1 } }, plugins: { legend: { display: false } } },
   });
 

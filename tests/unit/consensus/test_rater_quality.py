@@ -1,0 +1,88 @@
+"""Rater quality (crowdseg.consensus.quality) on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from crowdseg.consensus.quality import (
+    FlagRule,
+    f1,
+    flagged,
+    line_qualities,
+    majority_of_others,
+    mask_qualities,
+    match_line_sets,
+    match_point_sets,
+    point_qualities,
+    soft_dice,
+)
+
+
+def masks(*rows: str) -> np.ndarray:
+    """One 1×n mask per string ("1" foreground)."""
+    return np.array([[[c == "1" for c in row]] for row in rows])
+
+
+def test_soft_dice_and_f1_by_hand() -> None:
+    assert soft_dice(np.array([1, 1, 0, 0]), np.array([1, 0.5, 0.5, 0])) == pytest.approx(2 * 1.5 / (2 + 2))
+    assert soft_dice(np.zeros(4), np.zeros(4)) == 1.0
+    assert f1(3, 1, 2) == pytest.approx(6 / 9)
+    assert f1(0, 0, 0) == 1.0
+
+
+def test_majority_of_others_breaks_ties_by_halves() -> None:
+    stack = masks("1100", "1000", "0110")
+    assert majority_of_others(stack, 0).tolist() == [[0.5, 0.5, 0.5, 0.0]]  # two others: ties
+    assert majority_of_others(stack, 2).tolist() == [[1.0, 0.5, 0.0, 0.0]]
+
+
+def test_mask_quality_is_dice_against_the_others_majority() -> None:
+    stack = masks("11110000", "11110000", "11100000", "00001111")
+    qualities = mask_qualities(stack)
+    # rater 0: the others' votes per pixel 2,2,2,1,1,1,1,1 of 3 -> majority 1,1,1,0,0,0,0,0 -> Dice 2·3/(4+3)
+    assert qualities[0] == pytest.approx(6 / 7)
+    # rater 2: others 2,2,2,2,1,1,1,1 -> 1,1,1,1,0,0,0,0 -> Dice 2·3/(3+4)
+    assert qualities[2] == pytest.approx(6 / 7)
+    # the spammer: others 3,3,3,2,0,0,0,0 -> 1,1,1,1,0,... -> no overlap
+    assert qualities[3] == 0.0
+    assert mask_qualities(masks("1100")) == [None]  # a lone rater: no one to agree with
+
+
+def test_mask_quality_against_a_reference() -> None:
+    stack = masks("1100", "0011")
+    assert mask_qualities(stack, reference=np.array([[1, 1, 1, 0]])) == [pytest.approx(0.8), pytest.approx(0.4)]
+
+
+def test_point_matching_and_quality_within_the_radius() -> None:
+    matching = match_point_sets(np.array([[0, 0], [10, 0], [50, 50]]), np.array([[1, 0], [10, 2], [30, 30]]), 3.0)
+    assert (matching.tp, matching.fp, matching.fn) == (2, 1, 1)
+    assert np.sqrt(np.mean(matching.distances**2)) == pytest.approx(np.sqrt((1 + 4) / 2))
+    assert (matching.precision, matching.recall, matching.f1) == (pytest.approx(2 / 3), pytest.approx(2 / 3), 2 / 3)
+    good = np.array([[10.0, 10], [40, 40], [70, 10]])
+    crowd = [good, good + 1, good - 1, np.array([[90.0, 90], [5, 60]])]
+    qualities = point_qualities(crowd, radius=4.0)
+    assert qualities[:3] == [1.0, 1.0, 1.0]
+    assert qualities[3] == 0.0  # 0 of 2 clicks match the 3 points of the others: F1 0
+    assert point_qualities(crowd, radius=4.0, reference=good[:2]) == [pytest.approx(0.8)] * 3 + [0.0]
+
+
+def test_line_matching_and_quality() -> None:
+    horizontal = np.array([[0.0, 10], [100, 10]])
+    vertical = np.array([[50.0, 0], [50, 100]])
+    matching = match_line_sets([horizontal + [0, 2], vertical[::-1]], [horizontal, vertical + [30, 0]], radius=5)
+    assert (matching.tp, matching.fp, matching.fn) == (1, 1, 1)
+    assert matching.distances.tolist() == [pytest.approx(2.0)]
+    crowd = [[horizontal], [horizontal + [0, 1]], [horizontal - [0, 1]], [vertical]]
+    assert line_qualities(crowd, radius=5) == [1.0, 1.0, 1.0, 0.0]
+    assert line_qualities(crowd, radius=5, reference=[horizontal, vertical]) == [pytest.approx(2 / 3)] * 4
+
+
+def test_flagged_below_median_minus_k_mad_with_enough_images() -> None:
+    crowd = {"a": (0.90, 10), "b": (0.88, 10), "c": (0.92, 10), "d": (0.86, 10), "spam": (0.10, 10)}
+    rule = FlagRule()
+    # median 0.88, MAD 0.02 -> 0.0297 < the 0.05 floor -> threshold 0.88 - 3·0.05
+    assert rule.threshold([q for q, _ in crowd.values()]) == pytest.approx(0.73)
+    assert flagged(crowd) == {"spam"}
+    assert flagged({**crowd, "spam": (0.10, 4)}) == set()  # too little evidence yet
+    assert flagged({"a": (0.9, 10), "spam": (0.1, 10)}) == set()  # no crowd to compare with
+    assert flagged({**crowd, "new": (None, 0)}) == {"spam"}
