@@ -147,3 +147,26 @@ async def test_every_step_may_run_again(store: Store) -> None:
             await mongo_step.run(store)
     assert [u.id for u in (await store.users.page(limit=10)).items] == [owner.id]
 
+
+
+async def test_schema_2_crowd_only_scores_leave_the_scores_and_the_tallies(store: Store) -> None:
+    """Schema 3: ``quality`` without a ``quality_basis`` was the crowd-only score (not within 0–1)."""
+    from crowdseg.domain import RaterScore
+
+    from tests.contract.test_store_contract import consensus, stored_image
+
+    t, img = await stored_image(store)
+    old = RaterScore(user_id="ann", submission_id="s0", quality=-0.5, tp=1, fp=2, fn=1)
+    new = RaterScore(user_id="bob", submission_id="s1", quality=0.75, quality_basis="crowd", tp=1, fp=0, fn=0)
+    assert await store.consensus.save_if_newer(consensus(img, 2).model_copy(update={"raters": [old, new]}))
+    tallies = {tally.user_id: tally for tally in await store.counters.tallies_for_task(t.id)}
+    assert tallies["ann"].quality == 0.0  # the old score, clipped, before the upgrade
+    await record(store, 2)
+    await store.close()
+    await store.open()
+    assert await recorded(store) == (SCHEMA_VERSION, __version__)
+    found = await store.consensus.get(img.id)
+    assert found is not None and [r.quality for r in found.raters] == [None, 0.75]
+    tallies = {tally.user_id: tally for tally in await store.counters.tallies_for_task(t.id)}
+    assert (tallies["ann"].quality, tallies["ann"].quality_images, tallies["ann"].scored) == (None, 0, 1)
+    assert (tallies["bob"].quality, tallies["bob"].quality_images) == (0.75, 1)

@@ -17,6 +17,7 @@ from crowdseg.domain import (
     Image,
     PendingEvent,
     QualificationAttempt,
+    RaterScore,
     Role,
     Shape,
     Submission,
@@ -339,6 +340,33 @@ async def test_consensus_save_if_newer(store: Store) -> None:
     _, other = await stored_image(store)
     await store.consensus.save_if_newer(consensus(other, 1))
     assert [c.image_id for c in await store.consensus.list_for_task(t.id)] == [img.id]
+
+
+async def test_a_reference_bumps_its_version_and_rescores_the_consensus(store: Store) -> None:
+    t, img = await stored_image(store)
+    assert await store.images.set_reference("missing", [], by="owner", at=datetime.now(UTC)) is None
+    shapes = [Shape(type=Tool.POLYGON, points=[(1, 1), (5, 1), (3, 4)])]
+    at = datetime.now(UTC)
+    first = await store.images.set_reference(img.id, shapes, by="owner", at=at)
+    assert first is not None and (first.reference_version, first.reference_by) == (1, "owner")
+    second = await store.images.set_reference(img.id, shapes[:1], by="expert", at=at)
+    assert second is not None and second.reference_version == 2
+    stored = await store.images.get(img.id)
+    assert stored is not None and stored.reference_shapes == shapes and stored.reference_version == 2
+    assert stored.reference_by == "expert" and stored.submitted_by == img.submitted_by
+
+    def scored(version: int, quality: float) -> Consensus:
+        rater = RaterScore(user_id="ann", submission_id="s0", quality=quality, quality_basis="crowd", tp=1, fp=0, fn=0)
+        return consensus(img, 2).model_copy(update={"reference_version": version, "raters": [rater]})
+
+    assert await store.consensus.save_if_newer(scored(0, 0.5))
+    assert not await store.consensus.save_if_newer(scored(0, 0.9))  # as many submissions, the same scoring
+    assert await store.consensus.save_if_newer(scored(2, 0.8))  # scored against a newer reference
+    assert not await store.consensus.save_if_newer(scored(1, 0.1))
+    found = await store.consensus.get(img.id)
+    assert found is not None and found.reference_version == 2 and found.raters[0].quality == 0.8
+    (tally,) = await store.counters.tallies_for_task(t.id)
+    assert (tally.quality, tally.quality_images, tally.scored) == (0.8, 1, 1)  # replaced, not added
 
 
 async def test_concurrent_consensus_keeps_the_newest(store: Store) -> None:

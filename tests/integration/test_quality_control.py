@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from crowdseg.consensus.metrics import modified_hausdorff
-from crowdseg.domain import Shape, Tool
+from crowdseg.domain import Shape
 from crowdseg.geometry import png_to_mask, rasterize
 from crowdseg.simulation import blob_outline, careful_outline, synthetic_image
 

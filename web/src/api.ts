@@ -115,6 +115,15 @@ export interface Reference {
   updated_at?: string | null;
 }
 
+/** GET /tasks/{id}/evaluation: masks give dice, jaccard, mhd, pixel_error (consensus) and dice, jaccard,
+ * sensitivity, specificity (raters); points and polylines precision, recall, rmse. */
+export interface Evaluation {
+  images: number;
+  consensus: Record<string, number | null>;
+  raters: Array<{ user_id: string; images: number } & Record<string, number | null>>;
+  per_image?: Array<Record<string, unknown>>;
+}
+
 export interface NextImage {
   image: ImageInfo;
   lease_expires_at?: string;
@@ -387,6 +396,7 @@ export const api = {
     call<NextImage | null>(`/tasks/${enc(id)}/next${skip.length ? "?" + skip.map((s) => `skip=${enc(s)}`).join("&") : ""}`),
   stats: (id: string) => call<TaskStats>(`/tasks/${enc(id)}/stats`),
   consensus: (imageId: string) => call<Record<string, unknown>>(`/images/${enc(imageId)}/consensus`),
+  evaluation: (id: string) => call<Evaluation>(`/tasks/${enc(id)}/evaluation`),
   reference: (imageId: string) => call<Reference>(`/images/${enc(imageId)}/reference`),
   putReference: (imageId: string, shapes: ShapeJson[]) =>
     call<Reference>(`/images/${enc(imageId)}/reference`, { method: "PUT", body: { shapes } }),

@@ -14,3 +14,8 @@ export function byQuality(a: UserStat, b: UserStat): number {
   if (qa !== qb) return qa < qb ? -1 : 1;
   return b.submissions - a.submissions || a.user_id.localeCompare(b.user_id);
 }
+
+export const EVALUATION_HELP_MASKS =
+  "Images with an expert reference: the consensus mask against it (Dice and Jaccard overlap, MHD the modified Hausdorff distance between the outlines, pixel error the share of the image's pixels that differ) and every annotator's mask (Dice, Jaccard, sensitivity, specificity), means over the images.";
+export const EVALUATION_HELP_OBJECTS =
+  "Images with an expert reference: the consensus against it and every annotator's, objects matched one to one within the task's radius — precision (share of the marks that match), recall (share of the reference found) and RMSE of the matched distances, pooled over the images.";

@@ -69,10 +69,11 @@ def test_point_matching_and_quality_within_the_radius() -> None:
 def test_line_matching_and_quality() -> None:
     horizontal = np.array([[0.0, 10], [100, 10]])
     vertical = np.array([[50.0, 0], [50, 100]])
-    matching = match_line_sets([horizontal + [0, 2], vertical[::-1]], [horizontal, vertical + [30, 0]], radius=5)
+    drawn, truth = [horizontal + np.array([0, 2]), vertical[::-1]], [horizontal, vertical + np.array([30, 0])]
+    matching = match_line_sets(drawn, truth, radius=5)
     assert (matching.tp, matching.fp, matching.fn) == (1, 1, 1)
     assert matching.distances.tolist() == [pytest.approx(2.0)]
-    crowd = [[horizontal], [horizontal + [0, 1]], [horizontal - [0, 1]], [vertical]]
+    crowd = [[horizontal], [horizontal + np.array([0, 1])], [horizontal - np.array([0, 1])], [vertical]]
     assert line_qualities(crowd, radius=5) == [1.0, 1.0, 1.0, 0.0]
     assert line_qualities(crowd, radius=5, reference=[horizontal, vertical]) == [pytest.approx(2 / 3)] * 4
 

@@ -1,5 +1,5 @@
 /** Task master console: tasks, settings, images, tutorial references, live view, crowds, export. */
-import { api, ApiError, authHeaders, API, bitmap, blob, upload, type ImageInfo, type Invitation, type ShapeJson, type LinkKind, type StudyLink, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
+import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Evaluation, type ImageInfo, type Invitation, type ShapeJson, type LinkKind, type StudyLink, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
 import { csvRecords } from "../csv";
 import { coverageHistogram, denseBins, leaseCount, matrixColumns, progressOf, type CoverageRow } from "../coverage";
 import { clear, fmtInt, fmtNum, fmtPct, h, progressBar, toast } from "../dom";
@@ -7,7 +7,7 @@ import { renderMarkdown } from "../markdown";
 import { navigate } from "../router";
 import { isAdmin, me } from "../session";
 import { slicePage, windowLabel } from "../paging";
-import { byQuality, FLAGGED_HELP, QUALITY_HELP, SENSITIVITY_HELP, SPECIFICITY_HELP } from "../quality";
+import { byQuality, EVALUATION_HELP_MASKS, EVALUATION_HELP_OBJECTS, FLAGGED_HELP, QUALITY_HELP, SENSITIVITY_HELP, SPECIFICITY_HELP } from "../quality";
 import { chart } from "../ui/charts";
 import { pagerControls } from "../ui/pager";
 import { createWorkbench, type Workbench } from "../ui/workbench";
@@ -366,7 +366,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
               h(
                 "table",
                 { "data-testid": "image-table" },
-                h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Size"), h("th", null, "Submissions"), h("th", { title: "An expert's reference annotation: raters are scored against it, and it counts in the evaluation (Live tab)." }, "Expert reference ⓘ"))),
+                h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Size"), h("th", null, "Submissions"), h("th", { title: "An expert's reference annotation: raters are scored against it, and it counts in the evaluation (Live tab)." }, "Expert reference"))),
                 h(
                   "tbody",
                   null,
@@ -567,6 +567,66 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const usersTable = h("div", { class: "table-wrap", "data-testid": "annotators" });
     const usersControls = pagerControls("annotators-page", () => showUsers(usersPage - 1), () => showUsers(usersPage + 1));
     const updated = h("span", { class: "small muted" });
+    // Evaluation against the expert references (Images tab): loaded when the tab opens and on demand.
+    const evalCanvas = h("canvas", { "aria-label": "Consensus and annotators against the expert references" });
+    const evalTable = h("div", { class: "table-wrap", "data-testid": "evaluation" });
+    const evalRefresh = h("button", { class: "btn btn-sm", type: "button", "data-testid": "evaluation-refresh" }, "Refresh");
+    const evalCard = h(
+      "div",
+      { class: "card stack" },
+      h("div", { class: "row", style: { justifyContent: "space-between" } }, h("h2", { style: { margin: "0" } }, "Evaluation against expert references"), evalRefresh),
+      h("p", { class: "small muted" }, task.tool === "point" || task.tool === "polyline" ? EVALUATION_HELP_OBJECTS : EVALUATION_HELP_MASKS),
+      evalTable,
+      h("div", { class: "chart-box" }, evalCanvas),
+    );
+    const loadEvaluation = async (): Promise<void> => {
+      try {
+        const ev = await api.evaluation(id);
+        if (stop) return;
+        renderEvaluation(ev);
+      } catch (e) {
+        evalTable.replaceChildren(h("p", { class: "form-error" }, e instanceof Error ? e.message : String(e)));
+      }
+    };
+    const renderEvaluation = (ev: Evaluation): void => {
+      if (!ev.images) {
+        evalTable.replaceChildren(h("p", { class: "muted" }, "No image with an expert reference and a consensus yet: add references in the Images tab."));
+        return;
+      }
+      const masks = "dice" in ev.consensus;
+      const consensusCols = masks ? ["dice", "jaccard", "mhd", "pixel_error"] : ["precision", "recall", "rmse"];
+      const raterCols = masks ? ["dice", "jaccard", "sensitivity", "specificity"] : ["precision", "recall", "rmse"];
+      const cols = [...new Set([...consensusCols, ...raterCols])];
+      const fmt = (name: string, v: number | null | undefined): string => (v == null ? "—" : name === "mhd" || name === "rmse" ? `${fmtNum(v, 2)} px` : fmtPct(v));
+      const raters = [...ev.raters].sort((a, b) => (a[raterCols[0]!] ?? 0) - (b[raterCols[0]!] ?? 0));
+      evalTable.replaceChildren(
+        h(
+          "table",
+          null,
+          h("thead", null, h("tr", null, h("th", null, "Who"), h("th", null, "Images"), cols.map((c) => h("th", null, c.replace("_", " "))))),
+          h(
+            "tbody",
+            null,
+            h("tr", { class: "consensus-row", "data-testid": "evaluation-consensus" }, h("td", null, h("strong", null, "Consensus")), h("td", null, String(ev.images)), cols.map((c) => h("td", null, fmt(c, ev.consensus[c])))),
+            raters.map((r) => h("tr", null, h("td", { title: r.user_id }, label(r.user_id)), h("td", null, String(r.images)), cols.map((c) => h("td", null, raterCols.includes(c) ? fmt(c, r[c]) : "")))),
+          ),
+        ),
+      );
+      const first = masks ? "dice" : "precision";
+      const second = masks ? "jaccard" : "recall";
+      chart(evalCanvas, {
+        type: "bar",
+        data: {
+          labels: ["Consensus", ...raters.map((r) => label(r.user_id))],
+          datasets: [
+            { label: first, data: [ev.consensus[first] ?? 0, ...raters.map((r) => r[first] ?? 0)], backgroundColor: "#0d9488", borderRadius: 4 },
+            { label: second, data: [ev.consensus[second] ?? 0, ...raters.map((r) => r[second] ?? 0)], backgroundColor: "#a78bfa", borderRadius: 4 },
+          ],
+        },
+        options: { animation: false, scales: { y: { min: 0, max: 1 } } },
+      });
+    };
+    evalRefresh.addEventListener("click", () => void loadEvaluation());
     p.append(
       h("div", { class: "row", style: { justifyContent: "space-between" } }, h("h2", { style: { margin: "0" } }, "Live"), updated),
       summary,
@@ -574,7 +634,8 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       h("div", { class: "card stack" }, h("h2", null, "Coverage: images × users"), matrixNote, matrixBox, covControls.el),
       chartNote,
       h("div", { class: "grid grid-2" }, h("div", { class: "card" }, h("h2", null, "Per-user performance"), h("div", { class: "chart-box" }, perfCanvas)), h("div", { class: "card" }, h("h2", null, "Mean time per image"), h("div", { class: "chart-box" }, timeCanvas))),
-      h("div", { class: "card stack" }, h("h2", null, "Annotators"), usersTable, usersControls.el),
+      h("div", { class: "card stack" }, h("h2", null, "Annotators"), h("p", { class: "small muted" }, "Hover a column for what it means. Lowest quality first; flagged annotators are marked."), usersTable, usersControls.el),
+      evalCard,
       h("div", { class: "card stack" }, h("h2", null, "Consensus"), h("p", { class: "small muted" }, "Consensus (teal: mask, outlines, lines or points) over the images of the coverage page on show; updated as submissions arrive."), thumbs),
     );
     let stop = false;
@@ -587,6 +648,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     if (isAdmin()) void api.users().then((u) => u.forEach((x) => names.set(x.id, x.name || x.email))).catch(() => undefined);
     const label = (userId: string): string => statNames.get(userId) || names.get(userId) || userId.slice(0, 8);
     const thumbVersions = new Map<string, string>();
+    void loadEvaluation();
     const tick = async (): Promise<void> => {
       try {
         const [s] = await Promise.all([api.stats(id), coverage.reload()]);
@@ -674,9 +736,9 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
               null,
               h("th", null, "User"),
               h("th", null, "Submissions"),
-              h("th", { title: `${QUALITY_HELP} Sorted lowest first.` }, "Quality ▲ ⓘ"),
-              h("th", { title: SENSITIVITY_HELP }, "Sensitivity ⓘ"),
-              h("th", { title: SPECIFICITY_HELP }, "Specificity ⓘ"),
+              h("th", { title: `${QUALITY_HELP} Sorted lowest first.` }, "Quality ▲"),
+              h("th", { title: SENSITIVITY_HELP }, "Sensitivity"),
+              h("th", { title: SPECIFICITY_HELP }, "Specificity"),
               h("th", null, "Mean time"),
             ),
           ),

@@ -67,12 +67,12 @@ export async function dashboardPage(root: HTMLElement): Promise<() => void> {
         h(
           "div",
           { class: "row", style: { gap: "1.5rem" } },
-          h("div", { title: QUALITY_HELP, "data-testid": "quality" }, h("div", { class: "kpi" }, fmtPct(st.quality)), h("div", { class: "kpi-label" }, `quality ⓘ (${st.quality_images ?? 0} images)`)),
-          h("div", { title: SENSITIVITY_HELP }, h("div", { class: "kpi" }, fmtPct(st.sensitivity)), h("div", { class: "kpi-label" }, "mean sensitivity ⓘ")),
-          h("div", { title: SPECIFICITY_HELP }, h("div", { class: "kpi" }, fmtPct(st.specificity)), h("div", { class: "kpi-label" }, "mean specificity ⓘ")),
+          h("div", { class: "has-help", title: QUALITY_HELP, "data-testid": "quality" }, h("div", { class: "kpi" }, fmtPct(st.quality)), h("div", { class: "kpi-label" }, `quality (${st.quality_images ?? 0} images)`)),
+          h("div", { class: "has-help", title: SENSITIVITY_HELP }, h("div", { class: "kpi" }, fmtPct(st.sensitivity)), h("div", { class: "kpi-label" }, "mean sensitivity")),
+          h("div", { class: "has-help", title: SPECIFICITY_HELP }, h("div", { class: "kpi" }, fmtPct(st.specificity)), h("div", { class: "kpi-label" }, "mean specificity")),
         ),
         h("p", { class: "muted", style: { fontSize: "0.8rem", margin: "0.3rem 0 0" } }, "Quality is how well your work agrees with the other annotators' (or with an expert's reference); hover a number for what it means."),
-        h("div", { class: "chart-box", style: { height: "90px" } }, perfCanvas),
+        h("div", { class: "chart-box", style: { height: "120px" } }, perfCanvas),
       ),
       h(
         "div",
