@@ -64,7 +64,7 @@ SETTING_DESCRIPTIONS = {
     "before the body is read",
     "max_image_bytes": "largest single image file (also an entry of a ZIP)",
     "max_image_pixels": "largest image in pixels (width × height)",
-    "max_points_per_shape": "most vertices in one shape of a submission, attempt or tutorial reference",
+    "max_points_per_shape": "most vertices in one shape of a submission, attempt or (tutorial or expert) reference",
     "staple_max_iter": "STAPLE: most EM iterations per image",
     "staple_tol": "STAPLE: convergence tolerance",
     "consensus_workers": "partitions one consensus process works on at once (one consumer each)",

@@ -248,6 +248,9 @@ class Consensus(Document):
     raters: list[RaterScore]
     reference_version: int = 0
     """The image's ``reference_version`` the rater scores were measured against."""
+    scoring: int = 0
+    """How the rater scores were computed (crowdseg.consensus.quality.SCORING); 0 before rater quality
+    was agreement in 0–1. A consensus scored by an older way is recomputed by reconciliation."""
     radius: float | None = None
     """Points and polylines: the matching radius in pixels (clustering, quality, evaluation)."""
     prior: float | None = None

@@ -34,6 +34,11 @@ SCHEMA_VERSION = 3
 UNVERSIONED = 1
 """The schema of data that record no version: the first release's (0.1.0)."""
 
+CONSENSUS_RECONCILED = "consensus.reconciled"
+"""The consensus service's reconciliation watermark (crowdseg.watermark): an upgrade that changes how
+consensus documents are scored removes it, so the next pass looks at every image and recomputes the
+ones scored by an older ``Consensus.scoring``."""
+
 Run = TypeVar("Run")
 
 

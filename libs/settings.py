@@ -115,6 +115,8 @@ class AnnotateSettings(CommonSettings):
 
 
 class ConsensusSettings(CommonSettings):
+    # Expert references (PUT /images/{id}/reference) are validated as submissions are.
+    max_points_per_shape: int = 20_000
     staple_max_iter: int = 100
     staple_tol: float = 1e-7
     # Partitions this process works on at once (one consumer each): compute runs in worker threads,

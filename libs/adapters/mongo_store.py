@@ -61,7 +61,7 @@ from crowdseg.domain import (
     json_time,
 )
 from crowdseg.errors import Conflict, InvalidInput, SchemaTooNew, Unavailable
-from crowdseg.migrations import SCHEMA_VERSION, UNVERSIONED, Step, announce, plan
+from crowdseg.migrations import CONSENSUS_RECONCILED, SCHEMA_VERSION, UNVERSIONED, Step, announce, plan
 from crowdseg.ports import Key, OutboxEntry, Page
 from pydantic import BaseModel
 from pymongo import ASCENDING, AsyncMongoClient
@@ -484,6 +484,12 @@ class MongoSubmissions(_Collection[Submission]):
             return {str(row["_id"]): int(row["n"]) async for row in cursor}
 
 
+def _newness(consensus: Consensus) -> tuple[int, int, int]:
+    """Submissions, then the reference and the scoring the rater scores used: a consensus rescored
+    against a newer reference, or by newer code, replaces one with as many submissions."""
+    return consensus.submissions, consensus.reference_version, consensus.scoring
+
+
 class MongoConsensus(_Collection[Consensus]):
     fields = frozenset({"task_id", "submissions"})
 
@@ -498,10 +504,7 @@ class MongoConsensus(_Collection[Consensus]):
         def counting(stored: Consensus) -> tuple[Consensus | None, R]:
             new, result = change(stored)
             replaced.clear()
-            if new is not None and (new.submissions, new.reference_version) != (
-                stored.submissions,
-                stored.reference_version,
-            ):
+            if new is not None and _newness(new) != _newness(stored):
                 replaced.append((new, stored))
             return new, result
 
@@ -521,7 +524,7 @@ class MongoConsensus(_Collection[Consensus]):
             pass
 
         def change(stored: Consensus) -> tuple[Consensus | None, bool]:
-            if (consensus.submissions, consensus.reference_version) > (stored.submissions, stored.reference_version):
+            if _newness(consensus) > _newness(stored):
                 return consensus, True
             return None, False
 
@@ -874,6 +877,8 @@ async def _drop_crowd_only_scores(store: MongoStore) -> None:
             tasks.add(consensus.task_id)
     for task_id in sorted(tasks):
         await store.counters.rebuild(task_id)
+    with translate():  # the next reconciliation recomputes every image (its scores)
+        await store.database[META].delete_one({"_id": MongoMeta._id(CONSENSUS_RECONCILED)})
 
 
 STEPS: list[Step[Callable[[MongoStore], Awaitable[None]]]] = [

@@ -38,7 +38,7 @@ from crowdseg.domain import (
     json_time,
 )
 from crowdseg.errors import Conflict, InvalidInput, Unavailable
-from crowdseg.migrations import SCHEMA_VERSION, UNVERSIONED, Step, announce, plan
+from crowdseg.migrations import CONSENSUS_RECONCILED, SCHEMA_VERSION, UNVERSIONED, Step, announce, plan
 from crowdseg.ports import Key, OutboxEntry, Page
 from pydantic import BaseModel
 
@@ -144,12 +144,10 @@ def _tally_scores(*sources: tuple[int, str]) -> str:
 # The counters of crowdseg.counters, kept by triggers in the very statement that changes a document
 # (so they are as durable and atomic as the change itself, whichever method makes it). A task's
 # counters exist from its creation; for tasks older than the counters, `open` rebuilds them.
-REFERENCE_VERSION = "coalesce({row}.doc ->> 'reference_version', 0)"
-# A consensus replaced by one with more submissions, or scored against a newer reference.
-RESCORED = (
-    f"(NEW.submissions != OLD.submissions OR {REFERENCE_VERSION.format(row='NEW')} != "
-    f"{REFERENCE_VERSION.format(row='OLD')})"
-)
+# How new a consensus is: its submissions, then the reference and the scoring its rater scores used
+# (a consensus rescored against a newer reference, or by newer code, replaces one with as many).
+NEWNESS = "({row}.submissions, coalesce({row}.doc ->> 'reference_version', 0), coalesce({row}.doc ->> 'scoring', 0))"
+RESCORED = f"{NEWNESS.format(row='NEW')} != {NEWNESS.format(row='OLD')}"
 COUNTED = "EXISTS (SELECT 1 FROM task_counters WHERE task_id = NEW.task_id)"
 COUNTERS_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS task_counters (task_id TEXT PRIMARY KEY, consensus_images INTEGER NOT NULL DEFAULT 0);
@@ -214,7 +212,7 @@ def _drop_crowd_only_scores(db: sqlite3.Connection) -> None:
     """Rater ``quality`` was the crowd-only score ``1 − (fp + fn)/(2·tp)`` of points, lines and polygons
     (not within 0–1); it is now the agreement of crowdseg.consensus.quality, which carries a
     ``quality_basis``. Scores without one lose their quality, and the tallies' quality sums are
-    recounted from the documents."""
+    recounted from the documents. The next reconciliation recomputes every image (its scores)."""
     rows = db.execute("SELECT id, doc FROM consensus WHERE doc LIKE '%\"quality\":%'").fetchall()
     for doc_id, text in rows:
         doc = json.loads(text)
@@ -233,6 +231,8 @@ def _drop_crowd_only_scores(db: sqlite3.Connection) -> None:
         f"UPDATE tallies SET quality_sum = coalesce((SELECT SUM(r.value ->> 'quality') {scores}), 0), "
         f"quality_n = (SELECT COUNT(*) {scores})"
     )
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        db.execute("DELETE FROM meta WHERE key = ?", (CONSENSUS_RECONCILED,))  # rescore every image
 
 
 STEPS: list[Step[Any]] = [
@@ -571,9 +571,8 @@ class SqliteConsensus(_Table[Consensus]):
             cursor = self.db.execute(
                 "INSERT INTO consensus (id, task_id, submissions, pending, doc) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET submissions = excluded.submissions, pending = excluded.pending, "
-                "doc = excluded.doc WHERE excluded.submissions > consensus.submissions "
-                "OR (excluded.submissions = consensus.submissions AND "
-                f"{REFERENCE_VERSION.format(row='excluded')} > {REFERENCE_VERSION.format(row='consensus')})",
+                "doc = excluded.doc "
+                f"WHERE {NEWNESS.format(row='excluded')} > {NEWNESS.format(row='consensus')}",
                 (
                     consensus.image_id,
                     consensus.task_id,

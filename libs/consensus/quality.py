@@ -32,6 +32,8 @@ from crowdseg.consensus.points import cluster_points
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
+SCORING = 1
+"""The version of the per-image rater scores (``Consensus.scoring``): raise it when they change."""
 FLAG_K = 3.0
 FLAG_MIN_IMAGES = 5
 FLAG_MIN_SPREAD = 0.05

@@ -31,6 +31,7 @@ from crowdseg.consensus import (
 )
 from crowdseg.consensus.metrics import dice, jaccard, modified_hausdorff, sensitivity_specificity
 from crowdseg.consensus.quality import (
+    SCORING,
     FlagRule,
     Matching,
     flagged,
@@ -46,11 +47,12 @@ from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Tas
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
 from crowdseg.geometry import mask_to_png, png_to_mask, probability_to_png, rasterize, validate_shapes
+from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
-RECONCILED = "consensus.reconciled"
+RECONCILED = CONSENSUS_RECONCILED
 # Consensus compute has threads of its own: in the embedded profile it shares the process with the
 # request path, whose short CPU hops (validating and rasterising a submission) must not queue behind
 # a backlog of recomputations in the default pool.
@@ -95,6 +97,7 @@ async def recompute(
         stored is not None
         and stored.submissions >= len(submissions)
         and stored.reference_version >= image.reference_version
+        and stored.scoring >= SCORING
     ):
         return None
     started = time.perf_counter()
@@ -162,6 +165,7 @@ def _base(task: Task, image: Image, submissions: list[Submission], method: str, 
         tool=task.tool,
         raters=raters,
         reference_version=image.reference_version,
+        scoring=SCORING,
     )
 
 
@@ -316,11 +320,15 @@ def _add_object_polygons(consensus: Consensus, submissions: list[Submission]) ->
 
 
 async def stale_images(store: Store) -> list[str]:
-    """Images whose consensus is missing or older than their submissions (for reconciliation)."""
+    """Images whose consensus is missing, older than their submissions or scored by an older
+    :data:`~crowdseg.consensus.quality.SCORING` (for reconciliation)."""
     stale: list[str] = []
     for task in await store.tasks.all():
         counts = await store.submissions.count_by_image(task.id)
-        done = {c.image_id: c.submissions for c in await store.consensus.list_for_task(task.id)}
+        done = {
+            c.image_id: c.submissions if c.scoring >= SCORING else 0
+            for c in await store.consensus.list_for_task(task.id)
+        }
         stale.extend(image_id for image_id, n in counts.items() if done.get(image_id, 0) < n)
     return stale
 

@@ -14,7 +14,7 @@ from crowdseg.adapters import mongo_store, sqlite_store
 from crowdseg.adapters.mongo_store import META, MongoStore
 from crowdseg.adapters.sqlite_store import SqliteStore
 from crowdseg.errors import SchemaTooNew
-from crowdseg.migrations import SCHEMA_VERSION
+from crowdseg.migrations import CONSENSUS_RECONCILED, SCHEMA_VERSION
 from crowdseg.ports import Store
 
 from tests.contract.test_store_contract import image, task, user
@@ -161,10 +161,12 @@ async def test_schema_2_crowd_only_scores_leave_the_scores_and_the_tallies(store
     assert await store.consensus.save_if_newer(consensus(img, 2).model_copy(update={"raters": [old, new]}))
     tallies = {tally.user_id: tally for tally in await store.counters.tallies_for_task(t.id)}
     assert tallies["ann"].quality == 0.0  # the old score, clipped, before the upgrade
+    await store.meta.put(CONSENSUS_RECONCILED, "2026-01-01T00:00:00+00:00")
     await record(store, 2)
     await store.close()
     await store.open()
     assert await recorded(store) == (SCHEMA_VERSION, __version__)
+    assert await store.meta.get(CONSENSUS_RECONCILED) is None  # the next reconciliation looks at every image
     found = await store.consensus.get(img.id)
     assert found is not None and [r.quality for r in found.raters] == [None, 0.75]
     tallies = {tally.user_id: tally for tally in await store.counters.tallies_for_task(t.id)}

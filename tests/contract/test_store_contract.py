@@ -363,10 +363,13 @@ async def test_a_reference_bumps_its_version_and_rescores_the_consensus(store: S
     assert not await store.consensus.save_if_newer(scored(0, 0.9))  # as many submissions, the same scoring
     assert await store.consensus.save_if_newer(scored(2, 0.8))  # scored against a newer reference
     assert not await store.consensus.save_if_newer(scored(1, 0.1))
+    rescored = scored(2, 0.7).model_copy(update={"scoring": 1})  # by newer code
+    assert await store.consensus.save_if_newer(rescored)
+    assert not await store.consensus.save_if_newer(scored(2, 0.2))
     found = await store.consensus.get(img.id)
-    assert found is not None and found.reference_version == 2 and found.raters[0].quality == 0.8
+    assert found is not None and (found.reference_version, found.scoring) == (2, 1) and found.raters[0].quality == 0.7
     (tally,) = await store.counters.tallies_for_task(t.id)
-    assert (tally.quality, tally.quality_images, tally.scored) == (0.8, 1, 1)  # replaced, not added
+    assert (tally.quality, tally.quality_images, tally.scored) == (0.7, 1, 1)  # replaced, not added
 
 
 async def test_concurrent_consensus_keeps_the_newest(store: Store) -> None:

@@ -71,6 +71,17 @@ def test_a_data_directory_of_the_previous_release_is_upgraded_and_keeps_everythi
         stats = master.http.get(f"/tasks/{task_id}/stats").json()
         assert {key: stats[key] for key in made["stats"]} == made["stats"]
         assert len(stats["users"]) == 2
+
+        def rescored() -> bool:  # schema 3: the first reconciliation scores every old image anew
+            for image_id in made["images"]:
+                found = master.http.get(f"/images/{image_id}/consensus").json()
+                if found.get("scoring") != 1 or any(r.get("quality") is None for r in found["raters"]):
+                    return False
+            return True
+
+        wait_for(rescored, 60, "every old consensus rescored with rater quality")
+        rows = master.http.get(f"/tasks/{task_id}/stats").json()["users"]
+        assert all(row["quality_images"] == len(made["images"]) and 0 <= row["quality"] <= 1 for row in rows)
         coverage = master.http.get(f"/tasks/{task_id}/coverage").json()
         assert all(row["submissions"] == 2 and row["complete"] for row in coverage)
         export = master.http.get(f"/exports/{made['export_id']}").json()
