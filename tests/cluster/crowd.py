@@ -198,6 +198,18 @@ def crowd_reaches_expert_consensus_and_exports_it(
     sloppy = {str(api.user["id"]) for api in crowd[:bad]}
     careful = {str(api.user["id"]) for api in crowd[bad:]}
     assert max(sensitivity[u] for u in sloppy) < min(sensitivity[u] for u in careful)
+    quality = {user["user_id"]: user["quality"] for user in stats["users"]}
+    assert max(quality[u] for u in sloppy) < min(quality[u] for u in careful)
+
+    # An expert reference (the truth) on one image rescores it in the consensus service at once.
+    image_id = sorted(task.images)[0]
+    outline = {"type": "contour", "points": [[x, y] for x, y in task.truth[task.images[image_id]].outline]}
+    reference = master.http.put(f"/images/{image_id}/reference", json={"shapes": [outline]})
+    assert reference.status_code == 200, reference.text
+    rescored = master.http.get(f"/images/{image_id}/consensus").json()
+    assert {r["quality_basis"] for r in rescored["raters"]} == {"reference"}
+    evaluation = master.http.get(f"/tasks/{task.task_id}/evaluation").json()
+    assert evaluation["images"] == 1 and evaluation["consensus"]["dice"] >= 0.95, evaluation
 
     export = master.http.post(f"/tasks/{task.task_id}/exports")
     assert export.status_code == 202, export.text
@@ -213,7 +225,7 @@ def crowd_reaches_expert_consensus_and_exports_it(
     assert download.status_code == 200
     assert download.headers["content-type"] == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(download.content)).namelist())
-    for required in ("manifest.json", "task.json", "staple_parameters.csv", "user_performance.csv"):
+    for required in ("manifest.json", "task.json", "staple_parameters.csv", "user_performance.csv", "evaluation.json"):
         assert required in names
     assert {"coco/annotations.json", "coco/consensus.json"} <= names
     submission_files = [n for n in names if n.startswith("submissions/") and n.endswith(".json")]
