@@ -156,6 +156,12 @@ class Image(Document):
     display_media_type: str
     thumbnail_key: str
     thumbnail_media_type: str
+    frames: int = 1
+    """Frames of a stack (multi-page TIFF, multi-frame DICOM, a DICOM series, NIfTI); 1 for a plain image."""
+    spacing: tuple[float, float, float] | None = None
+    """Voxel spacing ``(z, y, x)`` in mm, where the source file says so."""
+    affine: list[list[float]] | None = None
+    """The 4×4 voxel-to-patient (RAS, NIfTI convention) matrix of a stack, where the source has one."""
     tutorial: bool = False
     reference_shapes: list[Shape] = Field(default_factory=list)
     # Bumped by every change of an expert reference, so that a consensus scored against an older
@@ -193,6 +199,8 @@ class Shape(BaseModel):
     type: Tool
     points: list[tuple[Coordinate, Coordinate]]
     label: str | None = Field(default=None, max_length=200)
+    frame: Annotated[int, Field(ge=0, le=100_000), BeforeValidator(json_number)] | None = None
+    """The frame of a stack the shape is drawn on (0-based); None on a plain image."""
 
     @field_validator("points")
     @classmethod
