@@ -13,7 +13,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+)
 
 
 def utcnow() -> datetime:
@@ -116,6 +125,29 @@ class User(Document):
         return role in self.roles or Role.ADMIN in self.roles
 
 
+LabelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+MAX_LABELS = 50
+
+
+class TaskLabel(BaseModel):
+    """One kind of object a task's shapes are labelled with; its 1-based index is its value in label maps."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: LabelName
+    color: Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="`#rrggbb`")]
+
+
+def _unique_names(labels: list[TaskLabel]) -> list[TaskLabel]:
+    names = [label.name for label in labels]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"label names must be unique; repeated: {', '.join(repeated)}")
+    return labels
+
+
+TaskLabels = Annotated[list[TaskLabel], Field(min_length=1, max_length=MAX_LABELS), AfterValidator(_unique_names)]
+
+
 class Task(Document):
     id: str = Field(default_factory=new_id)
     owner_id: str
@@ -132,9 +164,17 @@ class Task(Document):
     max_shapes: int = 10
     status: TaskStatus = TaskStatus.OPEN
     lease_seconds: int = 600
+    labels: list[TaskLabel] = Field(default_factory=list)
+    """Empty: shapes carry no label (the behaviour before labels)."""
+    labels_exclusive: bool = True
+    """A pixel has at most one label (multi-label STAPLE); false: labels may overlap (one STAPLE each)."""
     members: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
 
 
 class Lease(BaseModel):
@@ -268,6 +308,12 @@ class Consensus(Document):
     points: list[dict[str, Any]] | None = None
     lines: list[dict[str, Any]] | None = None
     polygons: list[dict[str, Any]] | None = None
+    labels: list[dict[str, Any]] | None = None
+    """A labelled task's consensus per label, each with its raters' scores on that label."""
+    label_map_key: str | None = None
+    """Mask tools with labels: the consensus label map (0 background, i the task's i-th label)."""
+    label_mask_keys: dict[str, str] | None = None
+    """Mask tools with labels: each label's binary consensus mask, by label name."""
     updated_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
 

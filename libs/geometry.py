@@ -7,6 +7,7 @@ even-odd rule); the web UI implements the same rule, tested on shared vectors.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -20,12 +21,29 @@ OUTSIDE_TOLERANCE = 0.05  # a stroke may overshoot the image edge by 5 % of its 
 
 
 def validate_shapes(
-    shapes: list[Shape], *, tool: Tool, width: int, height: int, max_shapes: int, max_points: int
+    shapes: list[Shape],
+    *,
+    tool: Tool,
+    width: int,
+    height: int,
+    max_shapes: int,
+    max_points: int,
+    labels: Sequence[str] = (),
 ) -> list[Shape]:
-    """The shapes, clipped to the image; :class:`InvalidInput` says what is wrong otherwise."""
+    """The shapes, clipped to the image; :class:`InvalidInput` says what is wrong otherwise. Where the
+    task has ``labels``, every shape carries one of them."""
     if len(shapes) > max_shapes:
         raise InvalidInput(f"{len(shapes)} shapes submitted; this task allows at most {max_shapes}")
+    if labels:
+        _check_labels(shapes, labels)
     return [_validate_shape(i, shape, tool, width, height, max_points) for i, shape in enumerate(shapes)]
+
+
+def _check_labels(shapes: list[Shape], labels: Sequence[str]) -> None:
+    for index, shape in enumerate(shapes):
+        if shape.label not in labels:
+            given = "no label" if shape.label is None else f"the label {shape.label!r}"
+            raise InvalidInput(f"shape {index} has {given}; this task's labels are {', '.join(labels)}")
 
 
 def _validate_shape(index: int, shape: Shape, tool: Tool, width: int, height: int, max_points: int) -> Shape:
@@ -68,6 +86,11 @@ def rasterize(shapes: list[Shape], width: int, height: int) -> npt.NDArray[np.bo
 
 def mask_to_png(mask: npt.NDArray[np.bool_]) -> bytes:
     return _png(np.where(mask, 255, 0).astype(np.uint8))
+
+
+def label_map_to_png(label_map: npt.NDArray[np.uint8]) -> bytes:
+    """Label indices as grey values (0 background, 1..n the task's labels)."""
+    return _png(label_map)
 
 
 def probability_to_png(probability: npt.NDArray[np.floating]) -> bytes:

@@ -165,6 +165,7 @@ def _prepare(shapes: list[Shape], task: Task, image: Image, max_points: int) -> 
         height=image.height,
         max_shapes=task.max_shapes,
         max_points=max_points,
+        labels=task.label_names,
     )
     png = mask_to_png(rasterize(valid, image.width, image.height)) if task.tool.makes_masks else None
     return valid, png
@@ -220,6 +221,7 @@ async def attempt_qualification(
         height=image.height,
         max_shapes=task.max_shapes,
         max_points=max_points,
+        labels=task.label_names,
     )
     value = await asyncio.to_thread(
         scoring.score, task.metric, task.tool, shapes, image.reference_shapes, image.width, image.height

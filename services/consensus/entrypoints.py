@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from crowdseg.access import managed_image, managed_task
-from crowdseg.domain import Image, Shape, utcnow
+from crowdseg.domain import Consensus, Image, Shape, utcnow
 from crowdseg.errors import NotFound, Unavailable
 from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, RuntimeDep, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep
 from crowdseg.runtime import Runtime
 from crowdseg.services.consensus import handlers
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+LabelQuery = Annotated[str | None, Query(max_length=64, description="one of the task's labels: its binary mask")]
 GROUP = "consensus"
 log = logging.getLogger(__name__)
 MANAGED: dict[int | str, dict[str, Any]] = {
@@ -103,9 +104,28 @@ def router() -> APIRouter:
             body["probability_url"] = f"{API_PREFIX}/images/{image.id}/consensus/probability.png"
         return JSONResponse(body)
 
-    @api.get("/images/{image_id}/consensus/mask.png", response_class=Response)
-    async def mask(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
-        return await _consensus_png(image_id, user, store, blobs, probability=False)
+    @api.get(
+        "/images/{image_id}/consensus/mask.png",
+        response_class=Response,
+        responses={**IMAGE_MANAGED, 404: {"description": "no consensus mask yet, or the task has no such label"}},
+    )
+    async def mask(
+        image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, label: LabelQuery = None
+    ) -> Response:
+        """The consensus mask, 0/255; for a task with labels, the label map (0 background, i the task's
+        i-th label, 1-based), or with ``label`` that label's mask, 0/255."""
+        image, task = await managed_image(store, image_id, user)
+        if not task.labels:
+            if label is not None:
+                raise NotFound("this task has no labels")
+            return await _consensus_png(image_id, user, store, blobs, probability=False)
+        if label is not None and label not in task.label_names:
+            raise NotFound(f"the task has no label {label!r}; its labels are {', '.join(task.label_names)}")
+        found = await store.consensus.get(image.id)
+        key = None if found is None else _label_key(found, label)
+        if key is None:
+            return JSONResponse({"detail": "no consensus mask for this image yet"}, status_code=404)
+        return Response(await blobs.get(key), media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     @api.get("/images/{image_id}/consensus/probability.png", response_class=Response)
     async def probability(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
@@ -183,6 +203,12 @@ def _reference_out(image: Image) -> ReferenceOut:
         updated_by=image.reference_by,
         updated_at=image.reference_at,
     )
+
+
+def _label_key(found: Consensus, label: str | None) -> str | None:
+    if label is None:
+        return found.label_map_key
+    return (found.label_mask_keys or {}).get(label)
 
 
 async def _consensus_png(

@@ -46,9 +46,10 @@ from crowdseg.counters import Tally, counters_of
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User, utcnow
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
-from crowdseg.geometry import mask_to_png, png_to_mask, probability_to_png, rasterize, validate_shapes
+from crowdseg.geometry import label_map_to_png, mask_to_png, png_to_mask, probability_to_png, rasterize, validate_shapes
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
+from crowdseg.services.consensus import labels
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ async def recompute(
         consensus = await _computed(_line_consensus, task, image, submissions)
     else:
         consensus = await _computed(_point_consensus, task, image, submissions)
+    if task.labels:
+        await _add_label_consensus(blobs, task, image, submissions, consensus, options)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
     event = ConsensusUpdated(
         task_id=task.id,
@@ -122,6 +125,41 @@ async def recompute(
         return None
     notify()
     return consensus
+
+
+def _label_consensus(
+    task: Task, image: Image, submissions: list[Submission], consensus: Consensus, options: StapleOptions
+) -> labels.LabelConsensus:
+    reference = has_reference(image)
+    if task.tool.makes_masks:
+        settings = labels.StapleSettings(options.max_iter, options.tol, options.region)
+        per_label = labels.exclusive_masks if task.labels_exclusive else labels.overlapping_masks
+        return per_label(task, image, submissions, settings, reference)
+    radius = consensus.radius or line_radius(image.width, image.height)
+    per_object = labels.line_labels if task.tool is Tool.POLYLINE else labels.point_labels
+    return per_object(task, image, submissions, radius, reference)
+
+
+async def _add_label_consensus(
+    blobs: BlobStore,
+    task: Task,
+    image: Image,
+    submissions: list[Submission],
+    consensus: Consensus,
+    options: StapleOptions,
+) -> None:
+    """A labelled task's consensus per label; masks stored beside the overall consensus mask."""
+    found = await _computed(_label_consensus, task, image, submissions, consensus, options)
+    consensus.labels = found.entries
+    if found.label_map is None:
+        return
+    prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
+    consensus.label_map_key = f"{prefix}/labels.png"
+    consensus.label_mask_keys = {name: f"{prefix}/label-{i}.png" for i, name in enumerate(found.masks, start=1)}
+    await asyncio.gather(
+        blobs.put(consensus.label_map_key, label_map_to_png(found.label_map), "image/png"),
+        *(blobs.put(consensus.label_mask_keys[n], mask_to_png(m), "image/png") for n, m in found.masks.items()),
+    )
 
 
 async def set_reference(
@@ -145,6 +183,7 @@ async def set_reference(
         height=image.height,
         max_shapes=task.max_shapes,
         max_points=max_points,
+        labels=task.label_names,
     )
     stored = await store.images.set_reference(image.id, valid, by=user.id, at=utcnow())
     if stored is None:
@@ -474,9 +513,14 @@ async def flagged_in_task(store: Store, task_id: str) -> set[str]:
     return flagged_raters(await store.counters.tallies_for_task(task_id))
 
 
+HIDDEN_CONSENSUS_FIELDS = {
+    "outbox", "mask_key", "probability_key", "submission_ids", "label_map_key", "label_mask_keys"
+}
+
+
 def consensus_body(consensus: Consensus, flagged_users: set[str]) -> dict[str, Any]:
     """The consensus as the API answers it: every rater marked ``flagged`` by their task-wide quality."""
-    body = consensus.model_dump(mode="json", exclude={"outbox", "mask_key", "probability_key", "submission_ids"})
+    body = consensus.model_dump(mode="json", exclude=HIDDEN_CONSENSUS_FIELDS)
     for rater in body["raters"]:
         rater["flagged"] = rater["user_id"] in flagged_users
     return body

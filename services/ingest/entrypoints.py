@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from crowdseg.access import managed_task, sees, visible_image, visible_task
 from crowdseg.counters import counters_of
-from crowdseg.domain import Image, Shape, Task
+from crowdseg.domain import Image, Shape, Task, TaskLabel
 from crowdseg.errors import InvalidInput, PayloadTooLarge
 from crowdseg.http import BlobsDep, CurrentUser, RuntimeDep, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep, filtered_page
@@ -39,6 +39,8 @@ class TaskOut(BaseModel):
     max_shapes: int
     status: str
     lease_seconds: int
+    labels: list[TaskLabel]
+    labels_exclusive: bool
     members: list[str]
     images: int | None = None
     created_at: datetime
@@ -118,7 +120,10 @@ def router() -> APIRouter:
         task = await visible_task(store, task_id, user)
         return TaskOut.of(task, (await counters_of(store, [task.id]))[task.id].images)
 
-    @api.patch("/tasks/{task_id}")
+    @api.patch(
+        "/tasks/{task_id}",
+        responses={409: {"description": "the task has submissions and the change renames, reorders or removes labels"}},
+    )
     async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.update_task(store, user, task_id, body))
 

@@ -18,6 +18,7 @@ from crowdseg.domain import (
     Role,
     Shape,
     Task,
+    TaskLabels,
     TaskStatus,
     Tool,
     User,
@@ -25,7 +26,7 @@ from crowdseg.domain import (
     json_number,
     utcnow,
 )
-from crowdseg.errors import Forbidden, InvalidInput, NotFound
+from crowdseg.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crowdseg.events import ImageIngested
 from crowdseg.geometry import validate_shapes
 from crowdseg.ports import BlobStore, Store
@@ -52,6 +53,8 @@ class TaskFields(BaseModel):
     visibility: Visibility = Visibility.PUBLIC
     max_shapes: JsonInt = Field(default=10, ge=1, le=1000)
     lease_seconds: JsonInt = Field(default=600, ge=10, le=7 * 24 * 3600)
+    labels: TaskLabels | None = None
+    labels_exclusive: StrictBool = True
 
 
 class CreateTask(TaskFields):
@@ -74,6 +77,8 @@ class UpdateTask(BaseModel):
     max_shapes: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
     lease_seconds: Annotated[int, Field(ge=10, le=7 * 24 * 3600), BeforeValidator(json_number)] | None = None
     status: TaskStatus | None = None
+    labels: TaskLabels | None = None
+    labels_exclusive: StrictBool | None = None
 
 
 class AddMember(BaseModel):
@@ -114,7 +119,7 @@ class UploadReport:
 async def create_task(store: Store, user: User, command: CreateTask) -> Task:
     if not user.has(Role.TASKMASTER):
         raise Forbidden("creating tasks needs the taskmaster role")
-    task = Task(owner_id=user.id, **command.model_dump())
+    task = Task(owner_id=user.id, **command.model_dump(exclude_none=True))
     await store.tasks.add(task)
     return task
 
@@ -122,9 +127,36 @@ async def create_task(store: Store, user: User, command: CreateTask) -> Task:
 async def update_task(store: Store, user: User, task_id: str, command: UpdateTask) -> Task:
     task = await managed_task(store, task_id, user)
     changes = command.model_dump(exclude_unset=True, exclude_none=True)
+    if "labels" in changes:
+        changes["labels"] = command.labels
+    if _changes_labels(task, command) and await _has_submissions(store, task):
+        _check_label_change(task, command)
     task = task.model_copy(update={**changes, "updated_at": utcnow()})
     await store.tasks.replace(task)
     return task
+
+
+def _changes_labels(task: Task, command: UpdateTask) -> bool:
+    return (command.labels is not None and command.labels != task.labels) or (
+        command.labels_exclusive is not None and command.labels_exclusive != task.labels_exclusive
+    )
+
+
+async def _has_submissions(store: Store, task: Task) -> bool:
+    return any((await store.submissions.count_by_image(task.id)).values())
+
+
+def _check_label_change(task: Task, command: UpdateTask) -> None:
+    """Once shapes carry labels, a label's name and index stay: labels may only be added at the end
+    (and recoloured), and exclusivity stays as it is."""
+    if command.labels_exclusive is not None and command.labels_exclusive != task.labels_exclusive:
+        raise Conflict("labels_exclusive cannot change once the task has submissions")
+    kept = [label.name for label in (command.labels or [])][: len(task.labels)]
+    if kept != task.label_names:
+        raise Conflict(
+            "the task has submissions: its labels "
+            f"({', '.join(task.label_names) or 'none'}) can only be kept in order, recoloured and added to"
+        )
 
 
 async def tasks_visible_to(store: Store, user: User) -> list[Task]:
@@ -338,6 +370,7 @@ async def add_tutorial(
         height=decoded.height,
         max_shapes=task.max_shapes,
         max_points=max_points,
+        labels=task.label_names,
     )
     upload = UploadedFile(f"tutorial/{upload.name}", upload.data)
     image = await _store_image(store, blobs, task, upload, decoded, tutorial=True, reference=reference)
