@@ -6,13 +6,15 @@ Layout (also described in the bundle's manifest.json):
   tables/{tasks,images,submissions,users}.{json,csv}   (users without password hashes or emails)
   submissions/<image>/<submission>.json|.png           vertices and rasterised mask
   consensus/<image>/consensus.json|mask.png|probability.png
+  consensus/<image>/labels.png, labels/<label>.png   labelled mask tasks: label indices, each label's mask
   staple_parameters.csv              per image and rater: sensitivity, specificity, prior, quality
   user_performance.csv               per user over the task (quality, its images, flagged)
   quality.md                         what every number of the performance tables means
   evaluation.json                    the consensus and every rater against the expert references
   references/<image>.json            the expert reference shapes of every image that has them
   coco/annotations.json, coco/consensus.json          COCO (raw annotations, consensus); images are not
-                                     bundled: each COCO image's coco_url is its path on the API
+                                     bundled: each COCO image's coco_url is its path on the API; a
+                                     labelled task's categories are its labels (ids 1..n, in order)
 """
 
 from __future__ import annotations
@@ -100,14 +102,36 @@ def rle(mask: np.ndarray[Any, Any]) -> dict[str, Any]:
     return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
 
 
-def _coco_shape(annotation_id: int, image_number: int, tool: Tool, points: list[tuple[float, float]]) -> dict[str, Any]:
+def _coco_mask(
+    annotation_id: int, image_number: int, mask: np.ndarray[Any, Any], category: int, iscrowd: int
+) -> dict[str, Any]:
+    rows, cols = np.nonzero(mask)
+    bbox = (
+        [0, 0, 0, 0]
+        if rows.size == 0
+        else [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)]
+    )
+    return {
+        "id": annotation_id,
+        "image_id": image_number,
+        "category_id": category,
+        "iscrowd": iscrowd,
+        "segmentation": rle(mask),
+        "area": int(mask.sum()),
+        "bbox": bbox,
+    }
+
+
+def _coco_shape(
+    annotation_id: int, image_number: int, tool: Tool, points: list[tuple[float, float]], category: int = 1
+) -> dict[str, Any]:
     flat = [round(c, 2) for point in points for c in point]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
     entry: dict[str, Any] = {
         "id": annotation_id,
         "image_id": image_number,
-        "category_id": 1,
+        "category_id": category,
         "iscrowd": 0,
         "bbox": bbox,
     }
@@ -171,7 +195,8 @@ class BundleWriter:
             if submission.mask_key:
                 self.add(archive, f"{base}.png", await self.blobs.get(submission.mask_key))
             for shape in submission.shapes:
-                entry = _coco_shape(len(self.coco_raw) + 1, number, self.task.tool, shape.points)
+                category = self._category(shape.label)
+                entry = _coco_shape(len(self.coco_raw) + 1, number, self.task.tool, shape.points, category)
                 self.coco_raw.append({**entry, "user_id": submission.user_id, "submission_id": submission.id})
         consensus = await self.store.consensus.get(image.id)
         if consensus is not None:
@@ -203,32 +228,16 @@ class BundleWriter:
             mask_png = await self.blobs.get(consensus.mask_key)
             self.add(archive, f"{folder}/mask.png", mask_png)
             self.add(archive, f"{folder}/probability.png", await self.blobs.get(consensus.probability_key))
-            mask = png_to_mask(mask_png)
-            rows, cols = np.nonzero(mask)
-            bbox = (
-                [0, 0, 0, 0]
-                if rows.size == 0
-                else [
-                    int(cols.min()),
-                    int(rows.min()),
-                    int(cols.max() - cols.min() + 1),
-                    int(rows.max() - rows.min() + 1),
-                ]
-            )
-            self.coco_consensus.append(
-                {
-                    "id": len(self.coco_consensus) + 1,
-                    "image_id": number,
-                    "category_id": 1,
-                    # An object, which COCOeval scores (issue 9: as iscrowd 1 it ignored every consensus
-                    # mask) — unless the image's object polygons are listed too: then the mask is their
-                    # union, a crowd region beside them that must not count as one more object.
-                    "iscrowd": 1 if consensus.polygons else 0,
-                    "segmentation": rle(mask),
-                    "area": int(mask.sum()),
-                    "bbox": bbox,
-                }
-            )
+            if not consensus.labels:
+                # An object, which COCOeval scores (issue 9: as iscrowd 1 it ignored every consensus
+                # mask) — unless the image's object polygons are listed too: then the mask is their
+                # union, a crowd region beside them that must not count as one more object.
+                iscrowd = 1 if consensus.polygons else 0
+                entry = _coco_mask(len(self.coco_consensus) + 1, number, png_to_mask(mask_png), 1, iscrowd)
+                self.coco_consensus.append(entry)
+        if consensus.labels:
+            await self._label_consensus(archive, folder, number, consensus)
+            return
         for point in consensus.points or []:
             entry = _coco_shape(len(self.coco_consensus) + 1, number, Tool.POINT, [(point["x"], point["y"])])
             self.coco_consensus.append({**entry, "support": point.get("support")})
@@ -241,6 +250,33 @@ class BundleWriter:
                     continue
                 entry = _coco_shape(len(self.coco_consensus) + 1, number, tool, points)
                 self.coco_consensus.append({**entry, "support": fused.get("support"), "raters": consensus.submissions})
+
+    def _category(self, label: str | None) -> int:
+        """The COCO category of a shape: its label's 1-based index, or the one category of an unlabelled task."""
+        names = self.task.label_names
+        return names.index(label) + 1 if label in names else 1
+
+    async def _label_consensus(self, archive: zipfile.ZipFile, folder: str, number: int, consensus: Consensus) -> None:
+        """Per label: its mask (``labels.png`` holds the label indices) and its COCO objects."""
+        if consensus.label_map_key:
+            self.add(archive, f"{folder}/labels.png", await self.blobs.get(consensus.label_map_key))
+        for name, key in (consensus.label_mask_keys or {}).items():
+            mask_png = await self.blobs.get(key)
+            self.add(archive, f"{folder}/labels/{_safe(name)}.png", mask_png)
+            entry = _coco_mask(len(self.coco_consensus) + 1, number, png_to_mask(mask_png), self._category(name), 0)
+            self.coco_consensus.append(entry)
+        for entry in consensus.labels or []:
+            category = self._category(entry["label"])
+            for point in entry.get("points", []):
+                click = [(point["x"], point["y"])]
+                shape = _coco_shape(len(self.coco_consensus) + 1, number, Tool.POINT, click, category)
+                self.coco_consensus.append({**shape, "support": point.get("support")})
+            for line in entry.get("lines", []):
+                points = [(float(x), float(y)) for x, y in line["points"]]
+                if len(points) >= Tool.POLYLINE.min_points:
+                    shape = _coco_shape(len(self.coco_consensus) + 1, number, Tool.POLYLINE, points, category)
+                    support = {"support": line.get("support"), "raters": consensus.submissions}
+                    self.coco_consensus.append({**shape, **support})
 
     async def _tables(
         self, archive: zipfile.ZipFile, images: list[Image], subs: list[Submission], users: dict[str, User]
@@ -326,10 +362,18 @@ class BundleWriter:
                 }
                 for n, image in enumerate(images, start=1)
             ],
-            "categories": [{"id": 1, "name": self.task.title, "supercategory": self.task.tool.value}],
+            "categories": self._categories(),
         }
         self.add(archive, "coco/annotations.json", _json({**base, "annotations": self.coco_raw}))
         self.add(archive, "coco/consensus.json", _json({**base, "annotations": self.coco_consensus}))
+
+    def _categories(self) -> list[dict[str, Any]]:
+        if not self.task.labels:
+            return [{"id": 1, "name": self.task.title, "supercategory": self.task.tool.value}]
+        return [
+            {"id": i, "name": label.name, "supercategory": self.task.title, "color": label.color}
+            for i, label in enumerate(self.task.labels, start=1)
+        ]
 
     def _manifest(self, images: list[Image], subs: list[Submission]) -> bytes:
         return _json(

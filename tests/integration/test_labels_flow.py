@@ -9,6 +9,7 @@ labels clusters each label's clicks on their own.
 from __future__ import annotations
 
 import io
+import json
 import math
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from crowdseg.simulation import SyntheticImage, careful_clicks, careful_outline,
 from PIL import Image as PILImage
 
 from tests.embedded import Api, wait_for
+from tests.integration.test_tools_flow import export_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -169,6 +171,20 @@ def test_a_two_label_contour_task_gives_a_consensus_per_label(
         assert np.array_equal(mask == 255, label_map == index)
     unknown = taskmaster.http.get(f"/images/{image_id}/consensus/mask.png?label=vesicle")
     assert unknown.status_code == 404 and "cell, nucleus" in unknown.json()["detail"]
+    check_label_export(taskmaster, task_id)
+
+
+def check_label_export(taskmaster: Api, task_id: str) -> None:
+    """COCO's categories are the labels; the consensus holds one mask object per label."""
+    archive = export_bundle(taskmaster, task_id)
+    coco = json.loads(archive.read("coco/consensus.json"))
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "cell"), (2, "nucleus")]
+    assert sorted(a["category_id"] for a in coco["annotations"]) == [1, 2]
+    raw = json.loads(archive.read("coco/annotations.json"))
+    assert sorted({a["category_id"] for a in raw["annotations"]}) == [1, 2]
+    names = archive.namelist()
+    assert any(name.endswith("/labels/nucleus.png") for name in names)
+    assert any(name.endswith("/labels.png") for name in names)
 
 
 def test_a_two_label_point_task_clusters_each_label(taskmaster: Api, annotator_factory: Callable[[], Api]) -> None:
