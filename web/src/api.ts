@@ -72,6 +72,12 @@ export interface Invitation {
   accepted_by: string[];
 }
 
+export interface TaskLabel {
+  name: string;
+  /** `#rrggbb` */
+  color: string;
+}
+
 export interface Task {
   id: string;
   owner_id?: string;
@@ -86,6 +92,8 @@ export interface Task {
   reveal_reference?: "after_passing" | "after_each_attempt" | "never";
   visibility: "public" | "private";
   max_shapes: number;
+  labels?: TaskLabel[];
+  labels_exclusive?: boolean;
   status?: "draft" | "open" | "closed";
   members?: string[];
   [k: string]: unknown;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EditorModel } from "./model";
+import { EditorModel, labelForKey } from "./model";
 import type { Pt } from "../geometry/types";
 
 describe("EditorModel", () => {
@@ -134,5 +134,31 @@ describe("EditorModel", () => {
     expect(out.length).toBeGreaterThan(4);
     for (const v of pts) expect(out).toContainEqual(v);
     expect(m.toJson(false)[0]!.points).toEqual(pts);
+  });
+
+  it("new shapes carry the active label: the first one, then the one chosen (keys 1–9)", () => {
+    const labels = [
+      { name: "cell", color: "#ff0000" },
+      { name: "nucleus", color: "#00ff00" },
+    ];
+    const m = new EditorModel("point", 5, 100, 100);
+    m.setLabels(labels);
+    m.addPoint([10, 10]);
+    expect(labelForKey(labels, "2")?.name).toBe("nucleus");
+    expect(labelForKey(labels, "3")).toBeNull();
+    expect(labelForKey(labels, "0")).toBeNull();
+    expect(m.chooseLabel("nucleus")).toBe(true);
+    expect(m.chooseLabel("vesicle")).toBe(false);
+    m.addPoint([20, 20]);
+    expect(m.toJson(false).map((s) => s.label)).toEqual(["cell", "nucleus"]);
+    expect(m.colorOf(m.shapes[1]!)).toBe("#00ff00");
+  });
+
+  it("a task without labels gives shapes without a label", () => {
+    const m = new EditorModel("point", 5, 100, 100);
+    m.setLabels([]);
+    m.addPoint([10, 10]);
+    expect(m.toJson(false)[0]).not.toHaveProperty("label");
+    expect(m.colorOf(m.shapes[0]!)).toBeNull();
   });
 });

@@ -6,7 +6,7 @@ import { simplifyClosed, simplifyRdp, dedupe } from "../geometry/rdp";
 import { smoothOutline } from "../geometry/bezier";
 import { insertVertex } from "../geometry/hittest";
 import { clonePts, type Pt } from "../geometry/types";
-import type { ShapeJson, ToolName } from "../api";
+import type { ShapeJson, TaskLabel, ToolName } from "../api";
 
 export interface Shape {
   type: ToolName;
@@ -37,8 +37,17 @@ interface Snapshot {
   draft: Pt[];
 }
 
+/** The palette's label for digit key `key` ("1" is the first label), or null past the palette. */
+export function labelForKey(labels: readonly TaskLabel[], key: string): TaskLabel | null {
+  if (!/^[1-9]$/.test(key)) return null;
+  return labels[Number(key) - 1] ?? null;
+}
+
 export class EditorModel {
   shapes: Shape[] = [];
+  /** The task's labels; new shapes carry the active one (the first until another is chosen). */
+  labels: TaskLabel[] = [];
+  activeLabel: string | null = null;
   draft: Pt[] = [];
   selection: Selection | null = null;
   // Every step, drawing ones included, is a snapshot: undo right after closing an outline re-opens
@@ -55,6 +64,28 @@ export class EditorModel {
     public width: number,
     public height: number,
   ) {}
+
+  setLabels(labels: readonly TaskLabel[]): void {
+    this.labels = [...labels];
+    this.activeLabel = labels[0]?.name ?? null;
+    this.emit();
+  }
+
+  chooseLabel(name: string): boolean {
+    if (!this.labels.some((l) => l.name === name)) return false;
+    this.activeLabel = name;
+    this.emit();
+    return true;
+  }
+
+  /** The colour of a shape's label, or null for a shape without one (the view's palette then). */
+  colorOf(shape: Shape): string | null {
+    return this.labels.find((l) => l.name === shape.label)?.color ?? null;
+  }
+
+  private newShape(points: Pt[]): Shape {
+    return { type: this.tool, points, ...(this.activeLabel !== null ? { label: this.activeLabel } : {}) };
+  }
 
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
@@ -172,7 +203,7 @@ export class EditorModel {
       return false;
     }
     this.checkpoint();
-    this.shapes.push({ type: this.tool, points: pts });
+    this.shapes.push(this.newShape(pts));
     this.draft = [];
     this.selection = { shape: this.shapes.length - 1, vertex: null };
     this.emit();
@@ -206,7 +237,7 @@ export class EditorModel {
     const simplified = this.closed ? simplifyClosed(pts, tolerance) : simplifyRdp(dedupe(pts), tolerance);
     if (simplified.length < minPoints(this.tool)) return false;
     this.checkpoint();
-    this.shapes.push({ type: this.tool, points: simplified });
+    this.shapes.push(this.newShape(simplified));
     this.selection = { shape: this.shapes.length - 1, vertex: null };
     this.emit();
     return true;
@@ -215,7 +246,7 @@ export class EditorModel {
   addPoint(p: Pt): boolean {
     if (this.full) return false;
     this.checkpoint();
-    this.shapes.push({ type: "point", points: [this.clamp(p)] });
+    this.shapes.push(this.newShape([this.clamp(p)]));
     this.selection = { shape: this.shapes.length - 1, vertex: 0 };
     this.emit();
     return true;

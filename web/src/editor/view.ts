@@ -217,7 +217,7 @@ export class EditorView {
     const px = 1 / this.scale;
     const m = this.model;
     m.shapes.forEach((s, i) => {
-      const color = COLORS[i % COLORS.length]!;
+      const color = m.colorOf(s) ?? COLORS[i % COLORS.length]!;
       const sel = m.selection?.shape === i;
       if (s.type === "point") {
         this.crosshair(ctx, s.points[0]!, (sel ? 12 : 9) * px, color, px, sel);

@@ -320,7 +320,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       refWb?.destroy();
       refImage = image;
       const [bmp, existing] = await Promise.all([bitmap(`/images/${enc(image.id)}/file`), image.reference ? api.reference(image.id).catch(() => null) : Promise.resolve(null)]);
-      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, width: bmp.width, height: bmp.height });
+      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height });
       refWb.el.style.height = "100%";
       refWb.setImage(bmp);
       if (existing) refWb.model.load(existing.shapes);
@@ -493,7 +493,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         toast("The browser cannot preview this file; use PNG or JPEG for tutorial images", "error");
         return;
       }
-      wb = createWorkbench(holder, { title: `Reference for ${file.name}`, tool: task.tool, maxShapes: task.max_shapes, width: bmp.width, height: bmp.height });
+      wb = createWorkbench(holder, { title: `Reference for ${file.name}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height });
       wb.el.style.height = "100%";
       wb.setImage(bmp);
       holder.scrollIntoView({ block: "center" });

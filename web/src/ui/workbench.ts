@@ -1,8 +1,8 @@
 /** The annotation workbench: toolbar, drawing surface, status bar and shortcuts. */
-import type { ToolName } from "../api";
+import type { TaskLabel, ToolName } from "../api";
 import { h, modal } from "../dom";
 import { markdownInto } from "../markdown";
-import { EditorModel } from "../editor/model";
+import { EditorModel, labelForKey } from "../editor/model";
 import { EditorView } from "../editor/view";
 import { icon, type IconName } from "./icons";
 import { drawingStatus, isTouch, shortcutRows, toolHelp } from "./wording";
@@ -26,6 +26,8 @@ export interface WorkbenchOptions {
   onSkip?: () => void;
   /** The previous image (P). */
   onPrevious?: () => void;
+  /** The task's labels: a palette (keys 1–9) whose active label new shapes carry. */
+  labels?: TaskLabel[];
 }
 
 export interface AskAction {
@@ -71,11 +73,39 @@ export function shortcutsTable(touch = isTouch()): HTMLElement {
   );
 }
 
+/** The label palette: one button per label, the active one pressed; empty for a task without labels. */
+function labelPalette(model: EditorModel, touch: boolean): { el: HTMLElement | null; sync: () => void } {
+  if (!model.labels.length) return { el: null, sync: () => undefined };
+  const buttons = model.labels.map((label, i) =>
+    h(
+      "button",
+      {
+        class: "btn wb-label",
+        type: "button",
+        title: touch || i >= 9 ? label.name : `${label.name} (${i + 1})`,
+        "aria-pressed": "false",
+        "data-testid": `label-${i + 1}`,
+        "data-label": label.name,
+        onclick: () => model.chooseLabel(label.name),
+      },
+      h("span", { class: "wb-swatch", style: { background: label.color }, "aria-hidden": "true" }),
+      i < 9 && !touch ? h("kbd", null, String(i + 1)) : null,
+      label.name,
+    ),
+  );
+  const el = h("div", { class: "wb-palette", role: "group", "aria-label": "Label of new shapes", "data-testid": "label-palette" }, buttons);
+  const sync = (): void => {
+    buttons.forEach((b, i) => b.setAttribute("aria-pressed", String(model.labels[i]!.name === model.activeLabel)));
+  };
+  return { el, sync };
+}
+
 export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workbench {
   const prefs = loadPrefs();
   const touch = isTouch();
   const help = toolHelp(o.tool, touch);
   const model = new EditorModel(o.tool, o.maxShapes, o.width, o.height);
+  model.setLabels(o.labels ?? []);
   const stage = h("div", { class: "wb-stage" });
   const surface = h("div", { "aria-label": `Image canvas — ${o.tool} tool. ${help}`, role: "application" });
   stage.append(surface);
@@ -191,9 +221,11 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     skipB,
     primary,
   );
+  const palette = labelPalette(model, touch);
   const statusBar = h(
     "div",
     { class: "wb-status" },
+    palette.el,
     countText,
     statusText,
     h("span", { class: "muted wb-size" }, `${o.width} × ${o.height} px`),
@@ -245,6 +277,7 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     // "no object here" is for an image with nothing on it: with shapes drawn it would throw them away
     if (emptyB) emptyB.disabled = model.shapes.length > 0 || model.draft.length > 0;
     countText.textContent = `${model.shapes.length} / ${model.maxShapes} ${isPoint ? "points" : "shapes"}`;
+    palette.sync();
     if (!statusTimer) statusText.textContent = defaultStatus();
   };
   const unsub = model.onChange(sync);
@@ -294,6 +327,7 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     else if ((k === "p" || k === "P") && o.onPrevious) o.onPrevious();
     else if (k === "N" && e.shiftKey) o.onSkip?.();
     else if (k === "n" || k === "N") o.onPrimary?.();
+    else if (labelForKey(model.labels, k)) model.chooseLabel(labelForKey(model.labels, k)!.name);
     else if (k === "ArrowLeft") view.panBy(40, 0);
     else if (k === "ArrowRight") view.panBy(-40, 0);
     else if (k === "ArrowUp") view.panBy(0, 40);
