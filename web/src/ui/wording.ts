@@ -75,6 +75,7 @@ export function shortcutRows(touch: boolean): [string, string][] {
       ["Bin button", "delete the selected vertex or shape"],
       ["No object here", "submit the image with nothing on it"],
       ["Skip", "leave the image to others, without submitting"],
+      ["Label buttons", "choose the label of new shapes (tasks with labels)"],
     ];
   return [
     ["Click", "add a vertex (first vertex or Enter closes)"],
@@ -87,6 +88,7 @@ export function shortcutRows(touch: boolean): [string, string][] {
     ["Delete / Backspace", "delete the selected vertex or shape"],
     ["Enter", "close / finish the shape being drawn"],
     ["Esc", "cancel the shape being drawn, deselect"],
+    ["1 – 9", "choose the label of new shapes (tasks with labels)"],
     ["Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", "undo / redo one step"],
     ["Wheel, pinch, + / −", "zoom"],
     ["Space+drag, middle drag, two fingers, arrows", "pan"],
