@@ -9,6 +9,7 @@ all shapes whatever their label.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,43 +138,56 @@ def _lines(shapes: list[Shape]) -> list[NDArray[np.float64]]:
     return [np.asarray(shape.points, dtype=np.float64).reshape(-1, 2) for shape in shapes]
 
 
-def point_labels(
-    task: Task, image: Image, submissions: list[Submission], radius: float, reference: bool
+Fused = tuple[dict[str, list[dict[str, Any]]], list[Any], list[float | None]]
+"""A label's objects (``points`` or ``lines``), its raters' precision and recall, and their quality."""
+
+
+def _per_label(
+    task: Task,
+    image: Image,
+    submissions: list[Submission],
+    reference: bool,
+    fuse: Callable[[list[list[Shape]], list[Shape] | None], Fused],
 ) -> LabelConsensus:
     found = LabelConsensus(entries=[])
     for index, name in enumerate(task.label_names, start=1):
-        clicks = [_points(labelled(s.shapes, name)) for s in submissions]
+        truth = labelled(image.reference_shapes, name) if reference else None
+        objects, scores, qualities = fuse([labelled(s.shapes, name) for s in submissions], truth)
+        raters = [
+            _rater(s, quality, precision=score.precision, recall=score.recall)
+            for s, score, quality in zip(submissions, scores, qualities, strict=True)
+        ]
+        found.entries.append({"label": name, "index": index, **objects, "raters": raters})
+    return found
+
+
+def point_labels(
+    task: Task, image: Image, submissions: list[Submission], radius: float, reference: bool
+) -> LabelConsensus:
+    def fuse(drawn: list[list[Shape]], truth: list[Shape] | None) -> Fused:
+        clicks = [_points(shapes) for shapes in drawn]
         clustering = cluster_points(clicks, radius=radius)
-        truth = _points(labelled(image.reference_shapes, name)) if reference else None
-        qualities = point_qualities(clicks, radius, truth)
         points = [
             {"x": float(x), "y": float(y), "support": int(n)}
             for (x, y), n in zip(clustering.centres, clustering.support, strict=True)
         ]
-        raters = [
-            _rater(s, quality, precision=score.precision, recall=score.recall)
-            for s, score, quality in zip(submissions, clustering.raters, qualities, strict=True)
-        ]
-        found.entries.append({"label": name, "index": index, "points": points, "raters": raters})
-    return found
+        qualities = point_qualities(clicks, radius, None if truth is None else _points(truth))
+        return {"points": points}, list(clustering.raters), qualities
+
+    return _per_label(task, image, submissions, reference, fuse)
 
 
 def line_labels(
     task: Task, image: Image, submissions: list[Submission], radius: float, reference: bool
 ) -> LabelConsensus:
-    found = LabelConsensus(entries=[])
-    for index, name in enumerate(task.label_names, start=1):
-        drawn = [_lines(labelled(s.shapes, name)) for s in submissions]
-        fusion = fuse_polylines(drawn, radius=radius)
-        truth = _lines(labelled(image.reference_shapes, name)) if reference else None
-        qualities = line_qualities(drawn, radius, truth)
-        lines = [
+    def fuse(drawn: list[list[Shape]], truth: list[Shape] | None) -> Fused:
+        lines = [_lines(shapes) for shapes in drawn]
+        fusion = fuse_polylines(lines, radius=radius)
+        fused = [
             {"points": [[round(float(x), 3), round(float(y), 3)] for x, y in line], "support": int(n)}
             for line, n in zip(fusion.lines, fusion.support, strict=True)
         ]
-        raters = [
-            _rater(s, quality, precision=score.precision, recall=score.recall)
-            for s, score, quality in zip(submissions, fusion.raters, qualities, strict=True)
-        ]
-        found.entries.append({"label": name, "index": index, "lines": lines, "raters": raters})
-    return found
+        qualities = line_qualities(lines, radius, None if truth is None else _lines(truth))
+        return {"lines": fused}, list(fusion.raters), qualities
+
+    return _per_label(task, image, submissions, reference, fuse)

@@ -176,3 +176,12 @@ def stored_submission(annotator: Api, task_id: str, sent: dict[str, Any]) -> dic
 
 
 # ---- the flow -----------------------------------------------------------------------------------
+
+
+def sign_in_as(page: Any, url: str, email: str) -> None:
+    page.goto(f"{url}/signin")
+    page.fill("#f-email", email)
+    page.fill("#f-password", PASSWORD)
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/me") and r.ok):
+        page.click("[data-testid='signin-submit']")
+    page.wait_for_selector("[data-testid='signout']")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from crowdseg.simulation import synthetic_image
 
-from tests.browser.helpers import PASSWORD, VIEWPORT, Shot, model_shapes, to_client, wait_workbench
+from tests.browser.helpers import VIEWPORT, Shot, model_shapes, sign_in_as, to_client, wait_workbench
 from tests.embedded import Api, EmbeddedServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -36,15 +36,6 @@ def task_id(server: EmbeddedServer) -> str:
     return str(made.json()["id"])
 
 
-def sign_in(page: Any, url: str) -> None:
-    page.goto(f"{url}/signin")
-    page.fill("#f-email", ANNOTATOR)
-    page.fill("#f-password", PASSWORD)
-    with page.expect_response(lambda r: r.url.endswith("/api/v1/me") and r.ok):
-        page.click("[data-testid='signin-submit']")
-    page.wait_for_selector("[data-testid='signout']")
-
-
 def pressed(page: Any) -> list[str]:
     return [str(b) for b in page.eval_on_selector_all(
         "[data-testid='label-palette'] button[aria-pressed='true']", "(bs) => bs.map((b) => b.dataset.label)"
@@ -59,7 +50,7 @@ def test_key_2_draws_and_submits_with_the_second_label(
     errors: list[str] = []
     page = context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    sign_in(page, server.url)
+    sign_in_as(page, server.url, ANNOTATOR)
     page.goto(f"{server.url}/tasks/{task_id}")
     wait_workbench(page, "annotate")
     page.wait_for_selector("[data-testid='tour']", timeout=30_000)

@@ -63,6 +63,15 @@ def members(taskmaster: Api, task_id: str, annotator_factory: Callable[[], Api])
     return annotators
 
 
+def labelled_work(
+    taskmaster: Api, tool: str, annotator_factory: Callable[[], Api], image: SyntheticImage, **fields: Any
+) -> tuple[str, str, list[Api]]:
+    """A private labelled task of one image, and its annotators: (task id, image id, annotators)."""
+    task_id = labelled_task(taskmaster, tool, **fields)
+    image_id = upload(taskmaster, task_id, image)
+    return task_id, image_id, members(taskmaster, task_id, annotator_factory)
+
+
 def submit(annotator: Api, task_id: str, image_id: str, shapes: list[dict[str, Any]]) -> Any:
     return annotator.http.post(
         f"/tasks/{task_id}/submissions", json={"id": str(uuid.uuid4()), "image_id": image_id, "shapes": shapes}
@@ -111,10 +120,8 @@ def test_task_labels_are_validated_on_create_and_patch(taskmaster: Api) -> None:
 def test_labelled_shapes_are_required_and_labels_freeze_once_submitted(
     taskmaster: Api, annotator_factory: Callable[[], Api]
 ) -> None:
-    task_id = labelled_task(taskmaster, "polygon")
     image = synthetic_image(0, seed=31)
-    image_id = upload(taskmaster, task_id, image)
-    [annotator, *_] = members(taskmaster, task_id, annotator_factory)
+    task_id, image_id, [annotator, *_] = labelled_work(taskmaster, "polygon", annotator_factory, image)
     outline = [list(p) for p in image.outline]
     for label in (None, "mitochondrion"):
         refused = submit(annotator, task_id, image_id, [{"type": "polygon", "points": outline, "label": label}])
@@ -137,12 +144,11 @@ def test_labelled_shapes_are_required_and_labels_freeze_once_submitted(
 def test_a_two_label_contour_task_gives_a_consensus_per_label(
     taskmaster: Api, annotator_factory: Callable[[], Api]
 ) -> None:
-    task_id = labelled_task(taskmaster, "contour")
     image = synthetic_image(1, seed=29)
-    image_id = upload(taskmaster, task_id, image)
+    task_id, image_id, annotators = labelled_work(taskmaster, "contour", annotator_factory, image)
     cx, cy = np.asarray(image.outline).mean(axis=0)  # the blob's centre, well inside it
     nucleus = (float(cx), float(cy))
-    for n, annotator in enumerate(members(taskmaster, task_id, annotator_factory)):
+    for n, annotator in enumerate(annotators):
         rng = np.random.default_rng(50 + n)
         shapes = [
             {"type": "contour", "points": [list(p) for p in careful_outline(image.outline, rng, noise=1.0)],
@@ -188,11 +194,10 @@ def check_label_export(taskmaster: Api, task_id: str) -> None:
 
 
 def test_a_two_label_point_task_clusters_each_label(taskmaster: Api, annotator_factory: Callable[[], Api]) -> None:
-    task_id = labelled_task(taskmaster, "point", max_shapes=50)
     image = synthetic_image(2, seed=37)
-    image_id = upload(taskmaster, task_id, image)
+    task_id, image_id, annotators = labelled_work(taskmaster, "point", annotator_factory, image, max_shapes=50)
     half = len(image.cells) // 2
-    for n, annotator in enumerate(members(taskmaster, task_id, annotator_factory)):
+    for n, annotator in enumerate(annotators):
         clicks = careful_clicks(image.cells, np.random.default_rng(70 + n))
         shapes = [
             {"type": "point", "points": [list(click)], "label": "cell" if i < half else "nucleus"}

@@ -117,3 +117,15 @@ def test_points_are_clustered_per_label() -> None:
     assert [(p["x"], p["y"]) for p in cell["points"]] == [(5.0, 5.0)]
     assert len(nucleus["points"]) == 2
     assert found.label_map is None
+
+
+def test_polylines_are_fused_per_label() -> None:
+    def line(y: float, label: str) -> Shape:
+        return Shape(type=Tool.POLYLINE, points=[(2.0, y), (30.0, y)], label=label)
+
+    raters = submissions([[line(5, "cell"), line(30, "nucleus")]] * 3)
+    found = labels.line_labels(task(tool=Tool.POLYLINE), image(), raters, radius=3.0, reference=False)
+    cell, nucleus = found.entries
+    assert len(cell["lines"]) == len(nucleus["lines"]) == 1
+    assert nucleus["lines"][0]["points"][0][1] == pytest.approx(30.0)
+    assert all(r["precision"] == 1.0 and r["recall"] == 1.0 for r in cell["raters"])
