@@ -125,7 +125,8 @@ class User(Document):
         return role in self.roles or Role.ADMIN in self.roles
 
 
-LabelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# No leading or trailing white space, said as a pattern so that the document holds the whole rule.
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S(?:[\s\S]*\S)?$")]
 MAX_LABELS = 50
 
 
@@ -145,7 +146,12 @@ def _unique_names(labels: list[TaskLabel]) -> list[TaskLabel]:
     return labels
 
 
-TaskLabels = Annotated[list[TaskLabel], Field(min_length=1, max_length=MAX_LABELS), AfterValidator(_unique_names)]
+# The document says `uniqueItems`; names are unique too, which JSON Schema cannot say of a property.
+TaskLabels = Annotated[
+    list[TaskLabel],
+    Field(min_length=1, max_length=MAX_LABELS, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique_names),
+]
 
 
 class Task(Document):
