@@ -162,6 +162,8 @@ class Image(Document):
     """Voxel spacing ``(z, y, x)`` in mm, where the source file says so."""
     affine: list[list[float]] | None = None
     """The 4×4 voxel-to-patient (RAS, NIfTI convention) matrix of a stack, where the source has one."""
+    window: tuple[float, float] | None = None
+    """Default ``(center, width)`` of the raw values kept for DICOM and NIfTI; other windows render on request."""
     tutorial: bool = False
     reference_shapes: list[Shape] = Field(default_factory=list)
     # Bumped by every change of an expert reference, so that a consensus scored against an older

@@ -15,7 +15,7 @@ from crowdseg.services.ingest import handlers
 from crowdseg.services.ingest.archives import ArchiveLimits
 from crowdseg.services.ingest.handlers import AddMember, CreateTask, UpdateTask, UploadedFile
 from crowdseg.services.ingest.imaging import ImageLimits
-from fastapi import APIRouter, Depends, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -58,6 +58,12 @@ class ImageOut(BaseModel):
     tutorial: bool = False
     reference: bool = False
     """The image has an expert reference (``GET /images/{id}/reference``)."""
+    frames: int = 1
+    """Frames of a stack (``GET /images/{id}/file?frame=k``); 1 for a plain image."""
+    spacing: tuple[float, float, float] | None = None
+    """Voxel spacing ``[z, y, x]`` in mm, where the file says so."""
+    window: tuple[float, float] | None = None
+    """Default ``[center, width]`` for ``?window=``; null when the image has no raw values to window."""
 
 
 class Rejection(BaseModel):
@@ -138,7 +144,7 @@ def router() -> APIRouter:
     async def upload_images(
         task_id: str, _: UploadBudget, user: CurrentUser, runtime: RuntimeDep, request: Request
     ) -> UploadOut:
-        """Upload images (PNG, JPEG, TIFF, DICOM) or ZIP archives of them, as the multipart field ``files``.
+        """Upload images (PNG, JPEG, TIFF, DICOM, NIfTI) or ZIP archives of them, as the multipart field ``files``.
 
         The caller's credentials and right to the task are checked before the body is read."""
         await managed_task(runtime.store, task_id, user)
@@ -169,7 +175,7 @@ def router() -> APIRouter:
                 rejected=[r.model_dump() for r in rejected],
             )
         return UploadOut(
-            accepted=[ImageOut(id=i.id, name=i.name, width=i.width, height=i.height) for i in report.accepted],
+            accepted=[_image_out(image, 0) for image in report.accepted],
             rejected=rejected,
         )
 
@@ -222,18 +228,40 @@ def router() -> APIRouter:
         )
         return _image_out(image, 0)
 
-    @api.get("/images/{image_id}/file", response_class=Response)
-    async def image_file(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+    @api.get("/images/{image_id}/file", response_class=Response, responses=FRAME_RESPONSES)
+    async def image_file(
+        image_id: str,
+        user: CurrentUser,
+        store: StoreDep,
+        blobs: BlobsDep,
+        frame: FrameQuery = 0,
+        window: WindowQuery = None,
+    ) -> Response:
+        """Frame ``frame`` of the image (0 for a plain image), under ``window=center,width`` if given."""
         image, _task = await visible_image(store, image_id, user)
-        return _image_response(await blobs.get(image.display_key), image.display_media_type)
+        rendition = await handlers.frame_rendition(blobs, image, frame, window=window)
+        return _image_response(rendition.data, rendition.media_type)
 
-    @api.get("/images/{image_id}/thumbnail", response_class=Response)
-    async def thumbnail(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+    @api.get("/images/{image_id}/thumbnail", response_class=Response, responses=FRAME_RESPONSES)
+    async def thumbnail(
+        image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, frame: FrameQuery = 0
+    ) -> Response:
         image, _task = await visible_image(store, image_id, user)
-        return _image_response(await blobs.get(image.thumbnail_key), image.thumbnail_media_type)
+        rendition = await handlers.frame_rendition(blobs, image, frame, thumbnail=True)
+        return _image_response(rendition.data, rendition.media_type)
 
     return api
 
+
+FrameQuery = Annotated[int, Query(description="the frame of a stack, from 0")]
+WindowQuery = Annotated[
+    str | None,
+    Query(description="`center,width` of the raw values (greyscale DICOM and NIfTI); the default is the image's"),
+]
+FRAME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such image visible to the caller"},
+    422: {"description": "the frame is out of range, or the window is malformed or not available for this image"},
+}
 
 UPLOAD_FORM: dict[str, Any] = {
     "type": "object",
@@ -243,7 +271,7 @@ UPLOAD_FORM: dict[str, Any] = {
             "type": "array",
             "minItems": 1,
             "items": {"type": "string", "format": "binary"},
-            "description": "images (PNG, JPEG, TIFF, DICOM) or ZIP archives",
+            "description": "images (PNG, JPEG, TIFF, DICOM, NIfTI) or ZIP archives (a DICOM series becomes one image)",
         }
     },
 }
@@ -285,6 +313,9 @@ def _image_out(image: Image, submissions: int) -> ImageOut:
         submissions=submissions,
         reference=bool(image.reference_shapes),
         tutorial=image.tutorial,
+        frames=image.frames,
+        spacing=image.spacing,
+        window=image.window,
     )
 
 
