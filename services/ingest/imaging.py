@@ -17,6 +17,8 @@ import nibabel
 import numpy as np
 import numpy.typing as npt
 from crowdseg.services.ingest.volumes import GeometryRejected, series_geometry
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 from PIL import Image, ImageOps
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -323,6 +325,13 @@ def _decode_nifti(data: bytes, limits: ImageLimits) -> DecodedImage:
     if not _is_nifti(raw):
         raise ImageRejected(_NOT_AN_IMAGE)
 
+    try:
+        return _nifti_stack(raw, limits)
+    except _NIFTI_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
+
+
+def _nifti_stack(raw: bytes, limits: ImageLimits) -> DecodedImage:
     kind = nibabel.Nifti1Image if raw[344:348] == b"n+1\x00" else nibabel.Nifti2Image
     volume = kind.from_bytes(raw)
     shape = tuple(int(n) for n in volume.header.get_data_shape())
@@ -358,6 +367,13 @@ def _gunzip(data: bytes, limits: ImageLimits) -> bytes:
 # --- Stacks ----------------------------------------------------------------------------------
 
 
+# nibabel reports a malformed header with its own exceptions, some of them plain Exception subclasses.
+_NIFTI_ERRORS: tuple[type[BaseException], ...] = (HeaderDataError, ImageFileError, TypeError, AttributeError)
+
+# Pillow reports a TIFF page with missing tags as a TypeError.
+_TIFF_ERRORS: tuple[type[BaseException], ...] = (TypeError,)
+
+
 def _tiff_pages(data: bytes, limits: ImageLimits) -> int:
     try:
         with Image.open(BytesIO(data), formats=["TIFF"]) as opened:
@@ -365,9 +381,22 @@ def _tiff_pages(data: bytes, limits: ImageLimits) -> int:
             return int(getattr(opened, "n_frames", 1))
     except Image.DecompressionBombError as exc:
         raise ImageRejected(f"image has too many pixels; the limit is {_pixel_limit(limits)}") from exc
+    except _TIFF_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
 
 
 def _decode_tiff_stack(data: bytes, limits: ImageLimits) -> DecodedImage:
+    try:
+        images = _tiff_page_images(data, limits)
+    except _TIFF_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
+    if all(im.mode.startswith("I") or im.mode == "F" for im in images):
+        values = np.stack([np.asarray(im, dtype=np.float32) for im in images])
+        return _windowed_stack(values, min_max_window(values), "TIFF", limits, keep_values=False)
+    return _render_stack([_to_display_mode(im) for im in images], "TIFF", limits)
+
+
+def _tiff_page_images(data: bytes, limits: ImageLimits) -> list[Image.Image]:
     with Image.open(BytesIO(data), formats=["TIFF"]) as opened:
         pages = int(getattr(opened, "n_frames", 1))
         size = opened.size
@@ -380,10 +409,7 @@ def _decode_tiff_stack(data: bytes, limits: ImageLimits) -> DecodedImage:
                 raise ImageRejected(f"the TIFF's pages differ in size (page {page} is {opened.width}×{opened.height})")
             opened.load()
             images.append(opened.copy())
-    if all(im.mode.startswith("I") or im.mode == "F" for im in images):
-        values = np.stack([np.asarray(im, dtype=np.float32) for im in images])
-        return _windowed_stack(values, min_max_window(values), "TIFF", limits, keep_values=False)
-    return _render_stack([_to_display_mode(im) for im in images], "TIFF", limits)
+    return images
 
 
 def min_max_window(values: npt.NDArray[Any]) -> tuple[float, float]:
