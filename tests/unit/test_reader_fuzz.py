@@ -79,7 +79,7 @@ def test_mutated_and_random_archives_read_or_are_rejected() -> None:
 
 
 def test_the_seeds_themselves_are_read() -> None:
-    """The fuzzing starts from valid files: every image seed decodes (NIfTI too, since issue 11), every archive reads."""
+    """The fuzzing starts from valid files: every image seed decodes (NIfTI since issue 11), every archive reads."""
     decoded = []
     for seed in image_seeds():
         try:
