@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from crowdseg.access import managed_task, sees, visible_image, visible_task
+from crowdseg.access import managed_task, manages, sees, visible_image, visible_task
 from crowdseg.counters import counters_of
 from crowdseg.domain import Image, Shape, Task
 from crowdseg.errors import InvalidInput, PayloadTooLarge
@@ -227,6 +227,12 @@ def router() -> APIRouter:
             max_points=runtime.settings.max_points_per_shape,
         )
         return _image_out(image, 0)
+
+    @api.get("/images/{image_id}", responses={404: {"description": "no such image visible to the caller"}})
+    async def get_image(image_id: str, user: CurrentUser, store: StoreDep) -> ImageOut:
+        """One image: its size, ``frames``, ``spacing`` and default ``window``; ``submissions`` for its task's owner."""
+        image, task = await visible_image(store, image_id, user)
+        return _image_out(image, len(image.submitted_by) if manages(task, user) else 0)
 
     @api.get("/images/{image_id}/file", response_class=Response, responses=FRAME_RESPONSES)
     async def image_file(
