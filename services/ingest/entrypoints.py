@@ -16,7 +16,7 @@ from crowdseg.services.ingest.archives import ArchiveLimits
 from crowdseg.services.ingest.handlers import AddMember, CreateTask, UpdateTask, UploadedFile
 from crowdseg.services.ingest.imaging import ImageLimits
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
@@ -60,9 +60,10 @@ class ImageOut(BaseModel):
     """The image has an expert reference (``GET /images/{id}/reference``)."""
     frames: int = 1
     """Frames of a stack (``GET /images/{id}/file?frame=k``); 1 for a plain image."""
-    spacing: tuple[float, float, float] | None = None
+    # Lists, not tuples: a tuple's schema (prefixItems) comes out of FastAPI as an invalid `items` array.
+    spacing: Annotated[list[float], Field(min_length=3, max_length=3)] | None = None
     """Voxel spacing ``[z, y, x]`` in mm, where the file says so."""
-    window: tuple[float, float] | None = None
+    window: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
     """Default ``[center, width]`` for ``?window=``; null when the image has no raw values to window."""
 
 
@@ -320,8 +321,8 @@ def _image_out(image: Image, submissions: int) -> ImageOut:
         reference=bool(image.reference_shapes),
         tutorial=image.tutorial,
         frames=image.frames,
-        spacing=image.spacing,
-        window=image.window,
+        spacing=None if image.spacing is None else list(image.spacing),
+        window=None if image.window is None else list(image.window),
     )
 
 
