@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.embedded import Api, EmbeddedServer
-from tests.stacks import multiframe_dicom, nifti, series_zip, sphere_series, tiff_stack
+from tests.stack_inputs import multiframe_dicom, nifti, series_zip, sphere_series, tiff_stack
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from crowdseg.services.ingest.imaging import (
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from tests.stacks import (
+from tests.stack_inputs import (
     AXIAL,
     TILTED,
     dicom_slice,
