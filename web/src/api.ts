@@ -95,6 +95,8 @@ export interface ShapeJson {
   type: ToolName;
   points: Pt[];
   label?: string;
+  /** The frame of a stack (0-based). */
+  frame?: number;
 }
 
 export interface ImageInfo {
@@ -105,6 +107,10 @@ export interface ImageInfo {
   submissions?: number;
   /** The image has an expert reference. */
   reference?: boolean;
+  /** Frames of a stack (1 for a plain image), its voxel spacing (z, y, x) in mm, and its default window. */
+  frames?: number;
+  spacing?: [number, number, number] | null;
+  window?: [number, number] | null;
 }
 
 export interface Reference {

@@ -10,6 +10,7 @@ import { slicePage, windowLabel } from "../paging";
 import { byQuality, EVALUATION_HELP_MASKS, EVALUATION_HELP_OBJECTS, FLAGGED_HELP, QUALITY_HELP, SENSITIVITY_HELP, SPECIFICITY_HELP } from "../quality";
 import { chart } from "../ui/charts";
 import { pagerControls } from "../ui/pager";
+import { stackOf } from "../editor/frames";
 import { createWorkbench, type Workbench } from "../ui/workbench";
 
 const enc = encodeURIComponent;
@@ -320,7 +321,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       refWb?.destroy();
       refImage = image;
       const [bmp, existing] = await Promise.all([bitmap(`/images/${enc(image.id)}/file`), image.reference ? api.reference(image.id).catch(() => null) : Promise.resolve(null)]);
-      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, width: bmp.width, height: bmp.height });
+      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, width: bmp.width, height: bmp.height, stack: stackOf(image) });
       refWb.el.style.height = "100%";
       refWb.setImage(bmp);
       if (existing) refWb.model.load(existing.shapes);
