@@ -109,7 +109,6 @@ def cell(kind: str, raters: int, shape: tuple[int, ...], seeds: int, run: dict[s
         "mean_dice": means,
         "best_peer": best_peer,
         "default_minus_best_peer": means[DEFAULT] - means[best_peer],
-        "minus_best_peer": {name: means[name] - means[best_peer] for name in run},
         "seconds": seconds,
     }
     print(
@@ -183,9 +182,9 @@ def candidate_summary(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     rows = report["cells"]
-    for name in rows[0]["minus_best_peer"]:
-        deltas = [r["minus_best_peer"][name] for r in rows]
-        bad = [r["minus_best_peer"][name] for r in rows if r["bad"]]
+    for name in rows[0]["mean_dice"]:
+        deltas = [r["mean_dice"][name] - r["mean_dice"][r["best_peer"]] for r in rows]
+        bad = [r["mean_dice"][name] - r["mean_dice"][r["best_peer"]] for r in rows if r["bad"]]
         within = sum(delta >= -0.002 for delta in deltas)
         lines.append(
             f"| {name} | {within} / {len(deltas)} | {fmean(deltas):+.4f} | {fmean(bad):+.4f} | {min(deltas):+.4f} |"
