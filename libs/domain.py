@@ -199,7 +199,10 @@ class Shape(BaseModel):
     type: Tool
     points: list[tuple[Coordinate, Coordinate]]
     label: str | None = Field(default=None, max_length=200)
-    frame: Annotated[int, Field(ge=0, le=100_000), BeforeValidator(json_number)] | None = None
+    # Left out of the JSON when None, so a plain image's shapes read as they did before stacks.
+    frame: Annotated[int, Field(ge=0, le=100_000), BeforeValidator(json_number)] | None = Field(
+        default=None, exclude_if=lambda frame: frame is None
+    )
     """The frame of a stack the shape is drawn on (0-based); None on a plain image."""
 
     @field_validator("points")

@@ -157,16 +157,19 @@ def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Subm
 
 
 def _prepare(shapes: list[Shape], task: Task, image: Image, max_points: int) -> tuple[list[Shape], bytes | None]:
-    """The validated shapes, and the mask PNG for mask tools."""
+    """The validated shapes, and the mask PNG for mask tools on plain images (a stack's one PNG would
+    flatten its frames; the consensus rasterises a stack's shapes frame by frame itself)."""
     valid = validate_shapes(
         shapes,
         tool=task.tool,
         width=image.width,
         height=image.height,
+        frames=image.frames,
         max_shapes=task.max_shapes,
         max_points=max_points,
     )
-    png = mask_to_png(rasterize(valid, image.width, image.height)) if task.tool.makes_masks else None
+    flat = task.tool.makes_masks and image.frames <= 1
+    png = mask_to_png(rasterize(valid, image.width, image.height)) if flat else None
     return valid, png
 
 
@@ -218,6 +221,7 @@ async def attempt_qualification(
         tool=task.tool,
         width=image.width,
         height=image.height,
+        frames=image.frames,
         max_shapes=task.max_shapes,
         max_points=max_points,
     )

@@ -49,6 +49,7 @@ from crowdseg.events import ConsensusUpdated
 from crowdseg.geometry import mask_to_png, png_to_mask, probability_to_png, rasterize, validate_shapes
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
+from crowdseg.volumes import is_stack
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,11 @@ async def recompute(
     ):
         return None
     started = time.perf_counter()
-    if task.tool.makes_masks:
+    if is_stack(image):
+        from crowdseg.services.consensus.volumes import stack_consensus  # it builds on this module
+
+        consensus = await stack_consensus(blobs, task, image, submissions, options)
+    elif task.tool.makes_masks:
         consensus = await _mask_consensus(blobs, task, image, submissions, options)
     elif task.tool is Tool.POLYLINE:
         consensus = await _computed(_line_consensus, task, image, submissions)
@@ -143,6 +148,7 @@ async def set_reference(
         tool=task.tool,
         width=image.width,
         height=image.height,
+        frames=image.frames,
         max_shapes=task.max_shapes,
         max_points=max_points,
     )
@@ -643,7 +649,7 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
             continue
         submissions = await store.submissions.list_for_image(image.id)
         if task.tool.makes_masks:
-            if consensus.mask_key is None:
+            if consensus.mask_key is None or is_stack(image):  # volume evaluation is not written yet
                 continue
             mask_png = await blobs.get(consensus.mask_key)
 
