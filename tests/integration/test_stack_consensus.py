@@ -10,7 +10,6 @@ import io
 import json
 import math
 import uuid
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from crowdseg.consensus.metrics import dice
 from PIL import Image as PILImage
 
-from tests.embedded import Api, EmbeddedServer, wait_for
+from tests.embedded import Api, EmbeddedServer, export_bundle, wait_for
 from tests.stacks import make_stack
 
 pytestmark = pytest.mark.integration
@@ -87,22 +86,6 @@ def settled(master: Api, image_id: str, submissions: int) -> Callable[[], dict[s
         return None
 
     return check
-
-
-def export_bundle(master: Api, task_id: str) -> zipfile.ZipFile:
-    created = master.http.post(f"/tasks/{task_id}/exports")
-    assert created.status_code == 202, created.text
-    export_id = created.json()["id"]
-
-    def done() -> bool:
-        status = master.http.get(f"/exports/{export_id}").json()
-        assert status["status"] != "failed", status
-        return bool(status["status"] == "done")
-
-    wait_for(done, 120, "the export")
-    download = master.http.get(f"/exports/{export_id}/download")
-    assert download.status_code == 200, download.text
-    return zipfile.ZipFile(io.BytesIO(download.content))
 
 
 def nifti(data: bytes) -> nib.Nifti1Image:
