@@ -10,9 +10,10 @@ import io
 import nibabel as nib
 import numpy as np
 import pytest
-from crowdseg.domain import Consensus, Image, Shape, Tool
+from crowdseg.domain import Consensus, Image, Shape, Submission, Task, Tool
 from crowdseg.errors import InvalidInput
 from crowdseg.geometry import validate_shapes
+from crowdseg.services.consensus.volumes import _frame_line_consensus, _frame_point_consensus
 from crowdseg.services.export import stacks
 from crowdseg.volumes import link_tracks, nifti_bytes, nifti_volume, rasterize_frames
 
@@ -144,3 +145,33 @@ def test_the_tracks_csv_has_frame_x_y_and_track_id_by_track() -> None:
     rows = list(csv.DictReader(io.StringIO(data.decode())))
     assert list(rows[0]) == ["frame", "x", "y", "track_id", "support"]
     assert [(r["track_id"], r["frame"]) for r in rows] == [("1", "0"), ("1", "1"), ("2", "0")]
+
+
+def submission(user: str, shapes: list[Shape]) -> Submission:
+    return Submission(id=f"s-{user}", task_id="t", image_id="i", user_id=user, shapes=shapes)
+
+
+def test_points_on_a_stack_cluster_per_frame_even_where_some_raters_clicked_nothing() -> None:
+    task = Task(owner_id="o", title="T", tool=Tool.POINT)
+    clicks = {"a": [(0, 10.0), (1, 11.0)], "b": [(0, 10.5), (1, 11.5)], "c": [(0, 10.2)]}
+    submissions = [
+        submission(user, [Shape(type=Tool.POINT, points=[(x, 20.0)], frame=f) for f, x in drawn])
+        for user, drawn in clicks.items()
+    ]
+    consensus = _frame_point_consensus(task, stack(), submissions)
+    assert [(p["frame"], p["track"]) for p in consensus.points or []] == [(0, 1), (1, 1)]
+    recall = {r.user_id: r.recall for r in consensus.raters}
+    assert recall == {"a": 1.0, "b": 1.0, "c": 0.5}
+
+
+def test_lines_on_a_stack_fuse_per_frame_and_carry_their_frame() -> None:
+    task = Task(owner_id="o", title="T", tool=Tool.POLYLINE)
+    line = [(5.0, 5.0), (25.0, 5.0), (25.0, 20.0)]
+    submissions = [
+        submission(user, [Shape(type=Tool.POLYLINE, points=[(x + d, y) for x, y in line], frame=f) for f in (2, 3)])
+        for user, d in (("a", 0.0), ("b", 0.5), ("c", -0.5))
+    ]
+    consensus = _frame_line_consensus(task, stack(), submissions)
+    assert [(line["frame"], line["track"], line["support"]) for line in consensus.lines or []] == [(2, 1, 3), (3, 1, 3)]
+    tracks = stacks.tracks_csv(consensus)
+    assert tracks is not None and tracks.decode().count("\n") == 3  # the header and one centroid per frame
