@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from crowdseg.domain import Image, Shape
-from crowdseg.geometry import rasterize
+from crowdseg.geometry import png_to_mask, rasterize
 from scipy.optimize import linear_sum_assignment
 
 NIFTI_MEDIA_TYPE = "application/gzip"
@@ -47,6 +47,18 @@ def rasterize_frames(shapes: Iterable[Shape], frames: int, width: int, height: i
 
 def rasterize_image(shapes: Iterable[Shape], image: Image) -> npt.NDArray[np.bool_]:
     return rasterize_frames(shapes, image.frames, image.width, image.height)
+
+
+def image_mask(shapes: Iterable[Shape], image: Image) -> npt.NDArray[np.bool_]:
+    """The shapes' mask: ``(height, width)`` on a plain image, ``(frames, height, width)`` on a stack."""
+    if is_stack(image):
+        return rasterize_image(shapes, image)
+    return rasterize(list(shapes), image.width, image.height)
+
+
+def stored_mask(data: bytes, image: Image) -> npt.NDArray[np.bool_]:
+    """A stored consensus mask: a plain image's PNG, a stack's NIfTI volume."""
+    return nifti_volume(data) > 0 if is_stack(image) else png_to_mask(data)
 
 
 def voxel_affine(image: Image) -> tuple[npt.NDArray[np.float64], int]:

@@ -46,10 +46,10 @@ from crowdseg.counters import Tally, counters_of
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User, utcnow
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
-from crowdseg.geometry import mask_to_png, png_to_mask, probability_to_png, rasterize, validate_shapes
+from crowdseg.geometry import mask_to_png, probability_to_png, rasterize, validate_shapes
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
-from crowdseg.volumes import is_stack
+from crowdseg.volumes import image_mask, is_stack, stored_mask
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -590,12 +590,11 @@ class _Pooled:
 
 
 def mask_figures(found: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> dict[str, float]:
-    """Dice, Jaccard, modified Hausdorff distance (pixels; the image's diagonal when only one mask is
-    empty) and pixel error (the share of the image's pixels on which the masks differ)."""
-    height, width = truth.shape
+    """Dice, Jaccard, modified Hausdorff distance (pixels, voxels on a stack; the image's diagonal when
+    only one mask is empty) and pixel error (the share of the image's pixels on which the masks differ)."""
     mhd = modified_hausdorff(found, truth)
     if math.isinf(mhd):
-        mhd = float(np.hypot(width, height))
+        mhd = float(np.linalg.norm(truth.shape))
     sensitivity, specificity = sensitivity_specificity(found, truth)
     return {
         "dice": dice(found, truth),
@@ -649,18 +648,16 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
             continue
         submissions = await store.submissions.list_for_image(image.id)
         if task.tool.makes_masks:
-            if consensus.mask_key is None or is_stack(image):  # volume evaluation is not written yet
+            if consensus.mask_key is None:
                 continue
             mask_png = await blobs.get(consensus.mask_key)
 
             def compute(
                 image: Image = image, mask_png: bytes = mask_png, submissions: list[Submission] = submissions
             ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-                truth = rasterize(image.reference_shapes, image.width, image.height)
-                found = png_to_mask(mask_png)
-                raters = {
-                    s.user_id: mask_figures(rasterize(s.shapes, image.width, image.height), truth) for s in submissions
-                }
+                truth = image_mask(image.reference_shapes, image)
+                found = stored_mask(mask_png, image)
+                raters = {s.user_id: mask_figures(image_mask(s.shapes, image), truth) for s in submissions}
                 return mask_figures(found, truth), raters
 
             figures, raters = await _computed(compute)

@@ -147,6 +147,13 @@ def test_six_raters_outlining_a_sphere_slice_by_slice_give_its_volume(
     masked = sorted(names[a["image_id"]] for a in coco["annotations"])
     assert masked == [f"sphere#frame={f:03d}" for f in range(FRAMES) if found[f].any()]
 
+    rng = np.random.default_rng(99)
+    reference = [{"type": "contour", "points": outline(f, rng), "frame": f} for f in drawn]
+    assert taskmaster.http.put(f"/images/{image_id}/reference", json={"shapes": reference}).status_code == 200
+    evaluation = taskmaster.http.get(f"/tasks/{task_id}/evaluation").json()
+    assert evaluation["images"] == 1 and evaluation["consensus"]["dice"] >= 0.9, evaluation
+    assert all(rater["dice"] >= 0.8 for rater in evaluation["raters"]), evaluation
+
 
 def test_a_plain_image_has_no_consensus_volume(taskmaster: Api, annotator_factory: Callable[[], Api]) -> None:
     task_id = create_task(taskmaster, "contour", 1, max_shapes=2)
