@@ -49,7 +49,7 @@ from crowdseg.events import ConsensusUpdated
 from crowdseg.geometry import mask_to_png, probability_to_png, rasterize, validate_shapes
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
-from crowdseg.volumes import image_mask, is_stack, stored_mask
+from crowdseg.volumes import image_mask, is_stack, shapes_by_frame, stored_mask
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -611,6 +611,21 @@ def _mean_of(rows: list[dict[str, float]], names: Iterable[str]) -> dict[str, fl
 
 
 def object_matching(tool: Tool, drawn: list[Shape], truth: list[Shape], radius: float) -> Matching:
+    """Matches frame by frame (a plain image is one frame), pooled: no object matches one on another frame."""
+    drawn_by_frame, truth_by_frame = shapes_by_frame(drawn), shapes_by_frame(truth)
+    matchings = [
+        _matching_on_one_frame(tool, drawn_by_frame.get(frame, []), truth_by_frame.get(frame, []), radius)
+        for frame in sorted(drawn_by_frame.keys() | truth_by_frame.keys()) or [0]
+    ]
+    return Matching(
+        tp=sum(m.tp for m in matchings),
+        fp=sum(m.fp for m in matchings),
+        fn=sum(m.fn for m in matchings),
+        distances=np.concatenate([m.distances for m in matchings]),
+    )
+
+
+def _matching_on_one_frame(tool: Tool, drawn: list[Shape], truth: list[Shape], radius: float) -> Matching:
     if tool is Tool.POINT:
         return match_point_sets(
             np.asarray([p for s in drawn for p in s.points], np.float64).reshape(-1, 2),
@@ -624,8 +639,11 @@ def object_matching(tool: Tool, drawn: list[Shape], truth: list[Shape], radius: 
 
 def _consensus_shapes(tool: Tool, consensus: Consensus) -> list[Shape]:
     if tool is Tool.POINT:
-        return [Shape(type=Tool.POINT, points=[(p["x"], p["y"])]) for p in consensus.points or []]
-    return [Shape(type=Tool.POLYLINE, points=[tuple(p) for p in line["points"]]) for line in consensus.lines or []]
+        return [Shape(type=Tool.POINT, points=[(p["x"], p["y"])], frame=p.get("frame")) for p in consensus.points or []]
+    return [
+        Shape(type=Tool.POLYLINE, points=[tuple(p) for p in line["points"]], frame=line.get("frame"))
+        for line in consensus.lines or []
+    ]
 
 
 async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, Any]:

@@ -221,3 +221,12 @@ def test_point_tracks_on_a_20_frame_stack_come_out_as_a_trackmate_csv(
             assert math.dist((float(row["x"]), float(row["y"])), object_position(index, int(row["frame"]))) < 1.5
     coco = json.loads(archive.read("coco/consensus.json"))
     assert sum(1 for image in coco["images"] if image["crowdseg_id"] == image_id) == TRACK_FRAMES
+
+    truth = [
+        {"type": "point", "points": [list(object_position(o, f))], "frame": f}
+        for f in range(TRACK_FRAMES)
+        for o in range(OBJECTS)
+    ]
+    assert taskmaster.http.put(f"/images/{image_id}/reference", json={"shapes": truth}).status_code == 200
+    evaluation = taskmaster.http.get(f"/tasks/{task_id}/evaluation").json()
+    assert evaluation["consensus"]["precision"] == evaluation["consensus"]["recall"] == 1.0, evaluation
