@@ -193,7 +193,7 @@ def test_references_make_quality_and_evaluation_agree_with_a_direct_computation(
         assert stored.status_code == 200, stored.text
         assert stored.json()["version"] == 1 and stored.json()["updated_by"] == taskmaster.user["id"]
         got = taskmaster.http.get(f"/images/{image_id}/reference").json()
-        assert got["shapes"] == [{**shapes[0], "label": None, "frame": None}]
+        assert got["shapes"] == [{**shapes[0], "label": None}]
         references[image_id] = mask_of(shapes)
     listed = {i["id"]: i["reference"] for i in taskmaster.http.get(f"/tasks/{task_id}/images").json()}
     assert {i for i, has in listed.items() if has} == set(referenced)
