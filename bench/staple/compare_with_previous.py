@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 import reference as previous  # noqa: E402
+
 from tests.unit.consensus.crowds import blob_truth, boundary_crowd  # noqa: E402
 
 FULL = [(30, (1024, 1024)), (40, (2048, 2048)), (10, (64, 512, 512))]

@@ -216,7 +216,8 @@ def _group_by_value_sort(
     group_dtype = np.int16 if len(distinct) <= np.iinfo(np.int16).max else index
     group = np.searchsorted(distinct, keys).astype(group_dtype)
     order = np.argsort(group, kind="stable")
-    return distinct.astype(np.uint64), counts, positions[order], np.repeat(np.arange(len(distinct), dtype=index), counts)
+    group_of_ordered = np.repeat(np.arange(len(distinct), dtype=index), counts)
+    return distinct.astype(np.uint64), counts, positions[order], group_of_ordered
 
 
 def _group_rows(
