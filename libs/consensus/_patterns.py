@@ -16,6 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 _WORD_BITS = 64
+_SCATTER_CHUNK = 1 << 16  # indices per chunk of the steps that widen int32 indices to intp
+_FLAG_CHUNK = 1 << 18  # pixels per chunk when listing the mixed ones
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,10 @@ class DecisionPatterns:
         """Scatter one value per pattern back onto the (flat) pixels."""
         values = np.asarray(per_pattern)
         pixels = np.where(self.all_foreground, values[1], values[0])
-        pixels[self.positions] = values[self.position_pattern]
+        # In chunks, so that the int32 indices are widened to intp in cache, not in memory.
+        for start in range(0, len(self.positions), _SCATTER_CHUNK):
+            chunk = slice(start, start + _SCATTER_CHUNK)
+            np.put(pixels, self.positions[chunk], np.take(values, self.position_pattern[chunk]))
         return pixels
 
 
@@ -233,7 +238,18 @@ def _mixed_pixels(planes: NDArray[np.uint8], raters: int) -> tuple[NDArray[np.bo
     all_bg, all_fg = _unanimous(planes, raters)
     np.logical_or(all_bg, all_fg, out=all_bg)
     np.logical_not(all_bg, out=all_bg)
-    return all_fg, np.flatnonzero(all_bg).astype(index_dtype(planes.shape[1]))
+    return all_fg, _flat_indices(all_bg)
+
+
+def _flat_indices(flags: NDArray[np.bool_]) -> NDArray[np.signedinteger[Any]]:
+    """np.flatnonzero in the index dtype, chunk by chunk: no intp array of every index."""
+    indices = np.empty(np.count_nonzero(flags), index_dtype(len(flags)))
+    filled = 0
+    for start in range(0, len(flags), _FLAG_CHUNK):
+        found = np.flatnonzero(flags[start : start + _FLAG_CHUNK])
+        np.add(found, start, out=indices[filled : filled + len(found)], casting="unsafe")
+        filled += len(found)
+    return indices
 
 
 def count_keys(
@@ -244,11 +260,13 @@ def count_keys(
     Linear in the number of keys, no sort: for few raters (small ``key_bits``) and many
     disagreeing pixels, as in volumes. Groups are numbered in ascending key order.
     """
-    bins = np.bincount(keys, minlength=1 << key_bits)
+    bins = np.zeros(1 << key_bits, np.intp)
+    for start in range(0, len(keys), _SCATTER_CHUNK):  # bincount widens its input to intp
+        bins += np.bincount(keys[start : start + _SCATTER_CHUNK], minlength=1 << key_bits)
     present = np.flatnonzero(bins)
     lookup = np.zeros(1 << key_bits, index_dtype(len(keys)))
     lookup[present] = np.arange(len(present))
-    return present.astype(np.uint64), bins[present], lookup[keys]
+    return present.astype(np.uint64), bins[present], np.take(lookup, keys)
 
 
 def _group_mixed(
