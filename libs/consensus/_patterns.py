@@ -154,7 +154,7 @@ def _mixed_words(
     dtype = np.uint32 if raters <= 32 else np.uint64
     words = np.zeros((-(-raters // _WORD_BITS), len(mixed)), dtype)
     for b, plane in enumerate(planes):
-        byte = np.take(plane, mixed).astype(dtype)
+        byte: NDArray[np.unsignedinteger[Any]] = np.take(plane, mixed).astype(dtype)
         byte <<= dtype(8 * (b % 8))
         words[b // 8] |= byte
     return words
