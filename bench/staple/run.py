@@ -259,6 +259,7 @@ def main() -> None:
         print(markdown_table(json.loads(args.out.read_text())))
         return
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    load_at_start = os.getloadavg()
     rows = [
         bench_crowd(raters, shape, args.repetitions, seed, args.crowdkit_max_voxels)
         for seed, (raters, shape) in enumerate(QUICK if args.quick else FULL)
@@ -268,7 +269,7 @@ def main() -> None:
             "python": platform.python_version(),
             "processor": platform.processor(),
             "cpus": os.cpu_count(),
-            "load_average_at_start": os.getloadavg(),
+            "load_average_at_start": load_at_start,  # read before the runs, not after them
         },
         "versions": {"numpy": np.__version__, "simpleitk": sitk.Version.VersionString()},
         "threads": 1,
