@@ -170,12 +170,26 @@ class Image(Document):
     reference_by: str | None = None
     reference_at: datetime | None = None
     submitted_by: list[str] = Field(default_factory=list)
+    rejected_by: list[str] = Field(default_factory=list)
+    """Raters whose submission of this image the task master rejected: out of ``submitted_by`` (so the
+    image needs one more), and never leased the image again."""
     leases: list[Lease] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
 
     def active_leases(self, now: datetime) -> list[Lease]:
         return [lease for lease in self.leases if lease.expires_at > now]
+
+    def with_rater_moved(self, user_id: str, *, rejected: bool) -> Image | None:
+        """This image with the rater among the rejected (or back among the submitters); None when
+        nothing changes."""
+        if user_id not in (self.submitted_by if rejected else self.rejected_by):
+            return None
+        submitters = [u for u in self.submitted_by if u != user_id]
+        rejections = [u for u in self.rejected_by if u != user_id]
+        if rejected:
+            return self.model_copy(update={"submitted_by": submitters, "rejected_by": [*rejections, user_id]})
+        return self.model_copy(update={"submitted_by": [*submitters, user_id], "rejected_by": rejections})
 
 
 def json_number(value: object) -> object:
@@ -213,6 +227,22 @@ class Shape(BaseModel):
         return points
 
 
+ReviewDecision = Literal["accept", "reject"]
+
+
+class Review(BaseModel):
+    """A task master's verdict on one submission; ``revision`` counts the changes of verdict."""
+
+    decision: ReviewDecision
+    reason: str | None = None
+    by: str
+    at: datetime
+    revision: int = 1
+
+    def same_verdict(self, decision: ReviewDecision, reason: str | None) -> bool:
+        return self.decision == decision and self.reason == reason
+
+
 class Submission(Document):
     id: str
     task_id: str
@@ -223,8 +253,25 @@ class Submission(Document):
     duration_ms: int | None = None
     click_times: list[int] | None = None
     mask_key: str | None = None
+    review: Review | None = None
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        return self.review is not None and self.review.decision == "reject"
+
+    @property
+    def review_revision(self) -> int:
+        return 0 if self.review is None else self.review.revision
+
+    def with_review(self, review: Review, event: PendingEvent) -> Submission | None:
+        """This submission with the verdict (one revision past the stored one's) and ``event``; None
+        when it already has that decision and reason."""
+        if self.review is not None and self.review.same_verdict(review.decision, review.reason):
+            return None
+        review = review.model_copy(update={"revision": self.review_revision + 1})
+        return self.model_copy(update={"review": review, "outbox": [*self.outbox, event]})
 
 
 class RaterScore(BaseModel):
@@ -259,6 +306,9 @@ class Consensus(Document):
     raters: list[RaterScore]
     reference_version: int = 0
     """The image's ``reference_version`` the rater scores were measured against."""
+    reviews: int = 0
+    """The review revisions of the image's submissions, summed when it was computed: a consensus after
+    a review replaces one with more submissions (the rejected one left)."""
     scoring: int = 0
     """How the rater scores were computed (crowdseg.consensus.quality.SCORING); 0 before rater quality
     was agreement in 0–1. A consensus scored by an older way is recomputed by reconciliation."""

@@ -92,10 +92,13 @@ async def recompute(
     task = await store.tasks.get(image.task_id)
     if task is None:
         raise NotFound(f"task {image.task_id} not found")
-    submissions = sorted(await store.submissions.list_for_image(image_id), key=lambda s: (s.created_at, s.id))
+    every = await store.submissions.list_for_image(image_id)
+    submissions = counted_submissions(every)
+    reviews = review_revisions(every)
     stored = await store.consensus.get(image_id)
     if not submissions or (
         stored is not None
+        and stored.reviews >= reviews
         and stored.submissions >= len(submissions)
         and stored.reference_version >= image.reference_version
         and stored.scoring >= SCORING
@@ -113,6 +116,7 @@ async def recompute(
     else:
         consensus = await _computed(_point_consensus, task, image, submissions)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
+    consensus.reviews = reviews
     event = ConsensusUpdated(
         task_id=task.id,
         image_id=image.id,
@@ -127,6 +131,17 @@ async def recompute(
         return None
     notify()
     return consensus
+
+
+def counted_submissions(submissions: list[Submission]) -> list[Submission]:
+    """The submissions a consensus is made of: all but the rejected ones, oldest first."""
+    return sorted((s for s in submissions if not s.rejected), key=lambda s: (s.created_at, s.id))
+
+
+def review_revisions(submissions: list[Submission]) -> int:
+    """How many review changes the image's submissions have seen: it only grows, so a consensus after
+    a review is newer than one before it, although it has fewer submissions."""
+    return sum(s.review_revision for s in submissions)
 
 
 async def set_reference(

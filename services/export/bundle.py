@@ -277,9 +277,7 @@ class BundleWriter:
 
         task_row = self.task.model_dump(mode="json")
         image_rows = [image.model_dump(mode="json", exclude={"outbox", "leases"}) for image in images]
-        submission_rows = [
-            {**s.model_dump(mode="json", exclude={"outbox", "shapes"}), "shapes": len(s.shapes)} for s in subs
-        ]
+        submission_rows = [_submission_row(s) for s in subs]
         involved = {s.user_id for s in subs} | {self.task.owner_id}
         user_rows = [
             {"id": u.id, "name": u.name, "roles": [r.value for r in u.roles]}
@@ -391,3 +389,17 @@ async def load_task(store: Store, task_id: str) -> Task:
     if task is None:
         raise NotFound(f"task {task_id} not found")
     return task
+
+
+def _submission_row(submission: Submission) -> dict[str, Any]:
+    """A submission flat enough for CSV: its shape count, and its review as four columns."""
+    row = submission.model_dump(mode="json", exclude={"outbox", "shapes", "review"})
+    review = submission.review
+    return {
+        **row,
+        "shapes": len(submission.shapes),
+        "review": None if review is None else review.decision,
+        "review_reason": None if review is None else review.reason,
+        "review_by": None if review is None else review.by,
+        "review_at": None if review is None else review.at.isoformat(),
+    }
