@@ -49,7 +49,8 @@ def test_a_rejected_submission_leaves_the_consensus_and_its_image_is_handed_out_
     outsider = annotator_factory()
     assert outsider.http.post(review_url, json={"decision": "reject"}).status_code in (403, 404)
     assert reviewed_crowd["annotators"][-1].http.post(review_url, json={"decision": "reject"}).status_code == 403
-    assert taskmaster.http.post(f"/submissions/{uuid.uuid4().hex}/review", json={"decision": "reject"}).status_code == 404
+    unknown = f"/submissions/{uuid.uuid4().hex}/review"
+    assert taskmaster.http.post(unknown, json={"decision": "reject"}).status_code == 404
     for bad in ({"decision": "maybe"}, {}, {"decision": "reject", "reason": 3}, {"decision": "reject", "x": 1}):
         assert taskmaster.http.post(review_url, json=bad).status_code == 422, bad
     assert consensus_of(taskmaster, image_id)["submissions"] == RATERS  # bad input changed nothing
