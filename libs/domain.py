@@ -116,6 +116,14 @@ class User(Document):
         return role in self.roles or Role.ADMIN in self.roles
 
 
+class Screening(BaseModel):
+    """Raters whose task-wide quality is below ``min_quality``, with at least the flagging minimum of
+    images behind it, are left out of every consensus of the task (their submissions are kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_quality: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)]
+
+
 class Task(Document):
     id: str = Field(default_factory=new_id)
     owner_id: str
@@ -132,6 +140,9 @@ class Task(Document):
     max_shapes: int = 10
     status: TaskStatus = TaskStatus.OPEN
     lease_seconds: int = 600
+    screening: Screening | None = None
+    screening_revision: int = 0
+    """Bumped by every change of ``screening``: the task's consensus documents are then rescored."""
     members: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -285,6 +296,8 @@ class RaterScore(BaseModel):
     """Agreement in 0–1 on this image (crowdseg.consensus.quality): with the leave-one-out consensus
     of the other raters, or with the image's reference where it has one (``quality_basis``)."""
     quality_basis: Literal["crowd", "reference"] | None = None
+    excluded: bool = False
+    """Left out of this consensus by the task's screening (scored, but not fused)."""
     # This image's (expected) confusion counts, pooled across a task's images into the running
     # performance (crowdseg.consensus.performance); None in documents written before they existed.
     tp: float | None = None
@@ -306,6 +319,8 @@ class Consensus(Document):
     raters: list[RaterScore]
     reference_version: int = 0
     """The image's ``reference_version`` the rater scores were measured against."""
+    screening_revision: int = 0
+    """The task's ``screening_revision`` this consensus was screened by."""
     reviews: int = 0
     """The review revisions of the image's submissions, summed when it was computed: a consensus after
     a review replaces one with more submissions (the rejected one left)."""

@@ -496,11 +496,17 @@ class MongoSubmissions(_Collection[Submission]):
             return {str(row["_id"]): int(row["n"]) async for row in cursor}
 
 
-def _newness(consensus: Consensus) -> tuple[int, int, int, int]:
+def _newness(consensus: Consensus) -> tuple[int, int, int, int, int]:
     """The review revisions it saw, its submissions, then the reference and the scoring the rater
     scores used: a consensus after a review replaces one with more submissions; one rescored against a
-    newer reference, or by newer code, replaces one with as many submissions."""
-    return consensus.reviews, consensus.submissions, consensus.reference_version, consensus.scoring
+    newer reference, by newer code or a newer screening, replaces one with as many submissions."""
+    return (
+        consensus.reviews,
+        consensus.submissions,
+        consensus.reference_version,
+        consensus.scoring,
+        consensus.screening_revision,
+    )
 
 
 class MongoConsensus(_Collection[Consensus]):

@@ -147,10 +147,11 @@ def _tally_scores(*sources: tuple[int, str]) -> str:
 # counters exist from its creation; for tasks older than the counters, `open` rebuilds them.
 # How new a consensus is: the review revisions it saw, its submissions, then the reference and the
 # scoring its rater scores used (a consensus after a review replaces one with more submissions; one
-# rescored against a newer reference, or by newer code, replaces one with as many).
+# rescored against a newer reference, by newer code or a newer screening, replaces one with as many).
 NEWNESS = (
     "(coalesce({row}.doc ->> 'reviews', 0), {row}.submissions, "
-    "coalesce({row}.doc ->> 'reference_version', 0), coalesce({row}.doc ->> 'scoring', 0))"
+    "coalesce({row}.doc ->> 'reference_version', 0), coalesce({row}.doc ->> 'scoring', 0), "
+    "coalesce({row}.doc ->> 'screening_revision', 0))"
 )
 RESCORED = f"{NEWNESS.format(row='NEW')} != {NEWNESS.format(row='OLD')}"
 COUNTED = "EXISTS (SELECT 1 FROM task_counters WHERE task_id = NEW.task_id)"

@@ -102,20 +102,23 @@ async def recompute(
         and stored.submissions >= len(submissions)
         and stored.reference_version >= image.reference_version
         and stored.scoring >= SCORING
+        and stored.screening_revision >= task.screening_revision
     ):
         return None
+    fused = fused_submissions(submissions, await screened_out(store, task))
     started = time.perf_counter()
     if is_stack(image):
         from crowdseg.services.consensus.volumes import stack_consensus  # it builds on this module
 
-        consensus = await stack_consensus(blobs, task, image, submissions, options)
+        consensus = await stack_consensus(blobs, task, image, fused, options)
     elif task.tool.makes_masks:
-        consensus = await _mask_consensus(blobs, task, image, submissions, options)
+        consensus = await _mask_consensus(blobs, task, image, fused, options)
     elif task.tool is Tool.POLYLINE:
-        consensus = await _computed(_line_consensus, task, image, submissions)
+        consensus = await _computed(_line_consensus, task, image, fused)
     else:
-        consensus = await _computed(_point_consensus, task, image, submissions)
+        consensus = await _computed(_point_consensus, task, image, fused)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
+    consensus = await _computed(_with_screened_out, task, image, consensus, submissions, fused)
     consensus.reviews = reviews
     event = ConsensusUpdated(
         task_id=task.id,
@@ -142,6 +145,63 @@ def review_revisions(submissions: list[Submission]) -> int:
     """How many review changes the image's submissions have seen: it only grows, so a consensus after
     a review is newer than one before it, although it has fewer submissions."""
     return sum(s.review_revision for s in submissions)
+
+
+async def screened_out(store: Store, task: Task) -> frozenset[str]:
+    """The raters the task's screening leaves out: task-wide quality below ``min_quality``, with at
+    least as many images behind it as a flag needs."""
+    if task.screening is None:
+        return frozenset()
+    tallies = await store.counters.tallies_for_task(task.id)
+    return frozenset(
+        t.user_id
+        for t in tallies
+        if t.quality is not None and t.quality < task.screening.min_quality and t.quality_images >= FLAG_RULE.min_images
+    )
+
+
+def fused_submissions(submissions: list[Submission], excluded: frozenset[str]) -> list[Submission]:
+    """The submissions the consensus fuses: all but the screened-out raters' (all of them, should
+    screening leave none)."""
+    kept = [s for s in submissions if s.user_id not in excluded]
+    return kept or submissions
+
+
+def _with_screened_out(
+    task: Task, image: Image, consensus: Consensus, submissions: list[Submission], fused: list[Submission]
+) -> Consensus:
+    """The consensus of ``fused`` with the screened-out raters added as ``excluded`` raters. Their
+    quality is their agreement with all the other raters, as without screening, so that leaving
+    them out never changes the evidence that left them out."""
+    consensus.screening_revision = task.screening_revision
+    kept = {s.id for s in fused}
+    if len(kept) == len(submissions):
+        return consensus
+    qualities = _all_qualities(task, image, submissions, consensus.radius)
+    basis = "reference" if has_reference(image) else "crowd"
+    consensus.raters = consensus.raters + [
+        RaterScore(user_id=s.user_id, submission_id=s.id, quality=q, quality_basis=basis, excluded=True)
+        for s, q in zip(submissions, qualities, strict=True)
+        if s.id not in kept
+    ]
+    consensus.submissions = len(submissions)  # how many it saw: a later one with as many is no newer
+    return consensus
+
+
+def _all_qualities(task: Task, image: Image, submissions: list[Submission], radius: float | None) -> list[float | None]:
+    """Every rater's quality among all of ``submissions`` (or against the image's reference)."""
+    reference = has_reference(image)
+    if task.tool.makes_masks:
+        masks = np.stack([rasterize(s.shapes, image.width, image.height) for s in submissions])
+        truth = rasterize(image.reference_shapes, image.width, image.height) if reference else None
+        return mask_qualities(masks, truth)
+    if task.tool is Tool.POLYLINE:
+        lines = [_shape_points(s) for s in submissions]
+        line_truth = reference_lines(image) if reference else None
+        return line_qualities(lines, radius or line_radius(image.width, image.height), line_truth)
+    points = [np.concatenate([*_shape_points(s), np.empty((0, 2))]) for s in submissions]
+    radius = radius or click_radius(points, image.width, image.height)
+    return point_qualities(points, radius, reference_points(image) if reference else None)
 
 
 async def set_reference(
@@ -374,6 +434,29 @@ async def reconcile(store: Store, blobs: BlobStore, *, options: StapleOptions, n
             log.exception("reconciling the consensus of image %s failed; the next event retries it", image_id)
     if clean:
         await watermark.advance(began)
+    return redone + await rescreen(store, blobs, options=options, notify=notify)
+
+
+def _screened_key(task_id: str) -> str:
+    return f"consensus.screened:{task_id}"
+
+
+async def rescreen(store: Store, blobs: BlobStore, *, options: StapleOptions, notify: Notify) -> int:
+    """Rescore every image of the tasks whose screening changed since their last rescoring."""
+    redone = 0
+    for task in await store.tasks.all():
+        done = int(await store.meta.get(_screened_key(task.id)) or 0)
+        if task.screening_revision <= done:
+            continue
+        clean = True
+        for image in await store.images.list_for_task(task.id):
+            try:
+                redone += await recompute(store, blobs, image.id, options=options, notify=notify) is not None
+            except Exception:
+                clean = False
+                log.exception("rescreening the consensus of image %s failed; the next pass retries it", image.id)
+        if clean:
+            await store.meta.put(_screened_key(task.id), str(task.screening_revision))
     return redone
 
 
@@ -511,6 +594,7 @@ async def task_stats(store: Store, task: Task) -> dict[str, Any]:
     names = {u.id: u.name for u in await store.users.get_many([t.user_id for t in tallies])}
     complete = counters.complete(task.replicates)
     flagged_users = flagged_raters(tallies)
+    excluded = await screened_out(store, task)
     return {
         "images": counters.images,
         "submissions": counters.submissions,
@@ -519,7 +603,10 @@ async def task_stats(store: Store, task: Task) -> dict[str, Any]:
         "complete_images": complete,
         "consensus_images": counters.consensus_images,
         "coverage": counters.histogram(task.replicates),
-        "users": [_user_row(tally, names.get(tally.user_id, ""), flagged_users) for tally in tallies],
+        "users": [
+            {**_user_row(tally, names.get(tally.user_id, ""), flagged_users), "excluded": tally.user_id in excluded}
+            for tally in tallies
+        ],
         "flag_rule": {
             "k": FLAG_RULE.k,
             "min_images": FLAG_RULE.min_images,

@@ -201,6 +201,7 @@ class BundleWriter:
                     "recall": rater.recall,
                     "quality": rater.quality,
                     "quality_basis": rater.quality_basis,
+                    "excluded": rater.excluded,
                     "prior": consensus.prior,
                     "method": consensus.method,
                     "version": consensus.version,
@@ -304,6 +305,7 @@ class BundleWriter:
             "recall",
             "quality",
             "quality_basis",
+            "excluded",
             "prior",
             "method",
             "version",
@@ -319,6 +321,7 @@ class BundleWriter:
             "quality",
             "quality_images",
             "flagged",
+            "excluded",
             "mean_seconds",
         ]
         self.add(archive, "user_performance.csv", _csv(stats["users"], performance_columns))
