@@ -121,6 +121,18 @@ export interface Reference {
   updated_at?: string | null;
 }
 
+export type ReviewDecision = "accept" | "reject";
+
+/** A submission as GET /images/{id}/submissions lists it: ``review`` is the task master's verdict, if any. */
+export interface SubmissionRow {
+  id: string;
+  user_id: string;
+  shapes: ShapeJson[];
+  duration_ms: number | null;
+  created_at: string;
+  review: { decision: ReviewDecision; reason: string | null; by: string; at: string } | null;
+}
+
 /** GET /tasks/{id}/evaluation: masks give dice, jaccard, mhd, pixel_error (consensus) and dice, jaccard,
  * sensitivity, specificity (raters); points and polylines precision, recall, rmse. */
 export interface Evaluation {
@@ -404,6 +416,9 @@ export const api = {
   consensus: (imageId: string) => call<Record<string, unknown>>(`/images/${enc(imageId)}/consensus`),
   evaluation: (id: string) => call<Evaluation>(`/tasks/${enc(id)}/evaluation`),
   reference: (imageId: string) => call<Reference>(`/images/${enc(imageId)}/reference`),
+  submissions: (imageId: string) => call<SubmissionRow[]>(`/images/${enc(imageId)}/submissions`),
+  review: (submissionId: string, decision: ReviewDecision, reason?: string) =>
+    call<SubmissionRow>(`/submissions/${enc(submissionId)}/review`, { body: reason ? { decision, reason } : { decision } }),
   putReference: (imageId: string, shapes: ShapeJson[]) =>
     call<Reference>(`/images/${enc(imageId)}/reference`, { method: "PUT", body: { shapes } }),
   startExport: (id: string) => call<{ id: string }>(`/tasks/${enc(id)}/exports`, { method: "POST" }),
