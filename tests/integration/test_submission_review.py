@@ -34,6 +34,11 @@ def consensus_of(api: Api, image_id: str) -> dict[str, Any]:
     return body
 
 
+def submission_of(api: Api, image_id: str, user_id: str) -> str:
+    (found,) = [r["submission_id"] for r in consensus_of(api, image_id)["raters"] if r["user_id"] == user_id]
+    return str(found)
+
+
 def image_counts(api: Api, task_id: str) -> dict[str, int]:
     return {i["id"]: i["submissions"] for i in api.http.get(f"/tasks/{task_id}/images").json()}
 
@@ -43,7 +48,7 @@ def test_a_rejected_submission_leaves_the_consensus_and_its_image_is_handed_out_
 ) -> None:
     task_id, spammer = reviewed_crowd["task_id"], reviewed_crowd["spammer"]
     image_id = sorted(reviewed_crowd["drawn"])[0]
-    (rejected,) = [r["submission_id"] for r in consensus_of(taskmaster, image_id)["raters"] if r["user_id"] == spammer]
+    rejected = submission_of(taskmaster, image_id, spammer)
     review_url = f"/submissions/{rejected}/review"
 
     outsider = annotator_factory()
@@ -85,7 +90,7 @@ def test_the_newcomer_s_submission_replaces_the_rejected_one(
 ) -> None:
     task_id, spammer = reviewed_crowd["task_id"], reviewed_crowd["spammer"]
     image_id = sorted(reviewed_crowd["drawn"])[1]
-    (rejected,) = [r["submission_id"] for r in consensus_of(taskmaster, image_id)["raters"] if r["user_id"] == spammer]
+    rejected = submission_of(taskmaster, image_id, spammer)
     assert taskmaster.http.post(f"/submissions/{rejected}/review", json={"decision": "reject"}).status_code == 200
     newcomer = annotator_factory()
     assert taskmaster.http.post(f"/tasks/{task_id}/members", json={"user_id": newcomer.user["id"]}).is_success
