@@ -7,6 +7,7 @@ coroutines of the process; the embedded profile is one process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -208,6 +209,9 @@ END;
 
 SCHEMA_VERSION_KEY = "schema.version"
 SCHEMA_WRITTEN_BY_KEY = "schema.written_by"
+# A digest of the schema script: triggers are created IF NOT EXISTS, so a release that changes one
+# (NEWNESS, say) without a schema step replaces them when the digest differs.
+SCHEMA_DIGEST_KEY = "schema.digest"
 
 
 def _index_exports_by_status(db: sqlite3.Connection) -> None:
@@ -976,11 +980,13 @@ class SqliteStore:
             announce(step, str(self.path))
             step.run(db)
         script = SCHEMA + PAGING_SCHEMA + COUNTERS_SCHEMA + CROWDS_SCHEMA
-        if steps:
+        digest = hashlib.sha256(script.encode()).hexdigest()
+        if steps or (found is not None and self._stored_digest(db) != digest):
             for trigger in re.findall(r"CREATE TRIGGER IF NOT EXISTS (\w+)", script):
                 db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         for statement in _statements(script):
             db.execute(statement)
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SCHEMA_DIGEST_KEY, digest))
         if found != SCHEMA_VERSION:
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -988,6 +994,11 @@ class SqliteStore:
             )
             if found is not None:
                 log.info("%s: upgraded from schema %d to %d", self.path, found, SCHEMA_VERSION)
+
+    @staticmethod
+    def _stored_digest(db: sqlite3.Connection) -> str | None:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (SCHEMA_DIGEST_KEY,)).fetchone()
+        return None if row is None else str(row[0])
 
     @staticmethod
     def _stored_schema(db: sqlite3.Connection) -> tuple[int | None, str | None]:
