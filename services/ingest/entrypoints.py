@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from crowdseg.access import managed_task, manages, sees, visible_image, visible_task
 from crowdseg.counters import counters_of
-from crowdseg.domain import Image, Shape, Task
+from crowdseg.domain import Image, Screening, Shape, Task
 from crowdseg.errors import InvalidInput, PayloadTooLarge
 from crowdseg.http import BlobsDep, CurrentUser, RuntimeDep, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep, filtered_page
@@ -39,6 +39,7 @@ class TaskOut(BaseModel):
     max_shapes: int
     status: str
     lease_seconds: int
+    screening: Screening | None = None
     members: list[str]
     images: int | None = None
     created_at: datetime

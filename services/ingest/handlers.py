@@ -17,6 +17,7 @@ from crowdseg.domain import (
     Order,
     RevealReference,
     Role,
+    Screening,
     Shape,
     Task,
     TaskStatus,
@@ -62,6 +63,7 @@ class TaskFields(BaseModel):
     visibility: Visibility = Visibility.PUBLIC
     max_shapes: JsonInt = Field(default=10, ge=1, le=1000)
     lease_seconds: JsonInt = Field(default=600, ge=10, le=7 * 24 * 3600)
+    screening: Screening | None = None
 
 
 class CreateTask(TaskFields):
@@ -84,6 +86,8 @@ class UpdateTask(BaseModel):
     max_shapes: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
     lease_seconds: Annotated[int, Field(ge=10, le=7 * 24 * 3600), BeforeValidator(json_number)] | None = None
     status: TaskStatus | None = None
+    screening: Screening | None = None
+    """``null`` switches screening off."""
 
 
 class AddMember(BaseModel):
@@ -134,9 +138,17 @@ async def create_task(store: Store, user: User, command: CreateTask) -> Task:
 async def update_task(store: Store, user: User, task_id: str, command: UpdateTask) -> Task:
     task = await managed_task(store, task_id, user)
     changes = command.model_dump(exclude_unset=True, exclude_none=True)
+    changes.update(screening_changes(task, command))
     task = task.model_copy(update={**changes, "updated_at": utcnow()})
     await store.tasks.replace(task)
     return task
+
+
+def screening_changes(task: Task, command: UpdateTask) -> dict[str, object]:
+    """A new screening (``null`` included) and the revision that makes the consensus service rescore."""
+    if "screening" not in command.model_fields_set or command.screening == task.screening:
+        return {}
+    return {"screening": command.screening, "screening_revision": task.screening_revision + 1}
 
 
 async def tasks_visible_to(store: Store, user: User) -> list[Task]:

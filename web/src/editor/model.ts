@@ -12,6 +12,8 @@ export interface Shape {
   type: ToolName;
   points: Pt[];
   label?: string;
+  /** The frame of a stack the shape is on (0-based); absent on a plain image. */
+  frame?: number;
 }
 
 export interface Selection {
@@ -48,6 +50,9 @@ export class EditorModel {
   private listeners = new Set<() => void>();
   /** Count of edits since load (for "unsaved" hints). */
   revision = 0;
+  /** Frames of the image (1 for a plain one) and the one on show: shapes are drawn on it. */
+  frames = 1;
+  frame = 0;
 
   constructor(
     public tool: ToolName,
@@ -69,8 +74,37 @@ export class EditorModel {
     return isClosed(this.tool);
   }
 
+  /** On a stack the shape limit is per frame: an outline on every slice is one object. */
   get full(): boolean {
-    return this.shapes.length >= this.maxShapes;
+    return this.shapes.filter((s) => this.onFrame(s)).length >= this.maxShapes;
+  }
+
+  /** Whether a shape is on the frame on show (every shape is, on a plain image). */
+  onFrame(s: Shape): boolean {
+    return this.frames <= 1 || (s.frame ?? 0) === this.frame;
+  }
+
+  /** The frames that have at least one shape (for the thumbnail strip). */
+  framesWithShapes(): Set<number> {
+    return new Set(this.shapes.map((s) => s.frame ?? 0));
+  }
+
+  /**
+   * Show frame k. Refused (false) while an outline is open: it belongs to the frame it was begun on.
+   */
+  setFrame(k: number): boolean {
+    const frame = Math.min(Math.max(Math.round(k), 0), this.frames - 1);
+    if (frame === this.frame) return true;
+    if (this.draft.length) return false;
+    this.frame = frame;
+    this.selection = null;
+    this.emit();
+    return true;
+  }
+
+  /** A new shape of the current tool on the frame on show. */
+  private newShape(type: ToolName, points: Pt[]): Shape {
+    return this.frames > 1 ? { type, points, frame: this.frame } : { type, points };
   }
 
   clamp(p: Pt): Pt {
@@ -144,10 +178,12 @@ export class EditorModel {
     this.emit();
   }
 
+  /** Remove every shape (on a stack: every shape of the frame on show) and the open outline. */
   clearAll(): void {
-    if (!this.shapes.length && !this.draft.length) return;
+    const kept = this.shapes.filter((s) => !this.onFrame(s));
+    if (kept.length === this.shapes.length && !this.draft.length) return;
     this.checkpoint();
-    this.shapes = [];
+    this.shapes = kept;
     this.draft = [];
     this.selection = null;
     this.emit();
@@ -172,7 +208,7 @@ export class EditorModel {
       return false;
     }
     this.checkpoint();
-    this.shapes.push({ type: this.tool, points: pts });
+    this.shapes.push(this.newShape(this.tool, pts));
     this.draft = [];
     this.selection = { shape: this.shapes.length - 1, vertex: null };
     this.emit();
@@ -206,7 +242,7 @@ export class EditorModel {
     const simplified = this.closed ? simplifyClosed(pts, tolerance) : simplifyRdp(dedupe(pts), tolerance);
     if (simplified.length < minPoints(this.tool)) return false;
     this.checkpoint();
-    this.shapes.push({ type: this.tool, points: simplified });
+    this.shapes.push(this.newShape(this.tool, simplified));
     this.selection = { shape: this.shapes.length - 1, vertex: null };
     this.emit();
     return true;
@@ -215,7 +251,7 @@ export class EditorModel {
   addPoint(p: Pt): boolean {
     if (this.full) return false;
     this.checkpoint();
-    this.shapes.push({ type: "point", points: [this.clamp(p)] });
+    this.shapes.push(this.newShape("point", [this.clamp(p)]));
     this.selection = { shape: this.shapes.length - 1, vertex: 0 };
     this.emit();
     return true;
@@ -317,6 +353,7 @@ export class EditorModel {
         }
         const out: ShapeJson = { type: s.type, points: clonePts(pts) };
         if (s.label) out.label = s.label;
+        if (s.frame !== undefined) out.frame = s.frame;
         return out;
       });
   }

@@ -10,6 +10,7 @@ import { draftKey as keyOf, hasWork, loadDraft as readDraft, onLeaving, saveDraf
 import type { SubmissionBody } from "../saver";
 import { markTourSeen, runTour, tourSeen, type TourStep } from "../ui/tour";
 import { icon } from "../ui/icons";
+import { stackOf } from "../editor/frames";
 import { createWorkbench, type Workbench } from "../ui/workbench";
 import { tourDrawText, tourEditText, tourZoomText } from "../ui/wording";
 import { completionScreen } from "./study";
@@ -378,6 +379,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       title: `${task.title} — ${img.name ?? img.id}`,
       tool: task.tool,
       maxShapes: task.max_shapes,
+      stack: stackOf(img),
       width: img.width,
       height: img.height,
       instructions: task.instructions,
@@ -569,6 +571,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       title: `${task.title} — ${r.image.name ?? r.image.id} (previous)`,
       tool: task.tool,
       maxShapes: task.max_shapes,
+      stack: stackOf(r.image),
       width: r.image.width,
       height: r.image.height,
       instructions: task.instructions,

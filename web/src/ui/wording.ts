@@ -75,6 +75,7 @@ export function shortcutRows(touch: boolean): [string, string][] {
       ["Bin button", "delete the selected vertex or shape"],
       ["No object here", "submit the image with nothing on it"],
       ["Skip", "leave the image to others, without submitting"],
+      ["Frame slider or thumbnails (stacks)", "move through the frames"],
     ];
   return [
     ["Click", "add a vertex (first vertex or Enter closes)"],
@@ -88,7 +89,9 @@ export function shortcutRows(touch: boolean): [string, string][] {
     ["Enter", "close / finish the shape being drawn"],
     ["Esc", "cancel the shape being drawn, deselect"],
     ["Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", "undo / redo one step"],
-    ["Wheel, pinch, + / −", "zoom"],
+    ["Wheel, pinch, + / −", "zoom (on a stack: Ctrl+wheel)"],
+    ["Wheel, PageUp / PageDown, , / . (stacks)", "previous / next frame; Home / End: first / last"],
+    ["Right-drag (stacks with grey values)", "window / level: sideways the width, up and down the level"],
     ["Space+drag, middle drag, two fingers, arrows", "pan"],
     ["0 or F", "fit the image"],
     ["S", "toggle Bézier smoothing"],
