@@ -153,6 +153,13 @@ TaskLabels = Annotated[
     AfterValidator(_unique_names),
 ]
 
+class Screening(BaseModel):
+    """Raters whose task-wide quality is below ``min_quality``, with at least the flagging minimum of
+    images behind it, are left out of every consensus of the task (their submissions are kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_quality: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)]
+
 
 class Task(Document):
     id: str = Field(default_factory=new_id)
@@ -174,6 +181,10 @@ class Task(Document):
     """Empty: shapes carry no label (the behaviour before labels)."""
     labels_exclusive: bool = True
     """A pixel has at most one label (multi-label STAPLE); false: labels may overlap (one STAPLE each)."""
+
+    screening: Screening | None = None
+    screening_revision: int = 0
+    """Bumped by every change of ``screening``: the task's consensus documents are then rescored."""
     members: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -208,6 +219,8 @@ class Image(Document):
     """Voxel spacing ``(z, y, x)`` in mm, where the source file says so."""
     affine: list[list[float]] | None = None
     """The 4×4 voxel-to-patient (RAS, NIfTI convention) matrix of a stack, where the source has one."""
+    window: tuple[float, float] | None = None
+    """Default ``(center, width)`` of the raw values kept for DICOM and NIfTI; other windows render on request."""
     tutorial: bool = False
     reference_shapes: list[Shape] = Field(default_factory=list)
     # Bumped by every change of an expert reference, so that a consensus scored against an older
@@ -216,12 +229,26 @@ class Image(Document):
     reference_by: str | None = None
     reference_at: datetime | None = None
     submitted_by: list[str] = Field(default_factory=list)
+    rejected_by: list[str] = Field(default_factory=list)
+    """Raters whose submission of this image the task master rejected: out of ``submitted_by`` (so the
+    image needs one more), and never leased the image again."""
     leases: list[Lease] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
 
     def active_leases(self, now: datetime) -> list[Lease]:
         return [lease for lease in self.leases if lease.expires_at > now]
+
+    def with_rater_moved(self, user_id: str, *, rejected: bool) -> Image | None:
+        """This image with the rater among the rejected (or back among the submitters); None when
+        nothing changes."""
+        if user_id not in (self.submitted_by if rejected else self.rejected_by):
+            return None
+        submitters = [u for u in self.submitted_by if u != user_id]
+        rejections = [u for u in self.rejected_by if u != user_id]
+        if rejected:
+            return self.model_copy(update={"submitted_by": submitters, "rejected_by": [*rejections, user_id]})
+        return self.model_copy(update={"submitted_by": [*submitters, user_id], "rejected_by": rejections})
 
 
 def json_number(value: object) -> object:
@@ -245,7 +272,10 @@ class Shape(BaseModel):
     type: Tool
     points: list[tuple[Coordinate, Coordinate]]
     label: str | None = Field(default=None, max_length=200)
-    frame: Annotated[int, Field(ge=0, le=100_000), BeforeValidator(json_number)] | None = None
+    # Left out of the JSON when None, so a plain image's shapes read as they did before stacks.
+    frame: Annotated[int, Field(ge=0, le=100_000), BeforeValidator(json_number)] | None = Field(
+        default=None, exclude_if=lambda frame: frame is None
+    )
     """The frame of a stack the shape is drawn on (0-based); None on a plain image."""
 
     @field_validator("points")
@@ -254,6 +284,22 @@ class Shape(BaseModel):
         if any(not (math.isfinite(x) and math.isfinite(y)) for x, y in points):
             raise ValueError("coordinates must be finite numbers")
         return points
+
+
+ReviewDecision = Literal["accept", "reject"]
+
+
+class Review(BaseModel):
+    """A task master's verdict on one submission; ``revision`` counts the changes of verdict."""
+
+    decision: ReviewDecision
+    reason: str | None = None
+    by: str
+    at: datetime
+    revision: int = 1
+
+    def same_verdict(self, decision: ReviewDecision, reason: str | None) -> bool:
+        return self.decision == decision and self.reason == reason
 
 
 class Submission(Document):
@@ -266,8 +312,25 @@ class Submission(Document):
     duration_ms: int | None = None
     click_times: list[int] | None = None
     mask_key: str | None = None
+    review: Review | None = None
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        return self.review is not None and self.review.decision == "reject"
+
+    @property
+    def review_revision(self) -> int:
+        return 0 if self.review is None else self.review.revision
+
+    def with_review(self, review: Review, event: PendingEvent) -> Submission | None:
+        """This submission with the verdict (one revision past the stored one's) and ``event``; None
+        when it already has that decision and reason."""
+        if self.review is not None and self.review.same_verdict(review.decision, review.reason):
+            return None
+        review = review.model_copy(update={"revision": self.review_revision + 1})
+        return self.model_copy(update={"review": review, "outbox": [*self.outbox, event]})
 
 
 class RaterScore(BaseModel):
@@ -281,6 +344,8 @@ class RaterScore(BaseModel):
     """Agreement in 0–1 on this image (crowdseg.consensus.quality): with the leave-one-out consensus
     of the other raters, or with the image's reference where it has one (``quality_basis``)."""
     quality_basis: Literal["crowd", "reference"] | None = None
+    excluded: bool = False
+    """Left out of this consensus by the task's screening (scored, but not fused)."""
     # This image's (expected) confusion counts, pooled across a task's images into the running
     # performance (crowdseg.consensus.performance); None in documents written before they existed.
     tp: float | None = None
@@ -302,6 +367,11 @@ class Consensus(Document):
     raters: list[RaterScore]
     reference_version: int = 0
     """The image's ``reference_version`` the rater scores were measured against."""
+    screening_revision: int = 0
+    """The task's ``screening_revision`` this consensus was screened by."""
+    reviews: int = 0
+    """The review revisions of the image's submissions, summed when it was computed: a consensus after
+    a review replaces one with more submissions (the rejected one left)."""
     scoring: int = 0
     """How the rater scores were computed (crowdseg.consensus.quality.SCORING); 0 before rater quality
     was agreement in 0–1. A consensus scored by an older way is recomputed by reconciliation."""

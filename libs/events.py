@@ -59,6 +59,9 @@ class SubmissionAccepted(Event):
     image_id: str
     submission_id: str
     user_id: str
+    review: Literal["accept", "reject"] | None = None
+    """Set when a task master's review of the submission changed: its image's consensus and
+    coverage follow the verdict."""
 
     def key(self) -> str:
         return self.image_id

@@ -29,14 +29,34 @@ def validate_shapes(
     max_shapes: int,
     max_points: int,
     labels: Sequence[str] = (),
+    frames: int = 1,
 ) -> list[Shape]:
     """The shapes, clipped to the image; :class:`InvalidInput` says what is wrong otherwise. Where the
-    task has ``labels``, every shape carries one of them."""
+    task has ``labels``, every shape carries one of them.
+
+    On a stack (``frames > 1``) every shape names its ``frame``; on a plain image a ``frame`` of 0 is
+    dropped (stored as None), any other is refused."""
     if len(shapes) > max_shapes:
         raise InvalidInput(f"{len(shapes)} shapes submitted; this task allows at most {max_shapes}")
     if labels:
         _check_labels(shapes, labels)
-    return [_validate_shape(i, shape, tool, width, height, max_points) for i, shape in enumerate(shapes)]
+    return [
+        _on_frame(i, _validate_shape(i, shape, tool, width, height, max_points), frames)
+        for i, shape in enumerate(shapes)
+    ]
+
+
+def _on_frame(index: int, shape: Shape, frames: int) -> Shape:
+    where = f"shape {index}"
+    if frames <= 1:
+        if shape.frame:
+            raise InvalidInput(f"{where}: frame {shape.frame} given, but the image is not a stack (no frames)")
+        return shape.model_copy(update={"frame": None})
+    if shape.frame is None:
+        raise InvalidInput(f"{where}: the image is a stack of {frames} frames; every shape needs its frame (0-based)")
+    if shape.frame >= frames:
+        raise InvalidInput(f"{where}: frame {shape.frame} is outside the stack's {frames} frames (0 to {frames - 1})")
+    return shape
 
 
 def _check_labels(shapes: list[Shape], labels: Sequence[str]) -> None:

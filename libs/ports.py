@@ -22,6 +22,7 @@ from crowdseg.domain import (
     LinkWorker,
     PendingEvent,
     QualificationAttempt,
+    Review,
     Role,
     Shape,
     StudyLink,
@@ -134,6 +135,11 @@ class ImageRepository(Protocol):
         """Idempotently mark the user as a submitter (used by reconciliation)."""
         ...
 
+    async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
+        """Idempotently move a submitter into ``rejected_by`` (out of ``submitted_by``, so the image
+        needs one more), or back when ``rejected`` is False; nothing for a user who is neither."""
+        ...
+
     async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
         """Replace the image's expert reference and bump its ``reference_version`` in one atomic
         change; None when there is no such image."""
@@ -146,6 +152,12 @@ class SubmissionRepository(Protocol):
         ...
 
     async def get(self, submission_id: str) -> Submission | None: ...
+    async def review(self, submission_id: str, review: Review, event: PendingEvent) -> tuple[Submission | None, bool]:
+        """Atomically give the submission this verdict (its revision one past the stored one's) with
+        ``event`` in its outbox, unless it already has the same decision and reason; returns (stored,
+        changed). Of concurrent identical reviews exactly one changes it."""
+        ...
+
     async def list_for_image(self, image_id: str) -> list[Submission]: ...
     async def list_for_task(self, task_id: str) -> list[Submission]: ...
     async def list_for_user(self, user_id: str) -> list[Submission]: ...

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,3 +124,20 @@ class Api:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.http, name)
+
+
+def export_bundle(master: Api, task_id: str) -> zipfile.ZipFile:
+    """Request an export of the task, wait until it is done (failing on a failed one), download it."""
+    created = master.http.post(f"/tasks/{task_id}/exports")
+    assert created.status_code == 202, created.text
+    export_id = created.json()["id"]
+
+    def done() -> bool:
+        status = master.http.get(f"/exports/{export_id}").json()
+        assert status["status"] != "failed", status
+        return bool(status["status"] == "done")
+
+    wait_for(done, 120, "the export")
+    download = master.http.get(f"/exports/{export_id}/download")
+    assert download.status_code == 200, download.text
+    return zipfile.ZipFile(io.BytesIO(download.content))

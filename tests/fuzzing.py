@@ -45,7 +45,7 @@ def dicom() -> bytes:
 
 
 def nifti() -> bytes:
-    """A NIfTI-1 single file (``n+1``) of 8×6 int16 voxels: crowdseg does not read NIfTI."""
+    """A NIfTI-1 single file (``n+1``) of 8×6 int16 voxels (read since issue 11)."""
     header = bytearray(348)
     struct.pack_into("<i", header, 0, 348)
     struct.pack_into("<8h", header, 40, 2, 8, 6, 1, 1, 1, 1, 1)

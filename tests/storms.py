@@ -176,3 +176,16 @@ async def first_visits_of_one_worker(
     user = await get_json(session, f"{api}/me", str(answers[-1].body["access_token"]))
     assert user["id"] == answers[0].body["user_id"] and user["link_id"] == link_id
     return str(answers[0].body["access_token"])
+
+
+async def one_review(session: aiohttp.ClientSession, api: str, submission_id: str, token: str, copies: int) -> None:
+    """One rejection fired ``copies`` times at once: 200 every time with the same verdict (one revision:
+    exactly one of them changed the submission); then one acceptance the same way."""
+    url = f"{api}/submissions/{submission_id}/review"
+    for decision, revision in (("reject", 1), ("accept", 2)):
+        answers = await storm(session, "POST", url, token, copies, json={"decision": decision, "reason": "storm"})
+        no_server_errors(answers)
+        assert statuses(answers) == {200: copies}, statuses(answers)
+        assert all(answer.body == answers[0].body for answer in answers)
+        assert answers[0].body["review"]["decision"] == decision
+        assert answers[0].body["review"]["revision"] == revision

@@ -11,6 +11,7 @@ prints the Markdown table of bench/consensus_accuracy/README.md.
     .venv/bin/python bench/consensus_accuracy/run.py                 # the full grid (a few minutes)
     .venv/bin/python bench/consensus_accuracy/run.py --seeds 2 --no-3d   # a smoke run
     .venv/bin/python bench/consensus_accuracy/run.py --table         # the table of results.json
+    .venv/bin/python bench/consensus_accuracy/run.py --candidates    # also candidates.py, to results_candidates.json
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from crowdseg.services.consensus.handlers import StapleOptions  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tests.unit.consensus.crowds import GRID_KINDS, blob_truth, grid_crowd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from candidates import band_mrf, likelihood_choice, sp_band  # noqa: E402
 
 RATERS = (3, 5, 9, 15)
 SHAPE_2D, SHAPE_3D = (128, 128), (24, 48, 48)
@@ -71,6 +75,13 @@ def methods() -> dict[str, Method]:
         "crowdkit_em": crowdkit(SegmentationEM),
         "crowdkit_rasa": crowdkit(SegmentationRASA),
     }
+
+
+CANDIDATES: dict[str, Method] = {
+    "sp_band": sp_band,
+    "band_mrf": band_mrf,
+    "likelihood_choice": likelihood_choice,
+}
 
 
 def cell(kind: str, raters: int, shape: tuple[int, ...], seeds: int, run: dict[str, Method]) -> dict[str, Any]:
@@ -164,6 +175,23 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def candidate_summary(report: dict[str, Any]) -> str:
+    """Per method: cells within 0.002 of the best peer, mean Δ (all cells, the cells with a third bad), worst cell."""
+    lines = [
+        "| method | cells within 0.002 | mean Δ best peer | mean Δ, a third bad | worst cell |",
+        "|---|---|---|---|---|",
+    ]
+    rows = report["cells"]
+    for name in rows[0]["mean_dice"]:
+        deltas = [r["mean_dice"][name] - r["mean_dice"][r["best_peer"]] for r in rows]
+        bad = [r["mean_dice"][name] - r["mean_dice"][r["best_peer"]] for r in rows if r["bad"]]
+        within = sum(delta >= -0.002 for delta in deltas)
+        lines.append(
+            f"| {name} | {within} / {len(deltas)} | {fmean(deltas):+.4f} | {fmean(bad):+.4f} | {min(deltas):+.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6, help="crowds per 2-D cell")
@@ -171,13 +199,16 @@ def main() -> None:
     parser.add_argument("--no-3d", action="store_true", help="2-D cells only")
     parser.add_argument("--kinds", nargs="*", default=list(GRID_KINDS), choices=GRID_KINDS)
     parser.add_argument("--raters", nargs="*", type=int, default=list(RATERS))
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--candidates", action="store_true", help="also run candidates.py's methods")
+    parser.add_argument("--out", type=Path, default=None, help="results.json, or results_candidates.json")
     parser.add_argument("--table", action="store_true", help="print the Markdown table of --out and exit")
     args = parser.parse_args()
+    out = args.out or Path(__file__).with_name("results_candidates.json" if args.candidates else "results.json")
     if args.table:
-        print(markdown_table(json.loads(args.out.read_text())))
+        report = json.loads(out.read_text())
+        print(markdown_table(report) + "\n\n" + candidate_summary(report))
         return
-    run = methods()
+    run = methods() | (CANDIDATES if args.candidates else {})
     grids = [(SHAPE_2D, args.seeds)] + ([] if args.no_3d else [(SHAPE_3D, args.seeds_3d)])
     started = time.perf_counter()
     rows = [
@@ -194,9 +225,9 @@ def main() -> None:
         "targets": targets(rows),
         "cells": rows,
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    print(markdown_table(report))
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    print(markdown_table(report) + "\n\n" + candidate_summary(report))
 
 
 if __name__ == "__main__":

@@ -50,8 +50,10 @@ from crowdseg.domain import (
     Invitation,
     Lease,
     LinkWorker,
+    PendingEvent,
     QualificationAttempt,
     RaterScore,
+    Review,
     Role,
     Shape,
     StudyLink,
@@ -396,7 +398,7 @@ class MongoImages(_Collection[Image]):
         self, image_id: str, user_id: str, *, replicates: int, now: datetime, expires_at: datetime
     ) -> bool:
         def change(image: Image) -> tuple[Image | None, bool]:
-            if user_id in image.submitted_by:
+            if user_id in image.submitted_by or user_id in image.rejected_by:
                 return None, False
             others = [lease for lease in image.active_leases(now) if lease.user_id != user_id]
             if len(image.submitted_by) + len(others) >= replicates:
@@ -428,6 +430,9 @@ class MongoImages(_Collection[Image]):
 
         await self.update(image_id, change, None)
 
+
+    async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
+        await self.update(image_id, lambda image: (image.with_rater_moved(user_id, rejected=rejected), None), None)
 
     async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
         def change(image: Image) -> tuple[Image | None, Image]:
@@ -468,6 +473,13 @@ class MongoSubmissions(_Collection[Submission]):
     async def get(self, submission_id: str) -> Submission | None:
         return await self.one({"_id": submission_id})
 
+    async def review(self, submission_id: str, review: Review, event: PendingEvent) -> tuple[Submission | None, bool]:
+        def change(stored: Submission) -> tuple[Submission | None, tuple[Submission | None, bool]]:
+            changed = stored.with_review(review, event)
+            return changed, (stored, False) if changed is None else (changed, True)
+
+        return await self.update(submission_id, change, (None, False))
+
     async def list_for_image(self, image_id: str) -> list[Submission]:
         return await self.many({"image_id": image_id})
 
@@ -484,10 +496,17 @@ class MongoSubmissions(_Collection[Submission]):
             return {str(row["_id"]): int(row["n"]) async for row in cursor}
 
 
-def _newness(consensus: Consensus) -> tuple[int, int, int]:
-    """Submissions, then the reference and the scoring the rater scores used: a consensus rescored
-    against a newer reference, or by newer code, replaces one with as many submissions."""
-    return consensus.submissions, consensus.reference_version, consensus.scoring
+def _newness(consensus: Consensus) -> tuple[int, int, int, int, int]:
+    """The review revisions it saw, its submissions, then the reference and the scoring the rater
+    scores used: a consensus after a review replaces one with more submissions; one rescored against a
+    newer reference, by newer code or a newer screening, replaces one with as many submissions."""
+    return (
+        consensus.reviews,
+        consensus.submissions,
+        consensus.reference_version,
+        consensus.scoring,
+        consensus.screening_revision,
+    )
 
 
 class MongoConsensus(_Collection[Consensus]):

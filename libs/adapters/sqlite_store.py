@@ -7,6 +7,7 @@ coroutines of the process; the embedded profile is one process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -29,6 +30,7 @@ from crowdseg.domain import (
     LinkWorker,
     PendingEvent,
     QualificationAttempt,
+    Review,
     Role,
     Shape,
     StudyLink,
@@ -144,9 +146,14 @@ def _tally_scores(*sources: tuple[int, str]) -> str:
 # The counters of crowdseg.counters, kept by triggers in the very statement that changes a document
 # (so they are as durable and atomic as the change itself, whichever method makes it). A task's
 # counters exist from its creation; for tasks older than the counters, `open` rebuilds them.
-# How new a consensus is: its submissions, then the reference and the scoring its rater scores used
-# (a consensus rescored against a newer reference, or by newer code, replaces one with as many).
-NEWNESS = "({row}.submissions, coalesce({row}.doc ->> 'reference_version', 0), coalesce({row}.doc ->> 'scoring', 0))"
+# How new a consensus is: the review revisions it saw, its submissions, then the reference and the
+# scoring its rater scores used (a consensus after a review replaces one with more submissions; one
+# rescored against a newer reference, by newer code or a newer screening, replaces one with as many).
+NEWNESS = (
+    "(coalesce({row}.doc ->> 'reviews', 0), {row}.submissions, "
+    "coalesce({row}.doc ->> 'reference_version', 0), coalesce({row}.doc ->> 'scoring', 0), "
+    "coalesce({row}.doc ->> 'screening_revision', 0))"
+)
 RESCORED = f"{NEWNESS.format(row='NEW')} != {NEWNESS.format(row='OLD')}"
 COUNTED = "EXISTS (SELECT 1 FROM task_counters WHERE task_id = NEW.task_id)"
 COUNTERS_SCHEMA = f"""
@@ -202,6 +209,9 @@ END;
 
 SCHEMA_VERSION_KEY = "schema.version"
 SCHEMA_WRITTEN_BY_KEY = "schema.written_by"
+# A digest of the schema script: triggers are created IF NOT EXISTS, so a release that changes one
+# (NEWNESS, say) without a schema step replaces them when the digest differs.
+SCHEMA_DIGEST_KEY = "schema.digest"
 
 
 def _index_exports_by_status(db: sqlite3.Connection) -> None:
@@ -471,7 +481,7 @@ class SqliteImages(_Table[Image]):
         from crowdseg.domain import Lease
 
         image = self.one("id = ?", image_id)
-        if image is None or user_id in image.submitted_by:
+        if image is None or user_id in image.submitted_by or user_id in image.rejected_by:
             return False
         others = [lease for lease in image.active_leases(now) if lease.user_id != user_id]
         if len(image.submitted_by) + len(others) >= replicates:
@@ -501,6 +511,13 @@ class SqliteImages(_Table[Image]):
             update = {"submitted_by": [*image.submitted_by, user_id]}
             self.replace_doc(image_id, image.model_copy(update=update))
 
+
+    async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
+        with self._store.transaction() as db:
+            image = self.load(db.execute("SELECT doc FROM images WHERE id = ?", (image_id,)).fetchone())
+            changed = None if image is None else image.with_rater_moved(user_id, rejected=rejected)
+            if changed is not None:
+                db.execute("UPDATE images SET doc = ? WHERE id = ?", (_dump(changed), image_id))
 
     async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
         with self._store.transaction() as db:  # BEGIN IMMEDIATE: the worker processes write images too
@@ -541,6 +558,15 @@ class SqliteSubmissions(_Table[Submission]):
 
     async def get(self, submission_id: str) -> Submission | None:
         return self.one("id = ?", submission_id)
+
+    async def review(self, submission_id: str, review: Review, event: PendingEvent) -> tuple[Submission | None, bool]:
+        with self._store.transaction() as db:
+            stored = self.load(db.execute("SELECT doc FROM submissions WHERE id = ?", (submission_id,)).fetchone())
+            changed = None if stored is None else stored.with_review(review, event)
+            if changed is None:
+                return stored, False
+            db.execute("UPDATE submissions SET doc = ?, pending = 1 WHERE id = ?", (_dump(changed), submission_id))
+            return changed, True
 
     async def list_for_image(self, image_id: str) -> list[Submission]:
         return self.many("image_id = ?", image_id)
@@ -954,11 +980,13 @@ class SqliteStore:
             announce(step, str(self.path))
             step.run(db)
         script = SCHEMA + PAGING_SCHEMA + COUNTERS_SCHEMA + CROWDS_SCHEMA
-        if steps:
+        digest = hashlib.sha256(script.encode()).hexdigest()
+        if steps or (found is not None and self._stored_digest(db) != digest):
             for trigger in re.findall(r"CREATE TRIGGER IF NOT EXISTS (\w+)", script):
                 db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         for statement in _statements(script):
             db.execute(statement)
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SCHEMA_DIGEST_KEY, digest))
         if found != SCHEMA_VERSION:
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -966,6 +994,11 @@ class SqliteStore:
             )
             if found is not None:
                 log.info("%s: upgraded from schema %d to %d", self.path, found, SCHEMA_VERSION)
+
+    @staticmethod
+    def _stored_digest(db: sqlite3.Connection) -> str | None:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (SCHEMA_DIGEST_KEY,)).fetchone()
+        return None if row is None else str(row[0])
 
     @staticmethod
     def _stored_schema(db: sqlite3.Connection) -> tuple[int | None, str | None]:

@@ -16,6 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 _WORD_BITS = 64
+_SCATTER_CHUNK = 1 << 16  # indices per chunk of the steps that widen int32 indices to intp
+_FLAG_CHUNK = 1 << 18  # pixels per chunk when listing the mixed ones
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,10 @@ class DecisionPatterns:
         """Scatter one value per pattern back onto the (flat) pixels."""
         values = np.asarray(per_pattern)
         pixels = np.where(self.all_foreground, values[1], values[0])
-        pixels[self.positions] = values[self.position_pattern]
+        # In chunks, so that the int32 indices are widened to intp in cache, not in memory.
+        for start in range(0, len(self.positions), _SCATTER_CHUNK):
+            chunk = slice(start, start + _SCATTER_CHUNK)
+            np.put(pixels, self.positions[chunk], np.take(values, self.position_pattern[chunk]))
         return pixels
 
 
@@ -60,7 +65,7 @@ def as_binary_stack(masks: NDArray[Any]) -> NDArray[np.bool_]:
 
 _COUNTING_RATERS = 20  # up to 2**20 bins: patterns are counted, not sorted
 _COUNTING_BINS_PER_KEY = 4  # ... and only when the bins are not many more than the keys
-_CHUNK_LANES = 1 << 15  # 256 KiB of uint64 per rater row: the working rows stay in cache
+_CHUNK_LANES = 1 << 17  # 1 MiB of uint64 per rater row: few calls, and the plane stays in cache
 
 
 def _lanes(flat: NDArray[np.bool_]) -> NDArray[np.uint64]:
@@ -70,15 +75,19 @@ def _lanes(flat: NDArray[np.bool_]) -> NDArray[np.uint64]:
     return votes.view(np.uint8).view(np.uint64)
 
 
-def _fill_planes(lanes: NDArray[np.uint64], planes: NDArray[np.uint64], scratch: NDArray[np.uint64]) -> None:
-    """Bit r % 8 of each pixel's byte in plane r // 8 := rater r's vote, for one chunk of words."""
-    for r in range(lanes.shape[0]):
-        plane = planes[r // 8]
-        if r % 8 == 0:
-            plane[:] = lanes[r]
-            continue
-        np.left_shift(lanes[r], np.uint64(r % 8), out=scratch)
-        np.bitwise_or(plane, scratch, out=plane)
+def _fill_planes(lanes: NDArray[np.uint64], planes: NDArray[np.uint64]) -> None:
+    """Bit r % 8 of each pixel's byte in plane r // 8 := rater r's vote, for one chunk of words.
+
+    Horner's scheme (shift the plane, OR the next lower rater in) works in place: no scratch
+    row, so the plane and one rater row are all the cache holds.
+    """
+    raters = lanes.shape[0]
+    for b, plane in enumerate(planes):
+        top = min(raters, 8 * b + 8) - 1
+        plane[:] = lanes[top]
+        for r in range(top - 1, 8 * b - 1, -1):
+            plane <<= np.uint64(1)
+            plane |= lanes[r]
 
 
 def _byte_planes(flat: NDArray[np.bool_]) -> NDArray[np.uint8]:
@@ -92,10 +101,9 @@ def _byte_planes(flat: NDArray[np.bool_]) -> NDArray[np.uint8]:
     raters, pixels = flat.shape
     lanes = _lanes(flat)
     planes = np.empty((-(-raters // 8), lanes.shape[1]), np.uint64)
-    scratch = np.empty(min(_CHUNK_LANES, lanes.shape[1]), np.uint64)
     for start in range(0, lanes.shape[1], _CHUNK_LANES):
         chunk = slice(start, start + _CHUNK_LANES)
-        _fill_planes(lanes[:, chunk], planes[:, chunk], scratch[: planes[:, chunk].shape[1]])
+        _fill_planes(lanes[:, chunk], planes[:, chunk])
     return planes.view(np.uint8)[:, :pixels]
 
 
@@ -139,6 +147,19 @@ def unpack_votes(rows: NDArray[np.uint64], raters: int) -> NDArray[np.float64]:
     return bits.astype(np.float64)
 
 
+def _mixed_words(
+    planes: NDArray[np.uint8], mixed: NDArray[np.signedinteger[Any]], raters: int
+) -> NDArray[np.unsignedinteger[Any]]:
+    """`_words` of the mixed pixels only; np.take per plane is much faster than planes[:, mixed]."""
+    dtype = np.uint32 if raters <= 32 else np.uint64
+    words = np.zeros((-(-raters // _WORD_BITS), len(mixed)), dtype)
+    for b, plane in enumerate(planes):
+        byte: NDArray[np.unsignedinteger[Any]] = np.take(plane, mixed).astype(dtype)
+        byte <<= dtype(8 * (b % 8))
+        words[b // 8] |= byte
+    return words
+
+
 def _full_words(raters: int) -> NDArray[np.uint64]:
     bits = [min(_WORD_BITS, raters - w) for w in range(0, raters, _WORD_BITS)]
     return np.array([(1 << b) - 1 for b in bits], np.uint64)
@@ -180,6 +201,30 @@ def group_keys(
     return tagged[first], counts, order, group
 
 
+def _group_by_value_sort(
+    keys: NDArray[np.unsignedinteger[Any]], positions: NDArray[np.signedinteger[Any]]
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.signedinteger[Any]], NDArray[np.signedinteger[Any]]]:
+    """What `group_keys` gives (positions reordered by key, stably), with cheaper steps.
+
+    A plain sort of the bare keys (SIMD, no positions carried along) finds the distinct keys,
+    a binary search numbers each key, and a stable argsort of those small numbers (a radix
+    sort while they fit int16) orders the positions.
+    """
+    index = index_dtype(len(keys))
+    ordered = np.sort(keys)
+    starts = np.empty(len(keys), np.bool_)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)
+    distinct = ordered[first]
+    counts = np.diff(np.append(first, len(keys)))
+    group_dtype = np.int16 if len(distinct) <= np.iinfo(np.int16).max else index
+    group = np.searchsorted(distinct, keys).astype(group_dtype)
+    order = np.argsort(group, kind="stable")
+    group_of_ordered = np.repeat(np.arange(len(distinct), dtype=index), counts)
+    return distinct.astype(np.uint64), counts, positions[order], group_of_ordered
+
+
 def _group_rows(
     rows: NDArray[np.uint64],
 ) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
@@ -193,7 +238,18 @@ def _mixed_pixels(planes: NDArray[np.uint8], raters: int) -> tuple[NDArray[np.bo
     all_bg, all_fg = _unanimous(planes, raters)
     np.logical_or(all_bg, all_fg, out=all_bg)
     np.logical_not(all_bg, out=all_bg)
-    return all_fg, np.flatnonzero(all_bg).astype(index_dtype(planes.shape[1]))
+    return all_fg, _flat_indices(all_bg)
+
+
+def _flat_indices(flags: NDArray[np.bool_]) -> NDArray[np.signedinteger[Any]]:
+    """np.flatnonzero in the index dtype, chunk by chunk: no intp array of every index."""
+    indices = np.empty(np.count_nonzero(flags), index_dtype(len(flags)))
+    filled = 0
+    for start in range(0, len(flags), _FLAG_CHUNK):
+        found = np.flatnonzero(flags[start : start + _FLAG_CHUNK])
+        np.add(found, start, out=indices[filled : filled + len(found)], casting="unsafe")
+        filled += len(found)
+    return indices
 
 
 def count_keys(
@@ -204,11 +260,13 @@ def count_keys(
     Linear in the number of keys, no sort: for few raters (small ``key_bits``) and many
     disagreeing pixels, as in volumes. Groups are numbered in ascending key order.
     """
-    bins = np.bincount(keys, minlength=1 << key_bits)
+    bins = np.zeros(1 << key_bits, np.intp)
+    for start in range(0, len(keys), _SCATTER_CHUNK):  # bincount widens its input to intp
+        bins += np.bincount(keys[start : start + _SCATTER_CHUNK], minlength=1 << key_bits)
     present = np.flatnonzero(bins)
     lookup = np.zeros(1 << key_bits, index_dtype(len(keys)))
     lookup[present] = np.arange(len(present))
-    return present.astype(np.uint64), bins[present], lookup[keys]
+    return present.astype(np.uint64), bins[present], np.take(lookup, keys)
 
 
 def _group_mixed(
@@ -218,6 +276,9 @@ def _group_mixed(
     if raters <= _COUNTING_RATERS and (1 << raters) <= _COUNTING_BINS_PER_KEY * len(mixed):
         unique_keys, counts, group = count_keys(words[0], raters)
         return unique_keys[:, None], counts, mixed, group
+    if len(words) == 1 and raters + max(1, (len(mixed) - 1).bit_length()) <= _WORD_BITS:
+        unique_keys, counts, positions, group = _group_by_value_sort(words[0], mixed)
+        return unique_keys[:, None], counts, positions, group
     if len(words) == 1:
         unique_keys, counts, order, group = group_keys(words[0], raters)
         return unique_keys[:, None], counts, mixed[order], group
@@ -235,7 +296,7 @@ def decision_patterns(masks: NDArray[np.bool_]) -> DecisionPatterns:
     planes = _byte_planes(masks.reshape(raters, -1))
     pixels = planes.shape[1]
     all_fg, mixed = _mixed_pixels(planes, raters)
-    mixed_words = _words(planes[:, mixed], raters)
+    mixed_words = _mixed_words(planes, mixed, raters)
     del planes
     unique_rows, counts, positions, group = _group_mixed(mixed_words, mixed, raters)
     del mixed_words, mixed

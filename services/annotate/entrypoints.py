@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from crowdseg.domain import Shape, Submission
+from crowdseg.domain import Review, Shape, Submission
 from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
 from crowdseg.services.annotate import handlers
-from crowdseg.services.annotate.handlers import Attempt, SubmitShapes
+from crowdseg.services.annotate.handlers import Attempt, ReviewCommand, SubmitShapes
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -22,6 +22,7 @@ class SubmissionOut(BaseModel):
     started_at: datetime | None
     duration_ms: int | None
     click_times: list[int] | None = None
+    review: Review | None = None
     created_at: datetime
 
     @classmethod
@@ -67,6 +68,31 @@ def router() -> APIRouter:
         if not created:
             return JSONResponse(out.model_dump(mode="json"), status_code=200)  # type: ignore[return-value]
         return out
+
+    @api.post(
+        "/submissions/{submission_id}/review",
+        responses={
+            403: {"description": "only the task's owner or an admin may review its submissions"},
+            404: {"description": "no such submission visible to the caller"},
+        },
+    )
+    async def review(submission_id: str, body: ReviewCommand, user: CurrentUser, runtime: RuntimeDep) -> SubmissionOut:
+        """Accept or reject a submission. A rejected one leaves its image's consensus (recomputed) and
+        its image needs one more annotator; its rater is not given that image again. Accepting it
+        again reverses that. The same verdict again changes nothing."""
+        submission = await handlers.review(runtime.store, user, submission_id, body, notify=runtime.relay.poke)
+        return SubmissionOut.of(submission)
+
+    @api.get(
+        "/images/{image_id}/submissions",
+        responses={
+            403: {"description": "only the task's owner or an admin may list an image's submissions"},
+            404: {"description": "no such image visible to the caller"},
+        },
+    )
+    async def image_submissions(image_id: str, user: CurrentUser, store: StoreDep) -> list[SubmissionOut]:
+        """Every submission of the image, rejected ones too (``review``), oldest first: the review page's list."""
+        return [SubmissionOut.of(s) for s in await handlers.image_submissions(store, user, image_id)]
 
     @api.get("/tasks/{task_id}/qualification")
     async def qualification(task_id: str, user: CurrentUser, store: StoreDep) -> QualificationOut:

@@ -9,12 +9,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated
 
-from crowdseg.access import visible_task
+from crowdseg.access import managed_image, managed_task, visible_task
 from crowdseg.domain import (
     Image,
     JsonInt,
     QualificationAttempt,
     RevealReference,
+    Review,
+    ReviewDecision,
     Shape,
     Submission,
     Task,
@@ -53,6 +55,12 @@ class Attempt(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image_id: str = Field(min_length=1, max_length=64)
     shapes: list[Shape] = Field(max_length=1000)
+
+
+class ReviewCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: ReviewDecision
+    reason: str | None = Field(default=None, max_length=2000)
 
 
 def mask_key(submission: Submission) -> str:
@@ -157,17 +165,20 @@ def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Subm
 
 
 def _prepare(shapes: list[Shape], task: Task, image: Image, max_points: int) -> tuple[list[Shape], bytes | None]:
-    """The validated shapes, and the mask PNG for mask tools."""
+    """The validated shapes, and the mask PNG for mask tools on plain images (a stack's one PNG would
+    flatten its frames; the consensus rasterises a stack's shapes frame by frame itself)."""
     valid = validate_shapes(
         shapes,
         tool=task.tool,
         width=image.width,
         height=image.height,
+        frames=image.frames,
         max_shapes=task.max_shapes,
         max_points=max_points,
         labels=task.label_names,
     )
-    png = mask_to_png(rasterize(valid, image.width, image.height)) if task.tool.makes_masks else None
+    flat = task.tool.makes_masks and image.frames <= 1
+    png = mask_to_png(rasterize(valid, image.width, image.height)) if flat else None
     return valid, png
 
 
@@ -178,6 +189,40 @@ async def _work_image(store: Store, task: Task, image_id: str) -> Image:
     if image.tutorial:
         raise InvalidInput("tutorial images are answered through the qualification, not as submissions")
     return image
+
+
+async def review(store: Store, user: User, submission_id: str, command: ReviewCommand, *, notify: Notify) -> Submission:
+    """Give a submission the task master's verdict. A rejected one leaves its image's consensus and
+    coverage (the image needs one more; its rater is not given it again); accepting it reverses that.
+    The same verdict again changes nothing."""
+    stored = await store.submissions.get(submission_id)
+    if stored is None:
+        raise NotFound(f"submission {submission_id} not found")
+    await managed_task(store, stored.task_id, user)
+    verdict = Review(decision=command.decision, reason=command.reason, by=user.id, at=utcnow())
+    event = SubmissionAccepted(
+        task_id=stored.task_id,
+        image_id=stored.image_id,
+        submission_id=stored.id,
+        user_id=stored.user_id,
+        review=command.decision,
+    )
+    reviewed, changed = await store.submissions.review(submission_id, verdict, event.pending())
+    if reviewed is None:
+        raise NotFound(f"submission {submission_id} not found")
+    # The image follows the submission's verdict as stored now, also after an unchanged verdict: a
+    # request racing this one (a reject and an accept) may have left it behind.
+    current = await store.submissions.get(submission_id) or reviewed
+    await store.images.set_rejected(current.image_id, current.user_id, rejected=current.rejected)
+    if changed:
+        notify()
+    return reviewed
+
+
+async def image_submissions(store: Store, user: User, image_id: str) -> list[Submission]:
+    """Every submission of an image of a task the user manages, rejected ones too, oldest first."""
+    image, _ = await managed_image(store, image_id, user)
+    return sorted(await store.submissions.list_for_image(image.id), key=lambda s: (s.created_at, s.id))
 
 
 @dataclass(frozen=True)
@@ -219,6 +264,7 @@ async def attempt_qualification(
         tool=task.tool,
         width=image.width,
         height=image.height,
+        frames=image.frames,
         max_shapes=task.max_shapes,
         max_points=max_points,
         labels=task.label_names,
@@ -258,7 +304,9 @@ async def reconcile_coverage(store: Store) -> int:
         if submission.image_id not in images:
             images[submission.image_id] = await store.images.get(submission.image_id)
         image = images[submission.image_id]
-        if image is not None and submission.user_id not in image.submitted_by:
+        if submission.rejected or image is None:
+            continue
+        if submission.user_id not in image.submitted_by:
             await store.images.record_submitter(image.id, submission.user_id)
             repaired += 1
     await watermark.advance(began)

@@ -38,7 +38,7 @@ def holds_lease(image: Image, user_id: str, now: datetime) -> bool:
 
 
 def is_open_for(task: Task, image: Image, user_id: str, now: datetime) -> bool:
-    if user_id in image.submitted_by:
+    if user_id in image.submitted_by or user_id in image.rejected_by:
         return False
     return holds_lease(image, user_id, now) or coverage(image, now) < task.replicates
 

@@ -61,7 +61,10 @@ def subscribe(runtime: Runtime) -> None:
         selections.image_added(event.task_id, event.image_id, event.name, event.width, event.height)
 
     async def on_submission_accepted(event: SubmissionAccepted) -> None:
-        selections.submitted(event.task_id, event.image_id, event.user_id)
+        if event.review is None:
+            selections.submitted(event.task_id, event.image_id, event.user_id)
+        else:
+            selections.reviewed(event.task_id, event.image_id, event.user_id, rejected=event.review == "reject")
 
     runtime.broadcast(ImageIngested, "assign", on_image_ingested)
     runtime.broadcast(SubmissionAccepted, "assign", on_submission_accepted)

@@ -106,6 +106,9 @@ class Selections:
     def submitted(self, task_id: str, image_id: str, user_id: str) -> None:
         self._change(task_id, lambda selection: selection.submitted(image_id, user_id))
 
+    def reviewed(self, task_id: str, image_id: str, user_id: str, *, rejected: bool) -> None:
+        self._change(task_id, lambda selection: selection.reviewed(image_id, user_id, rejected=rejected))
+
     def _change(self, task_id: str, change: Change) -> None:
         selection = self._ready.get(task_id)
         if selection is not None:

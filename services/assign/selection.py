@@ -38,6 +38,7 @@ class Entry:
     height: int
     rank: int
     submitted: set[str] = field(default_factory=set)
+    rejected: set[str] = field(default_factory=set)  # done by them, but not counted: the image needs one more
     leases: dict[str, datetime] = field(default_factory=dict)
     level: int = -1  # the bucket it sits in; -1 before it is placed
 
@@ -94,8 +95,9 @@ class TaskSelection:
         for user_id in entry.leases:
             self._held.get(user_id, set()).discard(image.id)
         entry.submitted = set(image.submitted_by)
+        entry.rejected = set(image.rejected_by)
         entry.leases = {}
-        for user_id in entry.submitted:
+        for user_id in entry.submitted | entry.rejected:
             self._done.setdefault(user_id, set()).add(image.id)
         for lease in image.active_leases(now):
             if lease.user_id not in entry.submitted:
@@ -122,6 +124,16 @@ class TaskSelection:
         self._done.setdefault(user_id, set()).add(image_id)
         if entry.leases.pop(user_id, None) is not None:
             self._held.get(user_id, set()).discard(image_id)
+        self._place(entry)
+
+    def reviewed(self, image_id: str, user_id: str, *, rejected: bool) -> None:
+        """A submission of the image was rejected (its slot opens for someone else) or accepted again."""
+        entry = self._entries.get(image_id)
+        if entry is None:
+            return
+        (entry.submitted.discard if rejected else entry.rejected.discard)(user_id)
+        (entry.rejected.add if rejected else entry.submitted.add)(user_id)
+        self._done.setdefault(user_id, set()).add(image_id)
         self._place(entry)
 
     def expire(self, now: datetime) -> None:

@@ -14,7 +14,8 @@ from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, RuntimeDep, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep
 from crowdseg.runtime import Runtime
-from crowdseg.services.consensus import handlers
+from crowdseg.services.consensus import handlers, volumes
+from crowdseg.volumes import NIFTI_MEDIA_TYPE, is_stack
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,25 @@ IMAGE_MANAGED: dict[int | str, dict[str, Any]] = {
     403: {"description": "only the task's owner or an admin may do this"},
     404: {"description": "no such image visible to the caller"},
 }
+
+
+CONSENSUS_FILE: dict[int | str, dict[str, Any]] = {
+    **IMAGE_MANAGED,
+    404: {"description": "no such image visible to the caller, or no consensus mask yet"},
+    409: {"description": "the task's tool makes points or lines, not masks"},
+}
+CONSENSUS_PNG: dict[int | str, dict[str, Any]] = {
+    **CONSENSUS_FILE,
+    422: {"description": "a stack without ?frame=k, a frame outside it, or a frame of a plain image"},
+}
+CONSENSUS_NIFTI: dict[int | str, dict[str, Any]] = {
+    **CONSENSUS_FILE,
+    409: {"description": "the image is not a stack (its consensus is mask.png), or the tool makes no masks"},
+}
+NO_CACHE = {"Cache-Control": "no-cache"}
+FrameQuery = Annotated[
+    int | None, Query(ge=0, le=100_000, description="The frame of a stack (0-based); required on stacks.")
+]
 
 
 class ReferenceIn(BaseModel):
@@ -100,36 +120,61 @@ def router() -> APIRouter:
             return JSONResponse({"detail": "no consensus yet: the image has no submissions"}, status_code=404)
         body = handlers.consensus_body(found, await handlers.flagged_in_task(store, found.task_id))
         if found.mask_key:
-            body["mask_url"] = f"{API_PREFIX}/images/{image.id}/consensus/mask.png"
-            body["probability_url"] = f"{API_PREFIX}/images/{image.id}/consensus/probability.png"
+            extension = "nii.gz" if is_stack(image) else "png"
+            body["mask_url"] = f"{API_PREFIX}/images/{image.id}/consensus/mask.{extension}"
+            body["probability_url"] = f"{API_PREFIX}/images/{image.id}/consensus/probability.{extension}"
         return JSONResponse(body)
 
     @api.get(
         "/images/{image_id}/consensus/mask.png",
         response_class=Response,
-        responses={**IMAGE_MANAGED, 404: {"description": "no consensus mask yet, or the task has no such label"}},
+        responses={**CONSENSUS_PNG, 404: {"description": "no consensus mask yet, or the task has no such label"}},
     )
     async def mask(
-        image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, label: LabelQuery = None
+        image_id: str,
+        user: CurrentUser,
+        store: StoreDep,
+        blobs: BlobsDep,
+        frame: FrameQuery = None,
+        label: LabelQuery = None,
     ) -> Response:
-        """The consensus mask, 0/255; for a task with labels, the label map (0 background, i the task's
-        i-th label, 1-based), or with ``label`` that label's mask, 0/255."""
+        """The consensus mask, 0/255; of a stack, one frame (``?frame=k``, required there). For a task
+        with labels, the label map (0 background, i the task's i-th label, 1-based), or with ``label``
+        that label's mask, 0/255."""
         image, task = await managed_image(store, image_id, user)
-        if not task.labels:
-            if label is not None:
-                raise NotFound("this task has no labels")
-            return await _consensus_png(image_id, user, store, blobs, probability=False)
         if label is not None and label not in task.label_names:
-            raise NotFound(f"the task has no label {label!r}; its labels are {', '.join(task.label_names)}")
-        found = await store.consensus.get(image.id)
-        key = None if found is None else _label_key(found, label)
-        if key is None:
-            return JSONResponse({"detail": "no consensus mask for this image yet"}, status_code=404)
-        return Response(await blobs.get(key), media_type="image/png", headers={"Cache-Control": "no-cache"})
+            known = ", ".join(task.label_names)
+            detail = f"the task has no label {label!r}; its labels are {known}" if known else "the task has no labels"
+            raise NotFound(detail)
+        if task.labels and not is_stack(image):
+            found = await store.consensus.get(image.id)
+            key = None if found is None else _label_key(found, label)
+            if key is None:
+                return JSONResponse({"detail": "no consensus mask for this image yet"}, status_code=404)
+            return Response(await blobs.get(key), media_type="image/png", headers=NO_CACHE)
+        png = await volumes.consensus_png(store, blobs, user, image_id, probability=False, frame=frame)
+        return Response(png, media_type="image/png", headers=NO_CACHE)
 
-    @api.get("/images/{image_id}/consensus/probability.png", response_class=Response)
-    async def probability(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
-        return await _consensus_png(image_id, user, store, blobs, probability=True)
+    @api.get("/images/{image_id}/consensus/probability.png", response_class=Response, responses=CONSENSUS_PNG)
+    async def probability(
+        image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, frame: FrameQuery = None
+    ) -> Response:
+        """The posterior probability of foreground, 0–255; of a stack, one frame (``?frame=k``)."""
+        png = await volumes.consensus_png(store, blobs, user, image_id, probability=True, frame=frame)
+        return Response(png, media_type="image/png", headers=NO_CACHE)
+
+    @api.get("/images/{image_id}/consensus/mask.nii.gz", response_class=Response, responses=CONSENSUS_NIFTI)
+    async def mask_volume(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        """A stack's consensus volume as NIfTI-1 (gzipped): voxels 0/1, nibabel's array ``(x, y, z)``,
+        ``pixdim`` the spacing in mm, the affine the source's orientation where it has one."""
+        data = await volumes.consensus_nifti(store, blobs, user, image_id, probability=False)
+        return Response(data, media_type=NIFTI_MEDIA_TYPE, headers=NO_CACHE)
+
+    @api.get("/images/{image_id}/consensus/probability.nii.gz", response_class=Response, responses=CONSENSUS_NIFTI)
+    async def probability_volume(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        """A stack's posterior probability of foreground (0–255) as NIfTI-1, as ``mask.nii.gz``."""
+        data = await volumes.consensus_nifti(store, blobs, user, image_id, probability=True)
+        return Response(data, media_type=NIFTI_MEDIA_TYPE, headers=NO_CACHE)
 
     @api.put(
         "/images/{image_id}/reference",
@@ -209,14 +254,3 @@ def _label_key(found: Consensus, label: str | None) -> str | None:
     if label is None:
         return found.label_map_key
     return (found.label_mask_keys or {}).get(label)
-
-
-async def _consensus_png(
-    image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, *, probability: bool
-) -> Response:
-    image, _task = await managed_image(store, image_id, user)
-    found = await store.consensus.get(image.id)
-    key = None if found is None else (found.probability_key if probability else found.mask_key)
-    if key is None:
-        return JSONResponse({"detail": "no consensus mask for this image yet"}, status_code=404)
-    return Response(await blobs.get(key), media_type="image/png", headers={"Cache-Control": "no-cache"})

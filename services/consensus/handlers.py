@@ -46,10 +46,11 @@ from crowdseg.counters import Tally, counters_of
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User, utcnow
 from crowdseg.errors import NotFound
 from crowdseg.events import ConsensusUpdated
-from crowdseg.geometry import label_map_to_png, mask_to_png, png_to_mask, probability_to_png, rasterize, validate_shapes
+from crowdseg.geometry import label_map_to_png, mask_to_png, probability_to_png, rasterize, validate_shapes
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.consensus import labels
+from crowdseg.volumes import image_mask, is_stack, shapes_by_frame, stored_mask
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -92,25 +93,36 @@ async def recompute(
     task = await store.tasks.get(image.task_id)
     if task is None:
         raise NotFound(f"task {image.task_id} not found")
-    submissions = sorted(await store.submissions.list_for_image(image_id), key=lambda s: (s.created_at, s.id))
+    every = await store.submissions.list_for_image(image_id)
+    submissions = counted_submissions(every)
+    reviews = review_revisions(every)
     stored = await store.consensus.get(image_id)
     if not submissions or (
         stored is not None
+        and stored.reviews >= reviews
         and stored.submissions >= len(submissions)
         and stored.reference_version >= image.reference_version
         and stored.scoring >= SCORING
+        and stored.screening_revision >= task.screening_revision
     ):
         return None
+    fused = fused_submissions(submissions, await screened_out(store, task))
     started = time.perf_counter()
-    if task.tool.makes_masks:
-        consensus = await _mask_consensus(blobs, task, image, submissions, options)
+    if is_stack(image):
+        from crowdseg.services.consensus.volumes import stack_consensus  # it builds on this module
+
+        consensus = await stack_consensus(blobs, task, image, fused, options)
+    elif task.tool.makes_masks:
+        consensus = await _mask_consensus(blobs, task, image, fused, options)
     elif task.tool is Tool.POLYLINE:
-        consensus = await _computed(_line_consensus, task, image, submissions)
+        consensus = await _computed(_line_consensus, task, image, fused)
     else:
-        consensus = await _computed(_point_consensus, task, image, submissions)
-    if task.labels:
-        await _add_label_consensus(blobs, task, image, submissions, consensus, options)
+        consensus = await _computed(_point_consensus, task, image, fused)
+    if task.labels and not is_stack(image):
+        await _add_label_consensus(blobs, task, image, fused, consensus, options)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
+    consensus = await _computed(_with_screened_out, task, image, consensus, submissions, fused)
+    consensus.reviews = reviews
     event = ConsensusUpdated(
         task_id=task.id,
         image_id=image.id,
@@ -162,6 +174,74 @@ async def _add_label_consensus(
     )
 
 
+def counted_submissions(submissions: list[Submission]) -> list[Submission]:
+    """The submissions a consensus is made of: all but the rejected ones, oldest first."""
+    return sorted((s for s in submissions if not s.rejected), key=lambda s: (s.created_at, s.id))
+
+
+def review_revisions(submissions: list[Submission]) -> int:
+    """How many review changes the image's submissions have seen: it only grows, so a consensus after
+    a review is newer than one before it, although it has fewer submissions."""
+    return sum(s.review_revision for s in submissions)
+
+
+async def screened_out(store: Store, task: Task) -> frozenset[str]:
+    """The raters the task's screening leaves out: task-wide quality below ``min_quality``, with at
+    least as many images behind it as a flag needs."""
+    if task.screening is None:
+        return frozenset()
+    tallies = await store.counters.tallies_for_task(task.id)
+    return frozenset(
+        t.user_id
+        for t in tallies
+        if t.quality is not None and t.quality < task.screening.min_quality and t.quality_images >= FLAG_RULE.min_images
+    )
+
+
+def fused_submissions(submissions: list[Submission], excluded: frozenset[str]) -> list[Submission]:
+    """The submissions the consensus fuses: all but the screened-out raters' (all of them, should
+    screening leave none)."""
+    kept = [s for s in submissions if s.user_id not in excluded]
+    return kept or submissions
+
+
+def _with_screened_out(
+    task: Task, image: Image, consensus: Consensus, submissions: list[Submission], fused: list[Submission]
+) -> Consensus:
+    """The consensus of ``fused`` with the screened-out raters added as ``excluded`` raters. Their
+    quality is their agreement with all the other raters, as without screening, so that leaving
+    them out never changes the evidence that left them out."""
+    consensus.screening_revision = task.screening_revision
+    kept = {s.id for s in fused}
+    if len(kept) == len(submissions):
+        return consensus
+    qualities = _all_qualities(task, image, submissions, consensus.radius)
+    basis = "reference" if has_reference(image) else "crowd"
+    consensus.raters = consensus.raters + [
+        RaterScore(user_id=s.user_id, submission_id=s.id, quality=q, quality_basis=basis, excluded=True)
+        for s, q in zip(submissions, qualities, strict=True)
+        if s.id not in kept
+    ]
+    consensus.submissions = len(submissions)  # how many it saw: a later one with as many is no newer
+    return consensus
+
+
+def _all_qualities(task: Task, image: Image, submissions: list[Submission], radius: float | None) -> list[float | None]:
+    """Every rater's quality among all of ``submissions`` (or against the image's reference)."""
+    reference = has_reference(image)
+    if task.tool.makes_masks:
+        masks = np.stack([rasterize(s.shapes, image.width, image.height) for s in submissions])
+        truth = rasterize(image.reference_shapes, image.width, image.height) if reference else None
+        return mask_qualities(masks, truth)
+    if task.tool is Tool.POLYLINE:
+        lines = [_shape_points(s) for s in submissions]
+        line_truth = reference_lines(image) if reference else None
+        return line_qualities(lines, radius or line_radius(image.width, image.height), line_truth)
+    points = [np.concatenate([*_shape_points(s), np.empty((0, 2))]) for s in submissions]
+    radius = radius or click_radius(points, image.width, image.height)
+    return point_qualities(points, radius, reference_points(image) if reference else None)
+
+
 async def set_reference(
     store: Store,
     blobs: BlobStore,
@@ -181,6 +261,7 @@ async def set_reference(
         tool=task.tool,
         width=image.width,
         height=image.height,
+        frames=image.frames,
         max_shapes=task.max_shapes,
         max_points=max_points,
         labels=task.label_names,
@@ -392,6 +473,29 @@ async def reconcile(store: Store, blobs: BlobStore, *, options: StapleOptions, n
             log.exception("reconciling the consensus of image %s failed; the next event retries it", image_id)
     if clean:
         await watermark.advance(began)
+    return redone + await rescreen(store, blobs, options=options, notify=notify)
+
+
+def _screened_key(task_id: str) -> str:
+    return f"consensus.screened:{task_id}"
+
+
+async def rescreen(store: Store, blobs: BlobStore, *, options: StapleOptions, notify: Notify) -> int:
+    """Rescore every image of the tasks whose screening changed since their last rescoring."""
+    redone = 0
+    for task in await store.tasks.all():
+        done = int(await store.meta.get(_screened_key(task.id)) or 0)
+        if task.screening_revision <= done:
+            continue
+        clean = True
+        for image in await store.images.list_for_task(task.id):
+            try:
+                redone += await recompute(store, blobs, image.id, options=options, notify=notify) is not None
+            except Exception:
+                clean = False
+                log.exception("rescreening the consensus of image %s failed; the next pass retries it", image.id)
+        if clean:
+            await store.meta.put(_screened_key(task.id), str(task.screening_revision))
     return redone
 
 
@@ -534,6 +638,7 @@ async def task_stats(store: Store, task: Task) -> dict[str, Any]:
     names = {u.id: u.name for u in await store.users.get_many([t.user_id for t in tallies])}
     complete = counters.complete(task.replicates)
     flagged_users = flagged_raters(tallies)
+    excluded = await screened_out(store, task)
     return {
         "images": counters.images,
         "submissions": counters.submissions,
@@ -542,7 +647,10 @@ async def task_stats(store: Store, task: Task) -> dict[str, Any]:
         "complete_images": complete,
         "consensus_images": counters.consensus_images,
         "coverage": counters.histogram(task.replicates),
-        "users": [_user_row(tally, names.get(tally.user_id, ""), flagged_users) for tally in tallies],
+        "users": [
+            {**_user_row(tally, names.get(tally.user_id, ""), flagged_users), "excluded": tally.user_id in excluded}
+            for tally in tallies
+        ],
         "flag_rule": {
             "k": FLAG_RULE.k,
             "min_images": FLAG_RULE.min_images,
@@ -628,12 +736,11 @@ class _Pooled:
 
 
 def mask_figures(found: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> dict[str, float]:
-    """Dice, Jaccard, modified Hausdorff distance (pixels; the image's diagonal when only one mask is
-    empty) and pixel error (the share of the image's pixels on which the masks differ)."""
-    height, width = truth.shape
+    """Dice, Jaccard, modified Hausdorff distance (pixels, voxels on a stack; the image's diagonal when
+    only one mask is empty) and pixel error (the share of the image's pixels on which the masks differ)."""
     mhd = modified_hausdorff(found, truth)
     if math.isinf(mhd):
-        mhd = float(np.hypot(width, height))
+        mhd = float(np.linalg.norm(truth.shape))
     sensitivity, specificity = sensitivity_specificity(found, truth)
     return {
         "dice": dice(found, truth),
@@ -650,6 +757,21 @@ def _mean_of(rows: list[dict[str, float]], names: Iterable[str]) -> dict[str, fl
 
 
 def object_matching(tool: Tool, drawn: list[Shape], truth: list[Shape], radius: float) -> Matching:
+    """Matches frame by frame (a plain image is one frame), pooled: no object matches one on another frame."""
+    drawn_by_frame, truth_by_frame = shapes_by_frame(drawn), shapes_by_frame(truth)
+    matchings = [
+        _matching_on_one_frame(tool, drawn_by_frame.get(frame, []), truth_by_frame.get(frame, []), radius)
+        for frame in sorted(drawn_by_frame.keys() | truth_by_frame.keys()) or [0]
+    ]
+    return Matching(
+        tp=sum(m.tp for m in matchings),
+        fp=sum(m.fp for m in matchings),
+        fn=sum(m.fn for m in matchings),
+        distances=np.concatenate([m.distances for m in matchings]),
+    )
+
+
+def _matching_on_one_frame(tool: Tool, drawn: list[Shape], truth: list[Shape], radius: float) -> Matching:
     if tool is Tool.POINT:
         return match_point_sets(
             np.asarray([p for s in drawn for p in s.points], np.float64).reshape(-1, 2),
@@ -663,8 +785,11 @@ def object_matching(tool: Tool, drawn: list[Shape], truth: list[Shape], radius: 
 
 def _consensus_shapes(tool: Tool, consensus: Consensus) -> list[Shape]:
     if tool is Tool.POINT:
-        return [Shape(type=Tool.POINT, points=[(p["x"], p["y"])]) for p in consensus.points or []]
-    return [Shape(type=Tool.POLYLINE, points=[tuple(p) for p in line["points"]]) for line in consensus.lines or []]
+        return [Shape(type=Tool.POINT, points=[(p["x"], p["y"])], frame=p.get("frame")) for p in consensus.points or []]
+    return [
+        Shape(type=Tool.POLYLINE, points=[tuple(p) for p in line["points"]], frame=line.get("frame"))
+        for line in consensus.lines or []
+    ]
 
 
 async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, Any]:
@@ -694,11 +819,9 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
             def compute(
                 image: Image = image, mask_png: bytes = mask_png, submissions: list[Submission] = submissions
             ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-                truth = rasterize(image.reference_shapes, image.width, image.height)
-                found = png_to_mask(mask_png)
-                raters = {
-                    s.user_id: mask_figures(rasterize(s.shapes, image.width, image.height), truth) for s in submissions
-                }
+                truth = image_mask(image.reference_shapes, image)
+                found = stored_mask(mask_png, image)
+                raters = {s.user_id: mask_figures(image_mask(s.shapes, image), truth) for s in submissions}
                 return mask_figures(found, truth), raters
 
             figures, raters = await _computed(compute)

@@ -15,6 +15,8 @@ Layout (also described in the bundle's manifest.json):
   coco/annotations.json, coco/consensus.json          COCO (raw annotations, consensus); images are not
                                      bundled: each COCO image's coco_url is its path on the API; a
                                      labelled task's categories are its labels (ids 1..n, in order)
+  masks/<image>.nii.gz, tracks/<image>.csv            stacks: the consensus volume, the tracks of points
+                                     and lines; COCO has one image per frame (crowdseg.services.export.stacks)
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from crowdseg.domain import Consensus, Image, Submission, Task, Tool, User
 from crowdseg.errors import NotFound
 from crowdseg.geometry import png_to_mask
 from crowdseg.ports import BlobStore, Store
+from crowdseg.services.export import stacks
 from crowdseg.spreadsheets import csv_bytes
+from crowdseg.volumes import is_stack, nifti_volume
 from pathvalidate import sanitize_filename
 from shapely.geometry import LineString, Polygon
 
@@ -156,6 +160,7 @@ class BundleWriter:
         self.coco_consensus: list[dict[str, Any]] = []
         self.consensus_images = 0
         self.folders: dict[str, str] = {}
+        self.coco_ids: dict[str, list[int]] = {}
 
     def add(self, archive: zipfile.ZipFile, name: str, data: bytes) -> str:
         """Write one entry; a name that only case tells from an earlier one (client-chosen submission
@@ -178,16 +183,17 @@ class BundleWriter:
         for submission in submissions:
             by_image.setdefault(submission.image_id, []).append(submission)
         self.folders = image_folders(images)
+        self.coco_ids = stacks.coco_image_ids(images)
         with zipfile.ZipFile(self.target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
             self.add(archive, "task.json", _json(task.model_dump(mode="json")))
             for number, image in enumerate(images, start=1):
-                await self._image(archive, number, image, by_image.get(image.id, []))
+                await self._image(archive, image, by_image.get(image.id, []))
                 await self.progress(0.05 + 0.9 * number / max(1, len(images)))
             await self._tables(archive, images, submissions, users)
             self._coco(archive, images)
             self.add(archive, "manifest.json", self._manifest(images, submissions))
 
-    async def _image(self, archive: zipfile.ZipFile, number: int, image: Image, subs: list[Submission]) -> None:
+    async def _image(self, archive: zipfile.ZipFile, image: Image, subs: list[Submission]) -> None:
         folder = self.folders[image.id]
         for submission in subs:
             base = f"submissions/{folder}/{submission.id}"
@@ -196,13 +202,14 @@ class BundleWriter:
                 self.add(archive, f"{base}.png", await self.blobs.get(submission.mask_key))
             for shape in submission.shapes:
                 category = self._category(shape.label)
-                entry = _coco_shape(len(self.coco_raw) + 1, number, self.task.tool, shape.points, category)
+                coco_image = stacks.coco_id(self.coco_ids[image.id], shape.frame)
+                entry = _coco_shape(len(self.coco_raw) + 1, coco_image, self.task.tool, shape.points, category)
                 self.coco_raw.append({**entry, "user_id": submission.user_id, "submission_id": submission.id})
         consensus = await self.store.consensus.get(image.id)
         if consensus is not None:
-            await self._consensus(archive, number, image, consensus)
+            await self._consensus(archive, image, consensus)
 
-    async def _consensus(self, archive: zipfile.ZipFile, number: int, image: Image, consensus: Consensus) -> None:
+    async def _consensus(self, archive: zipfile.ZipFile, image: Image, consensus: Consensus) -> None:
         folder = f"consensus/{self.folders[image.id]}"
         self.consensus_images += 1
         self.add(archive, f"{folder}/consensus.json", _json(consensus.model_dump(mode="json", exclude={"outbox"})))
@@ -219,27 +226,27 @@ class BundleWriter:
                     "recall": rater.recall,
                     "quality": rater.quality,
                     "quality_basis": rater.quality_basis,
+                    "excluded": rater.excluded,
                     "prior": consensus.prior,
                     "method": consensus.method,
                     "version": consensus.version,
                 }
             )
-        if consensus.mask_key and consensus.probability_key:
+        ids = self.coco_ids[image.id]
+        if consensus.mask_key and consensus.probability_key and is_stack(image):
+            await self._volume(archive, image, consensus.mask_key, consensus.probability_key)
+        elif consensus.mask_key and consensus.probability_key:
             mask_png = await self.blobs.get(consensus.mask_key)
             self.add(archive, f"{folder}/mask.png", mask_png)
             self.add(archive, f"{folder}/probability.png", await self.blobs.get(consensus.probability_key))
             if not consensus.labels:
-                # An object, which COCOeval scores (issue 9: as iscrowd 1 it ignored every consensus
-                # mask) — unless the image's object polygons are listed too: then the mask is their
-                # union, a crowd region beside them that must not count as one more object.
-                iscrowd = 1 if consensus.polygons else 0
-                entry = _coco_mask(len(self.coco_consensus) + 1, number, png_to_mask(mask_png), 1, iscrowd)
-                self.coco_consensus.append(entry)
-        if consensus.labels:
-            await self._label_consensus(archive, folder, number, consensus)
+                self._coco_mask(ids[0], png_to_mask(mask_png), crowd=bool(consensus.polygons))
+        if consensus.labels and not is_stack(image):
+            await self._label_consensus(archive, folder, ids[0], consensus)
             return
         for point in consensus.points or []:
-            entry = _coco_shape(len(self.coco_consensus) + 1, number, Tool.POINT, [(point["x"], point["y"])])
+            coco_image = stacks.coco_id(ids, point.get("frame"))
+            entry = _coco_shape(len(self.coco_consensus) + 1, coco_image, Tool.POINT, [(point["x"], point["y"])])
             self.coco_consensus.append({**entry, "support": point.get("support")})
         # Fused lines and object polygons: one entry each, as the raw annotations of their tool
         # (flat segmentation, bbox, length or area), with the raters behind them.
@@ -248,8 +255,30 @@ class BundleWriter:
                 points = [(float(x), float(y)) for x, y in fused["points"]]
                 if len(points) < tool.min_points:
                     continue
-                entry = _coco_shape(len(self.coco_consensus) + 1, number, tool, points)
+                coco_image = stacks.coco_id(ids, fused.get("frame"))
+                entry = _coco_shape(len(self.coco_consensus) + 1, coco_image, tool, points)
                 self.coco_consensus.append({**entry, "support": fused.get("support"), "raters": consensus.submissions})
+        tracks = stacks.tracks_csv(consensus) if is_stack(image) else None
+        if tracks is not None:
+            self.add(archive, f"tracks/{self.folders[image.id]}.csv", tracks)
+
+    def _coco_mask(self, coco_image: int, mask: np.ndarray[Any, Any], *, crowd: bool, category: int = 1) -> None:
+        # An object, which COCOeval scores (issue 9: as iscrowd 1 it ignored every consensus mask) —
+        # unless the image's object polygons are listed too: then the mask is their union, a crowd
+        # region beside them that must not count as one more object.
+        entry = _coco_mask(len(self.coco_consensus) + 1, coco_image, mask, category, 1 if crowd else 0)
+        self.coco_consensus.append(entry)
+
+    async def _volume(self, archive: zipfile.ZipFile, image: Image, mask_key: str, probability_key: str) -> None:
+        """A stack's consensus: the volume, its probability, and COCO masks of the frames with foreground."""
+        volume = await self.blobs.get(mask_key)
+        self.add(archive, f"masks/{self.folders[image.id]}.nii.gz", volume)
+        self.add(
+            archive, f"consensus/{self.folders[image.id]}/probability.nii.gz", await self.blobs.get(probability_key)
+        )
+        for frame, mask in enumerate(nifti_volume(volume) > 0):
+            if mask.any():
+                self._coco_mask(self.coco_ids[image.id][frame], mask, crowd=False)
 
     def _category(self, label: str | None) -> int:
         """The COCO category of a shape: its label's 1-based index, or the one category of an unlabelled task."""
@@ -263,8 +292,7 @@ class BundleWriter:
         for name, key in (consensus.label_mask_keys or {}).items():
             mask_png = await self.blobs.get(key)
             self.add(archive, f"{folder}/labels/{_safe(name)}.png", mask_png)
-            entry = _coco_mask(len(self.coco_consensus) + 1, number, png_to_mask(mask_png), self._category(name), 0)
-            self.coco_consensus.append(entry)
+            self._coco_mask(number, png_to_mask(mask_png), crowd=False, category=self._category(name))
         for entry in consensus.labels or []:
             category = self._category(entry["label"])
             for point in entry.get("points", []):
@@ -285,9 +313,7 @@ class BundleWriter:
 
         task_row = self.task.model_dump(mode="json")
         image_rows = [image.model_dump(mode="json", exclude={"outbox", "leases"}) for image in images]
-        submission_rows = [
-            {**s.model_dump(mode="json", exclude={"outbox", "shapes"}), "shapes": len(s.shapes)} for s in subs
-        ]
+        submission_rows = [_submission_row(s) for s in subs]
         involved = {s.user_id for s in subs} | {self.task.owner_id}
         user_rows = [
             {"id": u.id, "name": u.name, "roles": [r.value for r in u.roles]}
@@ -314,6 +340,7 @@ class BundleWriter:
             "recall",
             "quality",
             "quality_basis",
+            "excluded",
             "prior",
             "method",
             "version",
@@ -329,6 +356,7 @@ class BundleWriter:
             "quality",
             "quality_images",
             "flagged",
+            "excluded",
             "mean_seconds",
         ]
         self.add(archive, "user_performance.csv", _csv(stats["users"], performance_columns))
@@ -351,16 +379,11 @@ class BundleWriter:
                 "version": str(FORMAT_VERSION),
                 "date_created": datetime.now(UTC).isoformat(),
             },
+            # file_name: the name the image was uploaded as (images are not bundled); a stack's frame by frame
             "images": [
-                {
-                    "id": n,
-                    "file_name": image.name,  # the name the image was uploaded as (images are not bundled)
-                    "coco_url": image_url(image),
-                    "width": image.width,
-                    "height": image.height,
-                    "crowdseg_id": image.id,
-                }
-                for n, image in enumerate(images, start=1)
+                entry
+                for image in images
+                for entry in stacks.coco_images(image, self.coco_ids[image.id], image_url(image))
             ],
             "categories": self._categories(),
         }
@@ -412,3 +435,17 @@ async def load_task(store: Store, task_id: str) -> Task:
     if task is None:
         raise NotFound(f"task {task_id} not found")
     return task
+
+
+def _submission_row(submission: Submission) -> dict[str, Any]:
+    """A submission flat enough for CSV: its shape count, and its review as four columns."""
+    row = submission.model_dump(mode="json", exclude={"outbox", "shapes", "review"})
+    review = submission.review
+    return {
+        **row,
+        "shapes": len(submission.shapes),
+        "review": None if review is None else review.decision,
+        "review_reason": None if review is None else review.reason,
+        "review_by": None if review is None else review.by,
+        "review_at": None if review is None else review.at.isoformat(),
+    }

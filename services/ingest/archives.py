@@ -167,7 +167,8 @@ def _read_one(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget, seen: set[str], source: _CountingReader
 ) -> ArchiveEntry | ArchiveRejection | None:
     name = info.filename.replace("\\", "/")
-    if info.is_dir() or name.endswith("/"):
+    # Not info.is_dir(): it raises IndexError on an entry with an empty name (found by fuzzing).
+    if name.endswith("/"):
         return None
     try:
         normalised = _safe_name(name)

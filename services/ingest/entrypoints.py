@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from crowdseg.access import managed_task, sees, visible_image, visible_task
+from crowdseg.access import managed_task, manages, sees, visible_image, visible_task
 from crowdseg.counters import counters_of
-from crowdseg.domain import Image, Shape, Task, TaskLabel
+from crowdseg.domain import Image, Screening, Shape, Task, TaskLabel
 from crowdseg.errors import InvalidInput, PayloadTooLarge
 from crowdseg.http import BlobsDep, CurrentUser, RuntimeDep, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep, filtered_page
@@ -15,8 +15,8 @@ from crowdseg.services.ingest import handlers
 from crowdseg.services.ingest.archives import ArchiveLimits
 from crowdseg.services.ingest.handlers import AddMember, CreateTask, UpdateTask, UploadedFile
 from crowdseg.services.ingest.imaging import ImageLimits
-from fastapi import APIRouter, Depends, Request, Response, UploadFile
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
@@ -41,6 +41,8 @@ class TaskOut(BaseModel):
     lease_seconds: int
     labels: list[TaskLabel]
     labels_exclusive: bool
+
+    screening: Screening | None = None
     members: list[str]
     images: int | None = None
     created_at: datetime
@@ -60,6 +62,13 @@ class ImageOut(BaseModel):
     tutorial: bool = False
     reference: bool = False
     """The image has an expert reference (``GET /images/{id}/reference``)."""
+    frames: int = 1
+    """Frames of a stack (``GET /images/{id}/file?frame=k``); 1 for a plain image."""
+    # Lists, not tuples: a tuple's schema (prefixItems) comes out of FastAPI as an invalid `items` array.
+    spacing: Annotated[list[float], Field(min_length=3, max_length=3)] | None = None
+    """Voxel spacing ``[z, y, x]`` in mm, where the file says so."""
+    window: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
+    """Default ``[center, width]`` for ``?window=``; null when the image has no raw values to window."""
 
 
 class Rejection(BaseModel):
@@ -143,7 +152,7 @@ def router() -> APIRouter:
     async def upload_images(
         task_id: str, _: UploadBudget, user: CurrentUser, runtime: RuntimeDep, request: Request
     ) -> UploadOut:
-        """Upload images (PNG, JPEG, TIFF, DICOM) or ZIP archives of them, as the multipart field ``files``.
+        """Upload images (PNG, JPEG, TIFF, DICOM, NIfTI) or ZIP archives of them, as the multipart field ``files``.
 
         The caller's credentials and right to the task are checked before the body is read."""
         await managed_task(runtime.store, task_id, user)
@@ -174,7 +183,7 @@ def router() -> APIRouter:
                 rejected=[r.model_dump() for r in rejected],
             )
         return UploadOut(
-            accepted=[ImageOut(id=i.id, name=i.name, width=i.width, height=i.height) for i in report.accepted],
+            accepted=[_image_out(image, 0) for image in report.accepted],
             rejected=rejected,
         )
 
@@ -227,18 +236,46 @@ def router() -> APIRouter:
         )
         return _image_out(image, 0)
 
-    @api.get("/images/{image_id}/file", response_class=Response)
-    async def image_file(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
-        image, _task = await visible_image(store, image_id, user)
-        return _image_response(await blobs.get(image.display_key), image.display_media_type)
+    @api.get("/images/{image_id}", responses={404: {"description": "no such image visible to the caller"}})
+    async def get_image(image_id: str, user: CurrentUser, store: StoreDep) -> ImageOut:
+        """One image: its size, ``frames``, ``spacing`` and default ``window``; ``submissions`` for its task's owner."""
+        image, task = await visible_image(store, image_id, user)
+        return _image_out(image, len(image.submitted_by) if manages(task, user) else 0)
 
-    @api.get("/images/{image_id}/thumbnail", response_class=Response)
-    async def thumbnail(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+    @api.get("/images/{image_id}/file", response_class=Response, responses=FRAME_RESPONSES)
+    async def image_file(
+        image_id: str,
+        user: CurrentUser,
+        store: StoreDep,
+        blobs: BlobsDep,
+        frame: FrameQuery = 0,
+        window: WindowQuery = None,
+    ) -> Response:
+        """Frame ``frame`` of the image (0 for a plain image), under ``window=center,width`` if given."""
         image, _task = await visible_image(store, image_id, user)
-        return _image_response(await blobs.get(image.thumbnail_key), image.thumbnail_media_type)
+        rendition = await handlers.frame_rendition(blobs, image, frame, window=window)
+        return _image_response(rendition.data, rendition.media_type)
+
+    @api.get("/images/{image_id}/thumbnail", response_class=Response, responses=FRAME_RESPONSES)
+    async def thumbnail(
+        image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, frame: FrameQuery = 0
+    ) -> Response:
+        image, _task = await visible_image(store, image_id, user)
+        rendition = await handlers.frame_rendition(blobs, image, frame, thumbnail=True)
+        return _image_response(rendition.data, rendition.media_type)
 
     return api
 
+
+FrameQuery = Annotated[int, Query(description="the frame of a stack, from 0")]
+WindowQuery = Annotated[
+    str | None,
+    Query(description="`center,width` of the raw values (greyscale DICOM and NIfTI); the default is the image's"),
+]
+FRAME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such image visible to the caller"},
+    422: {"description": "the frame is out of range, or the window is malformed or not available for this image"},
+}
 
 UPLOAD_FORM: dict[str, Any] = {
     "type": "object",
@@ -248,7 +285,7 @@ UPLOAD_FORM: dict[str, Any] = {
             "type": "array",
             "minItems": 1,
             "items": {"type": "string", "format": "binary"},
-            "description": "images (PNG, JPEG, TIFF, DICOM) or ZIP archives",
+            "description": "images (PNG, JPEG, TIFF, DICOM, NIfTI) or ZIP archives (a DICOM series becomes one image)",
         }
     },
 }
@@ -290,6 +327,9 @@ def _image_out(image: Image, submissions: int) -> ImageOut:
         submissions=submissions,
         reference=bool(image.reference_shapes),
         tutorial=image.tutorial,
+        frames=image.frames,
+        spacing=None if image.spacing is None else list(image.spacing),
+        window=None if image.window is None else list(image.window),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -16,6 +17,7 @@ from crowdseg.domain import (
     Order,
     RevealReference,
     Role,
+    Screening,
     Shape,
     Task,
     TaskLabels,
@@ -31,7 +33,16 @@ from crowdseg.events import ImageIngested
 from crowdseg.geometry import validate_shapes
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.ingest.archives import ArchiveLimits, ArchiveRejected, is_zip, read_zip
-from crowdseg.services.ingest.imaging import DecodedImage, ImageLimits, ImageRejected, decode_image
+from crowdseg.services.ingest.imaging import (
+    DecodedImage,
+    ImageLimits,
+    ImageRejected,
+    decode_image,
+    decode_series,
+    load_values,
+    render_window,
+)
+from crowdseg.services.ingest.series import gather_series
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -56,6 +67,8 @@ class TaskFields(BaseModel):
     labels: TaskLabels | None = None
     labels_exclusive: StrictBool = True
 
+    screening: Screening | None = None
+
 
 class CreateTask(TaskFields):
     title: Title
@@ -79,6 +92,9 @@ class UpdateTask(BaseModel):
     status: TaskStatus | None = None
     labels: TaskLabels | None = None
     labels_exclusive: StrictBool | None = None
+
+    screening: Screening | None = None
+    """``null`` switches screening off."""
 
 
 class AddMember(BaseModel):
@@ -108,6 +124,8 @@ class AddMember(BaseModel):
 class UploadedFile:
     name: str
     data: bytes
+    # The files of a DICOM series, when this upload is one (``data`` is then their stored ZIP).
+    slices: tuple[bytes, ...] = ()
 
 
 @dataclass
@@ -131,6 +149,7 @@ async def update_task(store: Store, user: User, task_id: str, command: UpdateTas
         changes["labels"] = command.labels
     if _changes_labels(task, command) and await _has_submissions(store, task):
         _check_label_change(task, command)
+    changes.update(screening_changes(task, command))
     task = task.model_copy(update={**changes, "updated_at": utcnow()})
     await store.tasks.replace(task)
     return task
@@ -157,6 +176,12 @@ def _check_label_change(task: Task, command: UpdateTask) -> None:
             "the task has submissions: its labels "
             f"({', '.join(task.label_names) or 'none'}) can only be kept in order, recoloured and added to"
         )
+
+def screening_changes(task: Task, command: UpdateTask) -> dict[str, object]:
+    """A new screening (``null`` included) and the revision that makes the consensus service rescore."""
+    if "screening" not in command.model_fields_set or command.screening == task.screening:
+        return {}
+    return {"screening": command.screening, "screening_revision": task.screening_revision + 1}
 
 
 async def tasks_visible_to(store: Store, user: User) -> list[Task]:
@@ -200,7 +225,9 @@ def expand_archives(
         except ArchiveRejected as exc:
             rejected.append((upload.name, exc.reason))
             continue
-        expanded.extend(UploadedFile(f"{entry.name}", entry.data) for entry in entries)
+        singles, series = gather_series([(entry.name, entry.data) for entry in entries])
+        expanded.extend(UploadedFile(name, data) for name, data in singles)
+        expanded.extend(UploadedFile(s.name, s.archive(), tuple(data for _, data in s.files)) for s in series)
         rejected.extend((f"{upload.name}/{refusal.name}", refusal.reason) for refusal in refusals)
     return expanded, rejected
 
@@ -262,6 +289,8 @@ async def upload_images(
 
 def _decode(upload: UploadedFile, limits: ImageLimits) -> DecodedImage | ImageRejected:
     try:
+        if upload.slices:
+            return decode_series(upload.slices, limits)
         return decode_image(upload.name, upload.data, limits)
     except ImageRejected as exc:
         return exc
@@ -282,6 +311,10 @@ def _new_image(
         display_media_type=decoded.display_media_type,
         thumbnail_key="",
         thumbnail_media_type=decoded.thumbnail_media_type,
+        frames=decoded.frames,
+        spacing=decoded.spacing,
+        affine=decoded.affine,
+        window=decoded.window,
         tutorial=tutorial,
         reference_shapes=reference,
     )
@@ -312,6 +345,7 @@ async def _put_objects(blobs: BlobStore, images: list[tuple[Image, UploadedFile,
             writes.append((image.display_key, decoded.display, decoded.display_media_type))
         if image.thumbnail_key != image.display_key:
             writes.append((image.thumbnail_key, decoded.thumbnail, decoded.thumbnail_media_type))
+        writes.extend(_frame_writes(image, decoded))
     slots = asyncio.Semaphore(WRITES_AT_ONCE)
 
     async def put(key: str, data: bytes, content_type: str) -> None:
@@ -319,6 +353,72 @@ async def _put_objects(blobs: BlobStore, images: list[tuple[Image, UploadedFile,
             await blobs.put(key, data, content_type)
 
     await asyncio.gather(*(put(*write) for write in writes))
+
+
+def _frame_writes(image: Image, decoded: DecodedImage) -> list[tuple[str, bytes, str]]:
+    """Frames 1, 2, ... of a stack, and every frame's raw values where they are kept."""
+    writes: list[tuple[str, bytes, str]] = []
+    for frame, rendition in enumerate(decoded.more_frames, start=1):
+        writes.append((frame_key(image, frame, "display"), rendition.display, image.display_media_type))
+        if not decoded.thumbnail_is_display:
+            writes.append((frame_key(image, frame, "thumbnail"), rendition.thumbnail, image.thumbnail_media_type))
+    for frame, values in enumerate(decoded.values):
+        writes.append((frame_key(image, frame, "values"), values, "application/octet-stream"))
+    return writes
+
+
+def frame_key(image: Image, frame: int, kind: str) -> str:
+    """Where a frame's object is: frame 0's display and thumbnail are the image's own keys."""
+    if frame == 0 and kind == "display":
+        return image.display_key
+    if frame == 0 and kind == "thumbnail":
+        return image.thumbnail_key
+    if kind == "thumbnail" and image.thumbnail_key == image.display_key:
+        kind = "display"
+    return f"images/{image.task_id}/{image.id}/frames/{frame}/{kind}"
+
+
+@dataclass(frozen=True)
+class Rendition:
+    data: bytes
+    media_type: str
+
+
+async def frame_rendition(
+    blobs: BlobStore, image: Image, frame: int, *, thumbnail: bool = False, window: str | None = None
+) -> Rendition:
+    """A frame's display rendition or thumbnail; under another window, rendered once and then kept."""
+    if not 0 <= frame < image.frames:
+        raise InvalidInput(f"frame {frame} is out of range: the image has {image.frames} frame(s), from 0")
+    if window is None:
+        kind, media_type = (
+            ("thumbnail", image.thumbnail_media_type) if thumbnail else ("display", image.display_media_type)
+        )
+        return Rendition(await blobs.get(frame_key(image, frame, kind)), media_type)
+    center, width = _parse_window(image, window)
+    key = frame_key(image, frame, f"window/{center!r}_{width!r}.png")
+    try:
+        return Rendition(await blobs.get(key), "image/png")
+    except NotFound:
+        pass
+    values = load_values(await blobs.get(frame_key(image, frame, "values")))
+    rendered = await asyncio.to_thread(render_window, values, center, width)
+    # Concurrent first requests render the same bytes; the last write wins harmlessly.
+    await blobs.put(key, rendered, "image/png")
+    return Rendition(rendered, "image/png")
+
+
+def _parse_window(image: Image, window: str) -> tuple[float, float]:
+    if image.window is None:
+        raise InvalidInput("this image has no raw values to window (only greyscale DICOM and NIfTI images have)")
+    parts = window.split(",")
+    try:
+        center, width = (float(part) for part in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        center, width = math.nan, math.nan
+    if not (math.isfinite(center) and math.isfinite(width) and width > 0):
+        raise InvalidInput(f"window {window!r} is not 'center,width' with finite numbers and a positive width")
+    return center, width
 
 
 async def _store_image(

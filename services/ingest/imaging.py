@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from typing import Any
 
+import nibabel
 import numpy as np
 import numpy.typing as npt
+from crowdseg.services.ingest.volumes import GeometryRejected, series_geometry
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 from PIL import Image, ImageOps
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -25,7 +30,8 @@ from pydicom.pixels.utils import pixel_array
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_NOT_AN_IMAGE = "not a PNG, JPEG, TIFF or DICOM image"
+_GZIP_MAGIC = b"\x1f\x8b"
+_NOT_AN_IMAGE = "not a PNG, JPEG, TIFF, DICOM or NIfTI image"
 _CORRUPT = "image is corrupt or truncated"
 
 # Decoders of hostile input fail in many ways; these are the ones Pillow, numpy and pydicom raise
@@ -60,6 +66,14 @@ class ImageLimits:
     # Files declaring more TIFF pages / DICOM frames than this are refused; only the first is used.
     max_frames: int = 1000
     thumbnail_size: int = 256
+    # All frames of a stack together; their raw values are held as float32 while it is decoded.
+    max_stack_voxels: int = 128_000_000
+
+
+@dataclass(frozen=True)
+class FrameRendition:
+    display: bytes
+    thumbnail: bytes
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,15 @@ class DecodedImage:
     # the display rendition already is the thumbnail (it fits): the caller may store each object once.
     display_is_original: bool = False
     thumbnail_is_display: bool = False
+    frames: int = 1
+    more_frames: tuple[FrameRendition, ...] = ()
+    """Renditions of frames 1, 2, ... of a stack (frame 0 is ``display`` and ``thumbnail``)."""
+    values: tuple[bytes, ...] = field(default=(), repr=False)
+    """Each frame's raw values as a float32 ``.npy``, for rendering other windows (DICOM, NIfTI)."""
+    window: tuple[float, float] | None = None
+    """The default ``(center, width)`` of the raw values, when they are kept."""
+    spacing: tuple[float, float, float] | None = None
+    affine: list[list[float]] | None = None
 
 
 class ImageRejected(ValueError):
@@ -92,9 +115,12 @@ def decode_image(name: str, data: bytes, limits: ImageLimits = ImageLimits()) ->
         raise ImageRejected(_NOT_AN_IMAGE)
     try:
         if source_format == "DICOM":
-            image = _decode_dicom(data, limits)
-        else:
-            image = _decode_pillow(data, source_format, limits)
+            return _decode_dicom(data, limits)
+        if source_format == "NIfTI":
+            return _decode_nifti(data, limits)
+        if source_format == "TIFF" and _tiff_pages(data, limits) > 1:
+            return _decode_tiff_stack(data, limits)
+        image = _decode_pillow(data, source_format, limits)
         # Decoded in full either way (a corrupt or truncated file is refused); a plain PNG needs no new encoding.
         plain = source_format == "PNG" and image.mode in ("L", "RGB") and _plain_png(data, image.width, image.height)
         return _render(image, source_format, limits, original=data if plain else None)
@@ -116,7 +142,14 @@ def sniff_format(data: bytes) -> str | None:
         return "JPEG"
     if data[:4] in _TIFF_MAGICS:
         return "TIFF"
+    if _is_nifti(data) or data.startswith(_GZIP_MAGIC):
+        # A gzip stream is only accepted once it turns out to hold a NIfTI file.
+        return "NIfTI"
     return None
+
+
+def _is_nifti(data: bytes) -> bool:
+    return data[344:348] == b"n+1\x00" or data[4:8] == b"n+2\x00"
 
 
 # --- Pillow: PNG, JPEG, TIFF -----------------------------------------------------------------
@@ -176,20 +209,26 @@ def _flatten_alpha(im: Image.Image) -> Image.Image:
 # --- DICOM -----------------------------------------------------------------------------------
 
 
-def _decode_dicom(data: bytes, limits: ImageLimits) -> Image.Image:
+def _decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
     try:
-        return _dicom_to_image(data, limits)
+        ds = dcmread(BytesIO(data), force=False)
+        if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+            raise ImageRejected("DICOM file contains no image")
+        _check_dicom_header(ds, limits)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        if frames > 1:
+            return _dicom_multiframe(ds, frames, limits)
+        decoded = _render(_dicom_to_image(pixel_array(ds, index=0), ds), "DICOM", limits)
+        if not _windowable(ds):
+            return decoded
+        values = _rescale(pixel_array(ds, index=0), ds)
+        return replace(decoded, values=(_npy(values),), window=_dicom_window(ds, values[np.newaxis]))
     except _DICOM_ERRORS as exc:
         raise ImageRejected(_CORRUPT) from exc
 
 
-def _dicom_to_image(data: bytes, limits: ImageLimits) -> Image.Image:
-    ds = dcmread(BytesIO(data), force=False)
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise ImageRejected("DICOM file contains no image")
-    _check_dicom_header(ds, limits)
-    arr = pixel_array(ds, index=0)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+def _dicom_to_image(arr: npt.NDArray[Any], ds: Dataset) -> Image.Image:
+    photometric = _photometric(ds)
     if photometric.startswith("MONOCHROME"):
         unit = _dicom_grey(arr, ds, invert=photometric == "MONOCHROME1")
     elif photometric == "PALETTE COLOR":
@@ -197,6 +236,246 @@ def _dicom_to_image(data: bytes, limits: ImageLimits) -> Image.Image:
     else:
         unit = _dicom_colour(arr)
     return _array_to_image(unit)
+
+
+def _photometric(ds: Dataset) -> str:
+    return str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+
+
+def _windowable(ds: Dataset) -> bool:
+    """Raw values are kept (and other windows rendered) for plain greyscale, where a window means something."""
+    return _photometric(ds) == "MONOCHROME2" and "VOILUTSequence" not in ds and "ModalityLUTSequence" not in ds
+
+
+def _dicom_window(ds: Dataset, values: FloatArray) -> tuple[float, float]:
+    if "WindowCenter" in ds and "WindowWidth" in ds and _first(ds.WindowWidth) >= 1:
+        return _first(ds.WindowCenter), _first(ds.WindowWidth)
+    return min_max_window(values)
+
+
+def _dicom_multiframe(ds: Dataset, frames: int, limits: ImageLimits) -> DecodedImage:
+    _check_voxels(int(ds.Columns), int(ds.Rows), frames, limits)
+    arr = pixel_array(ds)
+    spacing = _multiframe_spacing(ds)
+    if not _windowable(ds):
+        images = [_dicom_to_image(arr[k], ds) for k in range(frames)]
+        return _render_stack(images, "DICOM", limits, spacing=spacing)
+    values = _rescale(arr, ds)
+    window = _dicom_window(ds, values)
+    return _windowed_stack(values, window, "DICOM", limits, spacing=spacing)
+
+
+def _multiframe_spacing(ds: Dataset) -> tuple[float, float, float] | None:
+    measures = ds
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared and "PixelMeasuresSequence" in shared[0]:
+        measures = shared[0].PixelMeasuresSequence[0]
+    pixel = measures.get("PixelSpacing") or ds.get("PixelSpacing")
+    between = measures.get("SpacingBetweenSlices") or ds.get("SpacingBetweenSlices")
+    between = between or measures.get("SliceThickness") or ds.get("SliceThickness")
+    if not pixel or not between:
+        return None
+    return float(between), float(pixel[0]), float(pixel[1])
+
+
+def decode_series(parts: Sequence[bytes], limits: ImageLimits = ImageLimits()) -> DecodedImage:
+    """The files of one DICOM series as one stack, its slices ordered along their normal."""
+    if len(parts) > limits.max_frames:
+        raise ImageRejected(f"series has {len(parts)} slices; the limit is {limits.max_frames} frames")
+    try:
+        slices = [dcmread(BytesIO(part), force=False) for part in parts]
+        return _series_stack(slices, limits)
+    except ImageRejected:
+        raise
+    except GeometryRejected as exc:
+        raise ImageRejected(exc.reason) from exc
+    except MemoryError as exc:
+        raise ImageRejected("series is too large to decode") from exc
+    except (*_DECODE_ERRORS, *_DICOM_ERRORS) as exc:
+        raise ImageRejected(f"a slice of the series is corrupt or truncated ({type(exc).__name__})") from exc
+
+
+def _series_stack(slices: Sequence[Dataset], limits: ImageLimits) -> DecodedImage:
+    first = slices[0]
+    if any((s.get("Rows"), s.get("Columns")) != (first.get("Rows"), first.get("Columns")) for s in slices):
+        raise ImageRejected("the series' slices differ in size")
+    if any(_photometric(s) != "MONOCHROME2" for s in slices):
+        raise ImageRejected("only greyscale (MONOCHROME2) series are accepted")
+    missing = [s for s in slices if "ImagePositionPatient" not in s or "ImageOrientationPatient" not in s]
+    if missing or "PixelSpacing" not in first:
+        raise ImageRejected("a slice of the series has no position, orientation or pixel spacing")
+    _check_dicom_header(first, limits)
+    _check_voxels(int(first.Columns), int(first.Rows), len(slices), limits)
+    geometry = series_geometry(
+        [[float(v) for v in s.ImageOrientationPatient] for s in slices],
+        [[float(v) for v in s.ImagePositionPatient] for s in slices],
+        [float(v) for v in first.PixelSpacing],
+    )
+    ordered = [slices[k] for k in geometry.order]
+    values = np.stack([_rescale(pixel_array(s, index=0), s) for s in ordered])
+    window = _dicom_window(ordered[0], values)
+    return _windowed_stack(values, window, "DICOM", limits, spacing=geometry.spacing, affine=geometry.affine)
+
+
+# --- NIfTI -----------------------------------------------------------------------------------
+
+
+def _decode_nifti(data: bytes, limits: ImageLimits) -> DecodedImage:
+    raw = _gunzip(data, limits) if data.startswith(_GZIP_MAGIC) else data
+    if not _is_nifti(raw):
+        raise ImageRejected(_NOT_AN_IMAGE)
+
+    try:
+        return _nifti_stack(raw, limits)
+    except _NIFTI_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
+
+
+def _nifti_stack(raw: bytes, limits: ImageLimits) -> DecodedImage:
+    kind = nibabel.Nifti1Image if raw[344:348] == b"n+1\x00" else nibabel.Nifti2Image
+    volume = kind.from_bytes(raw)
+    shape = tuple(int(n) for n in volume.header.get_data_shape())
+    if len(shape) > 3 and any(n != 1 for n in shape[3:]):
+        raise ImageRejected("NIfTI images with more than 3 dimensions (time, vectors) are not accepted")
+    width, height = shape[0], shape[1] if len(shape) > 1 else 1
+    frames = shape[2] if len(shape) > 2 else 1
+    _check_pixels(width, height, limits)
+    if frames > limits.max_frames:
+        raise ImageRejected(_too_many_frames(limits))
+    _check_voxels(width, height, frames, limits)
+    xyz = np.asarray(volume.get_fdata(dtype=np.float32)).reshape(width, height, frames)
+    # nibabel's array is (x, y, z); a frame is shown with y down the rows, as JSON's (z, y, x) says.
+    values = np.ascontiguousarray(xyz.transpose(2, 1, 0))
+    zooms = [float(z) for z in volume.header.get_zooms()[:3]]
+    spacing = (zooms[2], zooms[1], zooms[0]) if len(zooms) == 3 else None
+    affine = [[float(v) for v in row] for row in volume.affine]
+    return _windowed_stack(values, min_max_window(values), "NIfTI", limits, spacing=spacing, affine=affine)
+
+
+def _gunzip(data: bytes, limits: ImageLimits) -> bytes:
+    # Bounded, a gzip bomb stops at the cap: a volume at the voxel cap in float32, plus its header.
+    cap = 4 * limits.max_stack_voxels + 2**20
+    try:
+        raw = zlib.decompressobj(wbits=31).decompress(data, cap + 1)
+    except zlib.error as exc:
+        raise ImageRejected(_NOT_AN_IMAGE) from exc
+    if len(raw) > cap:
+        raise ImageRejected(f"file expands to more than {_format_size(cap)}")
+    return raw
+
+
+# --- Stacks ----------------------------------------------------------------------------------
+
+
+# nibabel reports a malformed header with its own exceptions, some of them plain Exception subclasses.
+_NIFTI_ERRORS: tuple[type[BaseException], ...] = (HeaderDataError, ImageFileError, TypeError, AttributeError)
+
+# Pillow reports a TIFF page with missing tags as a TypeError.
+_TIFF_ERRORS: tuple[type[BaseException], ...] = (TypeError,)
+
+
+def _tiff_pages(data: bytes, limits: ImageLimits) -> int:
+    try:
+        with Image.open(BytesIO(data), formats=["TIFF"]) as opened:
+            _check_frames(opened, "TIFF", limits)
+            return int(getattr(opened, "n_frames", 1))
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"image has too many pixels; the limit is {_pixel_limit(limits)}") from exc
+    except _TIFF_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
+
+
+def _decode_tiff_stack(data: bytes, limits: ImageLimits) -> DecodedImage:
+    try:
+        images = _tiff_page_images(data, limits)
+    except _TIFF_ERRORS as exc:
+        raise ImageRejected(_CORRUPT) from exc
+    if all(im.mode.startswith("I") or im.mode == "F" for im in images):
+        values = np.stack([np.asarray(im, dtype=np.float32) for im in images])
+        return _windowed_stack(values, min_max_window(values), "TIFF", limits, keep_values=False)
+    return _render_stack([_to_display_mode(im) for im in images], "TIFF", limits)
+
+
+def _tiff_page_images(data: bytes, limits: ImageLimits) -> list[Image.Image]:
+    with Image.open(BytesIO(data), formats=["TIFF"]) as opened:
+        pages = int(getattr(opened, "n_frames", 1))
+        size = opened.size
+        _check_pixels(*size, limits)
+        _check_voxels(*size, pages, limits)
+        images: list[Image.Image] = []
+        for page in range(pages):
+            opened.seek(page)
+            if opened.size != size:
+                raise ImageRejected(f"the TIFF's pages differ in size (page {page} is {opened.width}×{opened.height})")
+            opened.load()
+            images.append(opened.copy())
+    return images
+
+
+def min_max_window(values: npt.NDArray[Any]) -> tuple[float, float]:
+    """The window spanning the finite values, as ``(center, width)``."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    return (low + high) / 2, max(high - low, 1e-6)
+
+
+def apply_window(values: npt.NDArray[Any], center: float, width: float) -> FloatArray:
+    """Linear from ``center - width/2`` (black) to ``center + width/2`` (white); non-finite values black."""
+    unit = (np.nan_to_num(values.astype(np.float32), nan=-np.inf) - np.float32(center)) / np.float32(width)
+    return _clip_unit(unit + np.float32(0.5))
+
+
+def render_window(values: FloatArray, center: float, width: float) -> bytes:
+    """One frame's raw values as a PNG under the window."""
+    return _encode(_array_to_image(apply_window(values, center, width)), "PNG", quality=92)
+
+
+def _windowed_stack(
+    values: FloatArray,
+    window: tuple[float, float],
+    source_format: str,
+    limits: ImageLimits,
+    *,
+    spacing: tuple[float, float, float] | None = None,
+    affine: list[list[float]] | None = None,
+    keep_values: bool = True,
+) -> DecodedImage:
+    images = [_array_to_image(apply_window(frame, *window)) for frame in values]
+    decoded = _render_stack(images, source_format, limits, spacing=spacing, affine=affine)
+    if not keep_values:
+        return decoded
+    return replace(decoded, values=tuple(_npy(frame) for frame in values), window=window)
+
+
+def _render_stack(
+    images: list[Image.Image],
+    source_format: str,
+    limits: ImageLimits,
+    *,
+    spacing: tuple[float, float, float] | None = None,
+    affine: list[list[float]] | None = None,
+) -> DecodedImage:
+    rendered = [_render(im, source_format, limits) for im in images]
+    more = tuple(FrameRendition(display=r.display, thumbnail=r.thumbnail) for r in rendered[1:])
+    return replace(rendered[0], frames=len(rendered), more_frames=more, spacing=spacing, affine=affine)
+
+
+def _npy(values: npt.NDArray[Any]) -> bytes:
+    buffer = BytesIO()
+    np.save(buffer, np.asarray(values, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def load_values(data: bytes) -> FloatArray:
+    return np.asarray(np.load(BytesIO(data), allow_pickle=False), dtype=np.float32)
+
+
+def _check_voxels(width: int, height: int, frames: int, limits: ImageLimits) -> None:
+    voxels = width * height * frames
+    if voxels > limits.max_stack_voxels:
+        raise ImageRejected(f"stack has {voxels} voxels; the limit is {limits.max_stack_voxels}")
 
 
 def _check_dicom_header(ds: Dataset, limits: ImageLimits) -> None:

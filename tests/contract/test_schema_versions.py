@@ -172,3 +172,20 @@ async def test_schema_2_crowd_only_scores_leave_the_scores_and_the_tallies(store
     tallies = {tally.user_id: tally for tally in await store.counters.tallies_for_task(t.id)}
     assert (tallies["ann"].quality, tallies["ann"].quality_images, tallies["ann"].scored) == (None, 0, 1)
     assert (tallies["bob"].quality, tallies["bob"].quality_images) == (0.75, 1)
+
+
+async def test_a_changed_trigger_replaces_the_stored_one_without_a_schema_step(store: Store) -> None:
+    """issue 10 (screening): a consensus's newness gained its screening revision, but triggers are
+    created IF NOT EXISTS and a data directory of the same schema kept the older body, under which a
+    rescreened consensus did not move its raters' tallies. The schema digest now replaces them."""
+    if not isinstance(store, SqliteStore):
+        pytest.skip("triggers are the SQLite store's")
+    db = store.connection
+    db.execute("DROP TRIGGER consensus_counted_replace")
+    db.execute("CREATE TRIGGER consensus_counted_replace AFTER UPDATE OF doc ON consensus BEGIN SELECT 1; END")
+    db.execute("UPDATE meta SET value = 'older' WHERE key = ?", (sqlite_store.SCHEMA_DIGEST_KEY,))
+    db.commit()
+    await store.close()
+    await store.open()
+    (sql,) = [sql for kind, name, sql in sqlite_objects(store) if name == "consensus_counted_replace"]
+    assert "screening_revision" in sql

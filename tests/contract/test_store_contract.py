@@ -18,6 +18,7 @@ from crowdseg.domain import (
     PendingEvent,
     QualificationAttempt,
     RaterScore,
+    Review,
     Role,
     Shape,
     Submission,
@@ -379,6 +380,51 @@ async def test_concurrent_consensus_keeps_the_newest(store: Store) -> None:
     await asyncio.gather(*(store.consensus.save_if_newer(consensus(img, n)) for n in counts))
     stored = await store.consensus.get(img.id)
     assert stored is not None and stored.submissions == 12
+
+
+async def test_a_review_changes_a_submission_once_per_verdict(store: Store) -> None:
+    _, img = await stored_image(store)
+    stored, _ = await store.submissions.add(submission(img, "ann"))
+    reject = Review(decision="reject", reason="blob", by="owner", at=NOW)
+    assert await store.submissions.review("missing", reject, event("t", img.id)) == (None, False)
+    reviews = (store.submissions.review(stored.id, reject, event("t", img.id)) for _ in range(8))
+    outcomes = await asyncio.gather(*reviews)
+    assert sum(changed for _, changed in outcomes) == 1
+    found = await store.submissions.get(stored.id)
+    assert found is not None and found.rejected and found.review is not None and found.review.revision == 1
+    assert len(found.outbox) == 1 and all(s == found for s, _ in outcomes)
+    accept = Review(decision="accept", by="owner", at=LATER)
+    accepted, changed = await store.submissions.review(stored.id, accept, event("t", img.id))
+    assert changed and accepted is not None and not accepted.rejected and accepted.review_revision == 2
+
+
+async def test_a_rejected_rater_leaves_the_coverage_and_never_leases_again(store: Store) -> None:
+    t, img = await stored_image(store, replicates=2)
+    assert await store.images.claim_slot(img.id, "ann", replicates=2, now=NOW)
+    assert await store.images.claim_slot(img.id, "bob", replicates=2, now=NOW)
+    assert not await store.images.try_lease(img.id, "cy", replicates=2, now=NOW, expires_at=LATER)
+    await asyncio.gather(*(store.images.set_rejected(img.id, "ann", rejected=True) for _ in range(6)))
+    moved = await store.images.get(img.id)
+    assert moved is not None and (moved.submitted_by, moved.rejected_by) == (["bob"], ["ann"])
+    counters = await store.counters.task(t.id)
+    assert counters is not None and counters.coverage == {1: 1}
+    assert not await store.images.try_lease(img.id, "ann", replicates=2, now=NOW, expires_at=LATER)
+    assert await store.images.try_lease(img.id, "cy", replicates=2, now=NOW, expires_at=LATER)
+    await store.images.set_rejected(img.id, "ann", rejected=False)
+    await store.images.set_rejected(img.id, "nobody", rejected=True)
+    back = await store.images.get(img.id)
+    assert back is not None and sorted(back.submitted_by) == ["ann", "bob"] and back.rejected_by == []
+    counters = await store.counters.task(t.id)
+    assert counters is not None and counters.coverage == {2: 1}
+
+
+async def test_a_consensus_after_a_review_replaces_one_with_more_submissions(store: Store) -> None:
+    _, img = await stored_image(store)
+    assert await store.consensus.save_if_newer(consensus(img, 3))
+    assert await store.consensus.save_if_newer(consensus(img, 2).model_copy(update={"reviews": 1}))
+    assert not await store.consensus.save_if_newer(consensus(img, 3))  # from before the review
+    found = await store.consensus.get(img.id)
+    assert found is not None and (found.reviews, found.submissions) == (1, 2)
 
 
 # ------------------------------------------------------------------------------ attempts, exports

@@ -793,7 +793,7 @@ def test_mixed_upload_stores_only_the_good_files(world: World) -> None:
     body = response.json()
     assert sorted(i["name"] for i in body["accepted"]) == ["mixed-ok.png", "mixed.jpg", "mixed.tif"]
     assert [(r["name"], r["reason"]) for r in body["rejected"]] == [
-        ("mixed-bad.png", "not a PNG, JPEG, TIFF or DICOM image")
+        ("mixed-bad.png", "not a PNG, JPEG, TIFF, DICOM or NIfTI image")
     ]
     after = world.snapshot()
     added = {i["name"] for i in after["tasks"][task_id]["images"]} - {

@@ -14,12 +14,13 @@ import pytest
 from crowdseg.simulation import synthetic_image
 
 from tests.concurrency import crowd_session, sign_up_crowd
-from tests.embedded import Api, EmbeddedServer
-from tests.integration.test_work_rules import create_task, upload
+from tests.embedded import Api, EmbeddedServer, wait_for
+from tests.integration.test_work_rules import create_task, square, upload
 from tests.storms import (
     fresh_ids_for_one_image,
     one_attempt,
     one_export_request,
+    one_review,
     one_role_change,
     one_upload,
     replays_of_one_submission,
@@ -109,3 +110,25 @@ async def test_one_qualification_attempt_at_once_scores_alike(embedded: Embedded
     async with crowd_session() as session:
         (token,) = await sign_up_crowd(session, api, f"attempts-{task['id']}", 1)
         await one_attempt(session, api, str(task["id"]), str(added.json()["id"]), token, COPIES)
+
+
+async def test_one_review_at_once_has_one_outcome(embedded: EmbeddedServer, taskmaster: Api) -> None:
+    """issue 10 (review): the same rejection, then the same acceptance, fired together answer 200
+    with one verdict each time; the image's coverage follows it once, never twice."""
+    task = create_task(taskmaster, replicates=2)
+    (image,) = upload(taskmaster, task["id"], 1)
+    annotator = Api.sign_up(embedded.url, f"reviewed-{uuid.uuid4().hex[:8]}@embedded.crowdseg")
+    shapes = [{"type": "contour", "points": square(8, 8, 20)}]
+    body = {"id": uuid.uuid4().hex, "image_id": image["id"], "shapes": shapes}
+    submitted = annotator.http.post(f"/tasks/{task['id']}/submissions", json=body)
+    assert submitted.status_code == 201, submitted.text
+    async with crowd_session() as session:
+        await one_review(session, f"{embedded.url}/api/v1", body["id"], token_of(taskmaster), COPIES)
+    listed = {i["id"]: i["submissions"] for i in taskmaster.http.get(f"/tasks/{task['id']}/images").json()}
+    assert listed[image["id"]] == 1
+
+    def settled() -> bool:
+        consensus = taskmaster.http.get(f"/images/{image['id']}/consensus")
+        return consensus.status_code == 200 and consensus.json()["submissions"] == 1
+
+    wait_for(settled, 60, "the consensus with the accepted submission")

@@ -9,7 +9,6 @@ recall, and the export's COCO consensus and per-image consensus.json hold the fu
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import uuid
@@ -23,7 +22,7 @@ from crowdseg.consensus.lines import line_distance, resample_polyline
 from crowdseg.simulation import SyntheticImage, careful_clicks, careful_outline, sloppy_outline, synthetic_image
 from shapely.geometry import Polygon
 
-from tests.embedded import Api, wait_for
+from tests.embedded import Api, export_bundle, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -147,22 +146,6 @@ def check_ranking(consensus: dict[str, Any], bad_user: str) -> None:
     good = [s for user, s in score.items() if user != bad_user]
     assert score[bad_user] < min(good), score
     assert min(good) >= 1.8, score
-
-
-def export_bundle(master: Api, task_id: str) -> zipfile.ZipFile:
-    created = master.http.post(f"/tasks/{task_id}/exports")
-    assert created.status_code == 202, created.text
-    export_id = created.json()["id"]
-
-    def done() -> bool:
-        status = master.http.get(f"/exports/{export_id}").json()
-        assert status["status"] != "failed", status
-        return bool(status["status"] == "done")
-
-    wait_for(done, 120, "the export")
-    download = master.http.get(f"/exports/{export_id}/download")
-    assert download.status_code == 200, download.text
-    return zipfile.ZipFile(io.BytesIO(download.content))
 
 
 def check_export(

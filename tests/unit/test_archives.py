@@ -301,3 +301,11 @@ def test_entries_are_counted_while_the_directory_is_read() -> None:
     finally:
         zipfile.ZipInfo.__init__ = original  # type: ignore[method-assign]
     assert len(parsed) <= 11
+
+
+def test_entry_with_an_empty_name_is_skipped() -> None:
+    """Regression (found by fuzzing while adding stacks, issue 11): an entry named "" made ZipInfo.is_dir()
+    raise IndexError out of read_zip instead of the entry being skipped."""
+    entries, rejections = read_zip(make_zip((zipfile.ZipInfo(""), b"x"), ("a.png", PNG)))
+    assert entries == [ArchiveEntry("a.png", PNG)]
+    assert rejections == []

@@ -47,9 +47,9 @@ def object_consensus(tool: Tool, **objects: object) -> Consensus:
 
 def coco_consensus_of(tool: Tool, consensus: Consensus, tmp_path: Path) -> list[dict[str, object]]:
     writer = BundleWriter(None, None, Task(owner_id="o", title="T", tool=tool), tmp_path / "x.zip", None)  # type: ignore[arg-type]
-    writer.folders = {"1": "one.png"}
+    writer.folders, writer.coco_ids = {"1": "one.png"}, {"1": [1]}
     with zipfile.ZipFile(io.BytesIO(), "w") as archive:
-        asyncio.run(writer._consensus(archive, 1, image("1", "one.png"), consensus))
+        asyncio.run(writer._consensus(archive, image("1", "one.png"), consensus))
         assert json.loads(archive.read("consensus/one.png/consensus.json"))["submissions"] == 3
     return writer.coco_consensus
 

@@ -166,12 +166,11 @@ def test_cmyk_jpeg_becomes_rgb() -> None:
 # --- TIFF --------------------------------------------------------------------------------------
 
 
-def test_multipage_tiff_uses_first_page() -> None:
+def test_multipage_tiff_with_pages_of_different_sizes_is_refused() -> None:
     first = Image.new("L", (30, 20), 50)
     others = [Image.new("L", (70, 70), 200), Image.new("L", (5, 5), 0)]
-    decoded = decode_image("stack.tif", encode(first, "TIFF", save_all=True, append_images=others))
-    assert (decoded.width, decoded.height, decoded.source_format) == (30, 20, "TIFF")
-    assert np.asarray(display_of(decoded)).max() == 50
+    data = encode(first, "TIFF", save_all=True, append_images=others)
+    assert rejected(data) == "the TIFF's pages differ in size (page 1 is 70×70)"
 
 
 def test_tiff_with_too_many_pages_is_refused() -> None:
@@ -226,12 +225,15 @@ def test_dicom_monochrome1_is_inverted() -> None:
     assert shown[0, 0] == 255 and shown[0, -1] == 0
 
 
-def test_dicom_multiframe_uses_first_frame() -> None:
+def test_dicom_multiframe_is_a_stack_under_one_window() -> None:
     frames = np.stack([np.full((4, 6), v, dtype=np.uint16) for v in (10, 20, 30)])
     frames[0, 0, 0] = 0
-    shown = np.asarray(display_of(decode_image("cine.dcm", dicom(frames))))
-    assert shown.shape == (4, 6)
-    assert shown[0, 0] == 0 and shown[1, 1] == 255
+    decoded = decode_image("cine.dcm", dicom(frames))
+    shown = np.asarray(display_of(decoded))
+    assert shown.shape == (4, 6) and decoded.frames == 3 and len(decoded.more_frames) == 2
+    # One min-max window over the whole stack, so frames compare: 0 black, 30 white, 10 a third.
+    assert shown[0, 0] == 0 and shown[1, 1] == 85
+    assert np.asarray(reopen(decoded.more_frames[1].display)).max() == 255
 
 
 def test_dicom_declaring_too_many_frames_is_refused() -> None:
@@ -272,7 +274,7 @@ def test_truncated_dicom_is_refused() -> None:
     [b"", b"hello, world", b"%PDF-1.7\n" + b"x" * 300, b"GIF89a" + b"\x00" * 40, b"\x00" * 200],
 )
 def test_non_images_are_refused(data: bytes) -> None:
-    assert rejected(data) == "not a PNG, JPEG, TIFF or DICOM image"
+    assert rejected(data) == "not a PNG, JPEG, TIFF, DICOM or NIfTI image"
 
 
 def test_truncated_png_is_refused() -> None:

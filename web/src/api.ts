@@ -103,6 +103,8 @@ export interface ShapeJson {
   type: ToolName;
   points: Pt[];
   label?: string;
+  /** The frame of a stack (0-based). */
+  frame?: number;
 }
 
 export interface ImageInfo {
@@ -113,6 +115,10 @@ export interface ImageInfo {
   submissions?: number;
   /** The image has an expert reference. */
   reference?: boolean;
+  /** Frames of a stack (1 for a plain image), its voxel spacing (z, y, x) in mm, and its default window. */
+  frames?: number;
+  spacing?: [number, number, number] | null;
+  window?: [number, number] | null;
 }
 
 export interface Reference {
@@ -121,6 +127,18 @@ export interface Reference {
   version: number;
   updated_by?: string | null;
   updated_at?: string | null;
+}
+
+export type ReviewDecision = "accept" | "reject";
+
+/** A submission as GET /images/{id}/submissions lists it: ``review`` is the task master's verdict, if any. */
+export interface SubmissionRow {
+  id: string;
+  user_id: string;
+  shapes: ShapeJson[];
+  duration_ms: number | null;
+  created_at: string;
+  review: { decision: ReviewDecision; reason: string | null; by: string; at: string } | null;
 }
 
 /** GET /tasks/{id}/evaluation: masks give dice, jaccard, mhd, pixel_error (consensus) and dice, jaccard,
@@ -406,6 +424,9 @@ export const api = {
   consensus: (imageId: string) => call<Record<string, unknown>>(`/images/${enc(imageId)}/consensus`),
   evaluation: (id: string) => call<Evaluation>(`/tasks/${enc(id)}/evaluation`),
   reference: (imageId: string) => call<Reference>(`/images/${enc(imageId)}/reference`),
+  submissions: (imageId: string) => call<SubmissionRow[]>(`/images/${enc(imageId)}/submissions`),
+  review: (submissionId: string, decision: ReviewDecision, reason?: string) =>
+    call<SubmissionRow>(`/submissions/${enc(submissionId)}/review`, { body: reason ? { decision, reason } : { decision } }),
   putReference: (imageId: string, shapes: ShapeJson[]) =>
     call<Reference>(`/images/${enc(imageId)}/reference`, { method: "PUT", body: { shapes } }),
   startExport: (id: string) => call<{ id: string }>(`/tasks/${enc(id)}/exports`, { method: "POST" }),

@@ -12,6 +12,8 @@ export interface Shape {
   type: ToolName;
   points: Pt[];
   label?: string;
+  /** The frame of a stack the shape is on (0-based); absent on a plain image. */
+  frame?: number;
 }
 
 export interface Selection {
@@ -57,6 +59,9 @@ export class EditorModel {
   private listeners = new Set<() => void>();
   /** Count of edits since load (for "unsaved" hints). */
   revision = 0;
+  /** Frames of the image (1 for a plain one) and the one on show: shapes are drawn on it. */
+  frames = 1;
+  frame = 0;
 
   constructor(
     public tool: ToolName,
@@ -83,8 +88,14 @@ export class EditorModel {
     return this.labels.find((l) => l.name === shape.label)?.color ?? null;
   }
 
+  /** A new shape of the tool, with the active label, on the frame on show (of a stack). */
   private newShape(points: Pt[]): Shape {
-    return { type: this.tool, points, ...(this.activeLabel !== null ? { label: this.activeLabel } : {}) };
+    return {
+      type: this.tool,
+      points,
+      ...(this.activeLabel !== null ? { label: this.activeLabel } : {}),
+      ...(this.frames > 1 ? { frame: this.frame } : {}),
+    };
   }
 
   onChange(fn: () => void): () => void {
@@ -100,8 +111,32 @@ export class EditorModel {
     return isClosed(this.tool);
   }
 
+  /** On a stack the shape limit is per frame: an outline on every slice is one object. */
   get full(): boolean {
-    return this.shapes.length >= this.maxShapes;
+    return this.shapes.filter((s) => this.onFrame(s)).length >= this.maxShapes;
+  }
+
+  /** Whether a shape is on the frame on show (every shape is, on a plain image). */
+  onFrame(s: Shape): boolean {
+    return this.frames <= 1 || (s.frame ?? 0) === this.frame;
+  }
+
+  /** The frames that have at least one shape (for the thumbnail strip). */
+  framesWithShapes(): Set<number> {
+    return new Set(this.shapes.map((s) => s.frame ?? 0));
+  }
+
+  /**
+   * Show frame k. Refused (false) while an outline is open: it belongs to the frame it was begun on.
+   */
+  setFrame(k: number): boolean {
+    const frame = Math.min(Math.max(Math.round(k), 0), this.frames - 1);
+    if (frame === this.frame) return true;
+    if (this.draft.length) return false;
+    this.frame = frame;
+    this.selection = null;
+    this.emit();
+    return true;
   }
 
   clamp(p: Pt): Pt {
@@ -175,10 +210,12 @@ export class EditorModel {
     this.emit();
   }
 
+  /** Remove every shape (on a stack: every shape of the frame on show) and the open outline. */
   clearAll(): void {
-    if (!this.shapes.length && !this.draft.length) return;
+    const kept = this.shapes.filter((s) => !this.onFrame(s));
+    if (kept.length === this.shapes.length && !this.draft.length) return;
     this.checkpoint();
-    this.shapes = [];
+    this.shapes = kept;
     this.draft = [];
     this.selection = null;
     this.emit();
@@ -348,6 +385,7 @@ export class EditorModel {
         }
         const out: ShapeJson = { type: s.type, points: clonePts(pts) };
         if (s.label) out.label = s.label;
+        if (s.frame !== undefined) out.frame = s.frame;
         return out;
       });
   }

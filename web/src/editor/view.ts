@@ -21,11 +21,13 @@ type Drag =
   | { kind: "shape"; shape: number; origin: Pt[]; start: Pt; moved: boolean }
   | { kind: "stroke"; start: Pt; startScreen: Pt; points: Pt[]; freehand: boolean; appendDraft: boolean }
   | { kind: "pan"; last: Pt }
+  | { kind: "window"; start: Pt }
   | null;
 
 const COLORS = ["#22d3ee", "#f472b6", "#a3e635", "#fb923c", "#a78bfa", "#facc15", "#34d399", "#f87171"];
 const HIT_PX = 9;
 const FREEHAND_PX = 5;
+const WHEEL_NOTCH_PX = 40;
 
 export class EditorView {
   readonly stage: Konva.Stage;
@@ -47,6 +49,11 @@ export class EditorView {
   clickTimes: number[] = [];
   opts: ViewOptions;
   onStatus: ((msg: string) => void) | null = null;
+  /** Set where the image can be windowed: a right-button drag (dx, dy in screen pixels) adjusts it. */
+  onWindowDrag: ((dx: number, dy: number, done: boolean) => void) | null = null;
+  /** Set on a stack: a mouse wheel moves this many frames instead of zooming. */
+  onFrameWheel: ((frames: number) => void) | null = null;
+  private wheelFrames = 0;
   private unsub: () => void;
 
   constructor(
@@ -108,6 +115,12 @@ export class EditorView {
     this.kImage.width(this.model.width);
     this.kImage.height(this.model.height);
     this.fit();
+  }
+
+  /** Another frame of the same stack: the same size, so the zoom and pan stay as they are. */
+  swapImage(img: CanvasImageSource): void {
+    this.kImage.image(img);
+    this.imageLayer.batchDraw();
   }
 
   setReference(shapes: ShapeJson[]): void {
@@ -217,6 +230,7 @@ export class EditorView {
     const px = 1 / this.scale;
     const m = this.model;
     m.shapes.forEach((s, i) => {
+      if (!m.onFrame(s)) return;
       const color = m.colorOf(s) ?? COLORS[i % COLORS.length]!;
       const sel = m.selection?.shape === i;
       if (s.type === "point") {
@@ -374,11 +388,9 @@ export class EditorView {
   private hitTest(p: Pt): { kind: "vertex" | "edge" | "inside" | "none"; shape: number; vertex: number; edge?: Pt; edgeIndex?: number } {
     const m = this.model;
     const r = HIT_PX / this.scale;
-    const order = m.shapes.map((_, i) => i);
-    if (m.selection) {
-      order.splice(order.indexOf(m.selection.shape), 1);
-      order.unshift(m.selection.shape);
-    }
+    const order = m.shapes.flatMap((s, i) => (m.onFrame(s) ? [i] : []));
+    const selected = m.selection ? order.indexOf(m.selection.shape) : -1;
+    if (selected >= 0) order.unshift(...order.splice(selected, 1));
     for (const i of order) {
       const v = nearestVertex(m.shapes[i]!.points, p, r);
       if (v >= 0) return { kind: "vertex", shape: i, vertex: v };
@@ -439,6 +451,11 @@ export class EditorView {
           this.model.deleteSelection();
           return;
         }
+      }
+      if (e.button === 2 && this.onWindowDrag) {
+        this.drag = { kind: "window", start: sp };
+        e.preventDefault();
+        return;
       }
       this.drag = { kind: "pan", last: sp };
       this.updateCursor();
@@ -532,6 +549,9 @@ export class EditorView {
         this.panBy(sp[0] - d.last[0], sp[1] - d.last[1]);
         d.last = sp;
         break;
+      case "window":
+        this.onWindowDrag?.(sp[0] - d.start[0], sp[1] - d.start[1], false);
+        break;
       case "vertex":
         d.moved = true;
         m.moveVertex(d.shape, d.vertex, p);
@@ -581,6 +601,11 @@ export class EditorView {
         break;
       case "pan":
         break;
+      case "window": {
+        const sp = this.local(e);
+        this.onWindowDrag?.(sp[0] - d.start[0], sp[1] - d.start[1], true);
+        break;
+      }
     }
     this.updateCursor();
     this.redraw();
@@ -611,6 +636,14 @@ export class EditorView {
     const looksLikeTrackpadScroll = !e.ctrlKey && e.deltaMode === 0 && (dx !== 0 || (Math.abs(dy) < 40 && !Number.isInteger(dy)));
     if (looksLikeTrackpadScroll && !e.altKey) {
       this.panBy(-dx, -dy);
+    } else if (this.onFrameWheel && !e.ctrlKey && !e.altKey) {
+      // a stack: the wheel moves through the frames (as in OHIF and 3D Slicer), Ctrl+wheel zooms
+      // one frame per notch, whatever size the browser gives a notch; small deltas add up to one
+      this.wheelFrames += dy;
+      if (Math.abs(this.wheelFrames) >= WHEEL_NOTCH_PX) {
+        this.onFrameWheel(Math.sign(this.wheelFrames));
+        this.wheelFrames = 0;
+      }
     } else {
       this.zoomAt(Math.exp(-dy * (e.ctrlKey ? 0.01 : 0.0015)), sp);
     }

@@ -10,6 +10,7 @@ import { draftKey as keyOf, hasWork, loadDraft as readDraft, onLeaving, saveDraf
 import type { SubmissionBody } from "../saver";
 import { markTourSeen, runTour, tourSeen, type TourStep } from "../ui/tour";
 import { icon } from "../ui/icons";
+import { stackOf } from "../editor/frames";
 import { createWorkbench, type Workbench } from "../ui/workbench";
 import { tourDrawText, tourEditText, tourZoomText } from "../ui/wording";
 import { completionScreen } from "./study";
@@ -380,6 +381,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       tool: task.tool,
       maxShapes: task.max_shapes,
       labels: task.labels ?? [],
+      stack: stackOf(img),
       width: img.width,
       height: img.height,
       instructions: task.instructions,
@@ -572,6 +574,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       tool: task.tool,
       maxShapes: task.max_shapes,
       labels: task.labels ?? [],
+      stack: stackOf(r.image),
       width: r.image.width,
       height: r.image.height,
       instructions: task.instructions,

@@ -1,5 +1,5 @@
 /** Task master console: tasks, settings, images, tutorial references, live view, crowds, export. */
-import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Evaluation, type ImageInfo, type Invitation, type ShapeJson, type LinkKind, type StudyLink, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
+import { api, ApiError, authHeaders, API, bitmap, blob, upload, type Evaluation, type ImageInfo, type ReviewDecision, type SubmissionRow, type Invitation, type ShapeJson, type LinkKind, type StudyLink, type Task, type TaskStats, type UploadResult, type UserRow } from "../api";
 import { csvRecords } from "../csv";
 import { coverageHistogram, denseBins, leaseCount, matrixColumns, progressOf, type CoverageRow } from "../coverage";
 import { clear, fmtInt, fmtNum, fmtPct, h, progressBar, toast } from "../dom";
@@ -10,6 +10,7 @@ import { slicePage, windowLabel } from "../paging";
 import { byQuality, EVALUATION_HELP_MASKS, EVALUATION_HELP_OBJECTS, FLAGGED_HELP, QUALITY_HELP, SENSITIVITY_HELP, SPECIFICITY_HELP } from "../quality";
 import { chart } from "../ui/charts";
 import { pagerControls } from "../ui/pager";
+import { stackOf } from "../editor/frames";
 import { createWorkbench, type Workbench } from "../ui/workbench";
 
 const enc = encodeURIComponent;
@@ -320,7 +321,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       refWb?.destroy();
       refImage = image;
       const [bmp, existing] = await Promise.all([bitmap(`/images/${enc(image.id)}/file`), image.reference ? api.reference(image.id).catch(() => null) : Promise.resolve(null)]);
-      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height });
+      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height, stack: stackOf(image) });
       refWb.el.style.height = "100%";
       refWb.setImage(bmp);
       if (existing) refWb.model.load(existing.shapes);
@@ -334,6 +335,61 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       refWb.model.finishDraft();
       void saveReference(refImage, refWb.model.toJson(refWb.view.opts.smooth));
     });
+    // Review: an image's submissions, each accepted or rejected (a rejected one leaves the consensus).
+    const reviewList = h("div", { class: "table-wrap", "data-testid": "review-list" });
+    const reviewTitle = h("h2", null, "Review");
+    const reviewCard = h("div", { class: "card stack", hidden: true, "data-testid": "review-card" }, reviewTitle, h("p", { class: "muted small" }, "A rejected submission leaves the image's consensus (recomputed) and the image goes back to the queue for one more annotator; its annotator does not get the image again. Accept reverses a rejection."), reviewList);
+    p.append(reviewCard);
+    const reviewButton = (row: SubmissionRow, image: ImageInfo): HTMLElement => {
+      const decision: ReviewDecision = row.review?.decision === "reject" ? "accept" : "reject";
+      const label = decision === "reject" ? "Reject" : "Accept";
+      return h("button", { class: decision === "reject" ? "btn btn-sm btn-danger" : "btn btn-sm", type: "button", "data-testid": `review-${decision}`, onclick: () => void decide(row, image, decision) }, label);
+    };
+    const renderReview = (image: ImageInfo, rows: SubmissionRow[]): void => {
+      reviewList.replaceChildren(
+        rows.length
+          ? h(
+              "table",
+              null,
+              h("thead", null, h("tr", null, h("th", null, "Annotator"), h("th", null, "Shapes"), h("th", null, "Sent"), h("th", null, "Review"), h("th", null, ""))),
+              h(
+                "tbody",
+                null,
+                rows.map((row) =>
+                  h(
+                    "tr",
+                    { "data-testid": "review-row", "data-submission": row.id },
+                    h("td", { class: "name-cell" }, row.user_id),
+                    h("td", null, String(row.shapes.length)),
+                    h("td", null, new Date(row.created_at).toLocaleString()),
+                    h("td", { "data-testid": "review-state" }, row.review ? `${row.review.decision}ed${row.review.reason ? ` — ${row.review.reason}` : ""}` : "—"),
+                    h("td", null, reviewButton(row, image)),
+                  ),
+                ),
+              ),
+            )
+          : h("p", { class: "muted" }, "No submission yet."),
+      );
+    };
+    const openReview = async (image: ImageInfo): Promise<void> => {
+      try {
+        renderReview(image, await api.submissions(image.id));
+        reviewTitle.textContent = `Review — ${image.name ?? image.id}`;
+        reviewCard.hidden = false;
+        reviewCard.scrollIntoView({ block: "center" });
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    };
+    const decide = async (row: SubmissionRow, image: ImageInfo, decision: ReviewDecision): Promise<void> => {
+      try {
+        await api.review(row.id, decision);
+        toast(decision === "reject" ? "Submission rejected" : "Submission accepted", "ok");
+        await Promise.all([openReview(image), refresh()]);
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    };
     const pickReferenceJson = (image: ImageInfo): void => {
       const chooser = h("input", { type: "file", accept: "application/json,.json" });
       chooser.addEventListener("change", async () => {
@@ -376,7 +432,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
                       null,
                       h("td", { class: "name-cell", title: i.name ?? i.id }, i.name ?? i.id),
                       h("td", null, `${i.width} × ${i.height}`),
-                      h("td", null, String(i.submissions ?? 0)),
+                      h("td", null, h("span", { "data-testid": "image-submissions" }, String(i.submissions ?? 0)), " ", h("button", { class: "btn btn-sm", type: "button", "data-testid": "review-image", onclick: () => void openReview(i) }, "Review")),
                       h(
                         "td",
                         null,

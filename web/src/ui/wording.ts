@@ -76,6 +76,7 @@ export function shortcutRows(touch: boolean): [string, string][] {
       ["No object here", "submit the image with nothing on it"],
       ["Skip", "leave the image to others, without submitting"],
       ["Label buttons", "choose the label of new shapes (tasks with labels)"],
+      ["Frame slider or thumbnails (stacks)", "move through the frames"],
     ];
   return [
     ["Click", "add a vertex (first vertex or Enter closes)"],
@@ -90,7 +91,9 @@ export function shortcutRows(touch: boolean): [string, string][] {
     ["Esc", "cancel the shape being drawn, deselect"],
     ["1 – 9", "choose the label of new shapes (tasks with labels)"],
     ["Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y", "undo / redo one step"],
-    ["Wheel, pinch, + / −", "zoom"],
+    ["Wheel, pinch, + / −", "zoom (on a stack: Ctrl+wheel)"],
+    ["Wheel, PageUp / PageDown, , / . (stacks)", "previous / next frame; Home / End: first / last"],
+    ["Right-drag (stacks with grey values)", "window / level: sideways the width, up and down the level"],
     ["Space+drag, middle drag, two fingers, arrows", "pan"],
     ["0 or F", "fit the image"],
     ["S", "toggle Bézier smoothing"],

@@ -1,8 +1,9 @@
 /** The annotation workbench: toolbar, drawing surface, status bar and shortcuts. */
-import type { TaskLabel, ToolName } from "../api";
+import { bitmap, type TaskLabel, type ToolName } from "../api";
 import { h, modal } from "../dom";
 import { markdownInto } from "../markdown";
 import { EditorModel, labelForKey } from "../editor/model";
+import { createFrameNavigator, type StackInfo } from "../editor/frames";
 import { EditorView } from "../editor/view";
 import { icon, type IconName } from "./icons";
 import { drawingStatus, isTouch, shortcutRows, toolHelp } from "./wording";
@@ -28,6 +29,8 @@ export interface WorkbenchOptions {
   onPrevious?: () => void;
   /** The task's labels: a palette (keys 1–9) whose active label new shapes carry. */
   labels?: TaskLabel[];
+  /** A stack (more than one frame): a frame navigator, with window/level where the server has grey values. */
+  stack?: StackInfo | null;
 }
 
 export interface AskAction {
@@ -249,6 +252,14 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     else status(t);
   };
   view.onStatus(`${Math.round(view.scale * 100)} %`);
+  model.frames = o.stack && o.stack.frames > 1 ? o.stack.frames : 1;
+  const frames =
+    model.frames > 1 && o.stack ? createFrameNavigator(o.stack, model, (img) => view.swapImage(img), bitmap, (t) => status(t)) : null;
+  if (frames) {
+    el.insertBefore(frames.el, statusBar);
+    view.onFrameWheel = (d) => void frames.step(d);
+    view.onWindowDrag = frames.onWindowDrag;
+  }
 
   const defaultStatus = (): string => (model.draft.length ? drawingStatus(model.draft.length, touch) : help);
 
@@ -276,7 +287,8 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     finishB.disabled = model.draft.length === 0;
     // "no object here" is for an image with nothing on it: with shapes drawn it would throw them away
     if (emptyB) emptyB.disabled = model.shapes.length > 0 || model.draft.length > 0;
-    countText.textContent = `${model.shapes.length} / ${model.maxShapes} ${isPoint ? "points" : "shapes"}`;
+    const onShow = model.frames > 1 ? model.shapes.filter((s) => model.onFrame(s)).length : model.shapes.length;
+    countText.textContent = `${onShow} / ${model.maxShapes} ${isPoint ? "points" : "shapes"}${model.frames > 1 ? " on this frame" : ""}`;
     palette.sync();
     if (!statusTimer) statusText.textContent = defaultStatus();
   };
@@ -328,6 +340,10 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     else if (k === "N" && e.shiftKey) o.onSkip?.();
     else if (k === "n" || k === "N") o.onPrimary?.();
     else if (labelForKey(model.labels, k)) model.chooseLabel(labelForKey(model.labels, k)!.name);
+    else if (frames && (k === "PageDown" || k === "." || k === ">")) frames.step(1);
+    else if (frames && (k === "PageUp" || k === "," || k === "<")) frames.step(-1);
+    else if (frames && k === "Home") frames.go(0);
+    else if (frames && k === "End") frames.go(model.frames - 1);
     else if (k === "ArrowLeft") view.panBy(40, 0);
     else if (k === "ArrowRight") view.panBy(-40, 0);
     else if (k === "ArrowUp") view.panBy(0, 40);
@@ -373,6 +389,7 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
     status,
     destroy() {
       window.removeEventListener("keydown", onKey);
+      frames?.destroy();
       if (statusTimer) clearTimeout(statusTimer);
       unsub();
       view.destroy();
