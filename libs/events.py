@@ -48,6 +48,10 @@ class ImageIngested(Event):
     width: int
     height: int
     display_key: str
+    frames: int = 1
+    """A stack's frames (1 for a plain image; events of older versions carry none)."""
+    window: tuple[float, float] | None = None
+    """The stack's default ``(center, width)``, where it has raw values to window."""
 
     def key(self) -> str:
         return self.task_id

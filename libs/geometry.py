@@ -7,6 +7,7 @@ even-odd rule); the web UI implements the same rule, tested on shared vectors.
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,16 +35,28 @@ def validate_shapes(
     """The shapes, clipped to the image; :class:`InvalidInput` says what is wrong otherwise. Where the
     task has ``labels``, every shape carries one of them.
 
-    On a stack (``frames > 1``) every shape names its ``frame``; on a plain image a ``frame`` of 0 is
-    dropped (stored as None), any other is refused."""
-    if len(shapes) > max_shapes:
-        raise InvalidInput(f"{len(shapes)} shapes submitted; this task allows at most {max_shapes}")
+    On a stack (``frames > 1``) every shape names its ``frame`` and ``max_shapes`` holds per frame (an
+    object outlined on every slice is one object); on a plain image a ``frame`` of 0 is dropped (stored
+    as None), any other is refused."""
+    _check_count(shapes, max_shapes, frames)
     if labels:
         _check_labels(shapes, labels)
     return [
         _on_frame(i, _validate_shape(i, shape, tool, width, height, max_points), frames)
         for i, shape in enumerate(shapes)
     ]
+
+
+def _check_count(shapes: list[Shape], max_shapes: int, frames: int) -> None:
+    if frames <= 1:
+        if len(shapes) > max_shapes:
+            raise InvalidInput(f"{len(shapes)} shapes submitted; this task allows at most {max_shapes}")
+        return
+    if len(shapes) > max_shapes * frames:
+        raise InvalidInput(f"{len(shapes)} shapes submitted; this task allows at most {max_shapes} per frame")
+    frame, count = Counter(s.frame for s in shapes).most_common(1)[0] if shapes else (None, 0)
+    if count > max_shapes:
+        raise InvalidInput(f"{count} shapes on frame {frame}; this task allows at most {max_shapes} per frame")
 
 
 def _on_frame(index: int, shape: Shape, frames: int) -> Shape:

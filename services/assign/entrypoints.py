@@ -22,6 +22,11 @@ class AssignedImage(BaseModel):
     name: str
     width: int
     height: int
+    frames: int = 1
+    """Frames of a stack (``GET /images/{id}/file?frame=k``); 1 for a plain image."""
+    # A list, not a tuple: a tuple's schema (prefixItems) comes out of FastAPI as an invalid `items` array.
+    window: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
+    """The stack's default ``[center, width]`` for ``?window=``; null where it has no raw values."""
 
 
 class WorkerProgress(BaseModel):
@@ -58,7 +63,9 @@ def subscribe(runtime: Runtime) -> None:
     selections = runtime.components.setdefault(COMPONENT, handlers.Selections(runtime.store))
 
     async def on_image_ingested(event: ImageIngested) -> None:
-        selections.image_added(event.task_id, event.image_id, event.name, event.width, event.height)
+        selections.image_added(
+            event.task_id, event.image_id, event.name, event.width, event.height, event.frames, event.window
+        )
 
     async def on_submission_accepted(event: SubmissionAccepted) -> None:
         if event.review is None:
@@ -115,7 +122,12 @@ def router() -> APIRouter:
         progress = assignment.progress
         return NextOut(
             image=AssignedImage(
-                id=assignment.image_id, name=assignment.name, width=assignment.width, height=assignment.height
+                id=assignment.image_id,
+                name=assignment.name,
+                width=assignment.width,
+                height=assignment.height,
+                frames=assignment.frames,
+                window=None if assignment.window is None else list(assignment.window),
             ),
             lease_expires_at=assignment.lease_expires_at,
             progress=None

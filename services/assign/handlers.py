@@ -47,6 +47,8 @@ class Assignment:
     height: int
     lease_expires_at: datetime
     progress: Progress | None = None
+    frames: int = 1
+    window: tuple[float, float] | None = None
 
 
 class Selections:
@@ -100,8 +102,17 @@ class Selections:
         log.info("selection of task %s: %d images in %.2f s", task_id, len(selection), time.perf_counter() - started)
         return selection
 
-    def image_added(self, task_id: str, image_id: str, name: str, width: int, height: int) -> None:
-        self._change(task_id, lambda selection: selection.add(image_id, name, width, height))
+    def image_added(
+        self,
+        task_id: str,
+        image_id: str,
+        name: str,
+        width: int,
+        height: int,
+        frames: int = 1,
+        window: tuple[float, float] | None = None,
+    ) -> None:
+        self._change(task_id, lambda selection: selection.add(image_id, name, width, height, frames, window))
 
     def submitted(self, task_id: str, image_id: str, user_id: str) -> None:
         self._change(task_id, lambda selection: selection.submitted(image_id, user_id))
@@ -200,7 +211,9 @@ async def _lease_next(
         # Taken here before the store answers, so concurrent requests of this process spread out.
         selection.leased(image_id, user.id, expires_at)
         if await store.images.try_lease(image_id, user.id, replicates=task.replicates, now=now, expires_at=expires_at):
-            return Assignment(image_id, entry.name, entry.width, entry.height, expires_at)
+            return Assignment(
+                image_id, entry.name, entry.width, entry.height, expires_at, frames=entry.frames, window=entry.window
+            )
         image = await store.images.get(image_id)
         if image is None or image.task_id != task.id or image.tutorial:
             selection.forget(image_id)

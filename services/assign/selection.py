@@ -37,6 +37,8 @@ class Entry:
     width: int
     height: int
     rank: int
+    frames: int = 1
+    window: tuple[float, float] | None = None
     submitted: set[str] = field(default_factory=set)
     rejected: set[str] = field(default_factory=set)  # done by them, but not counted: the image needs one more
     leases: dict[str, datetime] = field(default_factory=dict)
@@ -65,10 +67,26 @@ class TaskSelection:
         return image_id in self._entries
 
     # ------------------------------------------------------------------ keeping it current
-    def add(self, image_id: str, name: str, width: int, height: int) -> None:
+    def add(
+        self,
+        image_id: str,
+        name: str,
+        width: int,
+        height: int,
+        frames: int = 1,
+        window: tuple[float, float] | None = None,
+    ) -> None:
         """A new image of the task (idempotent: a known image keeps its state)."""
         if image_id not in self._entries:
-            entry = Entry(image_id=image_id, name=name, width=width, height=height, rank=image_key(image_id))
+            entry = Entry(
+                image_id=image_id,
+                name=name,
+                width=width,
+                height=height,
+                rank=image_key(image_id),
+                frames=frames,
+                window=window,
+            )
             self._entries[image_id] = entry
             self._place(entry)
 
@@ -87,7 +105,13 @@ class TaskSelection:
         entry = self._entries.get(image.id)
         if entry is None:
             entry = Entry(
-                image_id=image.id, name=image.name, width=image.width, height=image.height, rank=image_key(image.id)
+                image_id=image.id,
+                name=image.name,
+                width=image.width,
+                height=image.height,
+                rank=image_key(image.id),
+                frames=image.frames,
+                window=image.window,
             )
             self._entries[image.id] = entry
         for user_id in entry.submitted - set(image.submitted_by):

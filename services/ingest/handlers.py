@@ -331,6 +331,8 @@ def _new_image(
         width=image.width,
         height=image.height,
         display_key=image.display_key,
+        frames=image.frames,
+        window=image.window,
     )
     image.outbox = [] if tutorial else [event.pending()]
     return image

@@ -65,6 +65,28 @@ def test_a_shape_off_the_frames_is_refused_with_its_reason(frame: int | None, fr
         check([contour(0 if frames > 1 else None), contour(frame)], frames=frames)
 
 
+def test_the_shape_limit_holds_per_frame_on_a_stack() -> None:
+    """Bug pinned: an outline on each of two frames of a one-shape task was refused ("2 shapes
+    submitted; this task allows at most 1"), though the workbench counts per frame."""
+    one_each = [contour(0), contour(1)]
+    assert (
+        len(validate_shapes(one_each, tool=Tool.CONTOUR, width=40, height=32, max_shapes=1, max_points=100, frames=2))
+        == 2
+    )
+    with pytest.raises(InvalidInput, match="2 shapes on frame 1; this task allows at most 1 per frame"):
+        validate_shapes(
+            [contour(0), contour(1), contour(1), contour(2)],
+            tool=Tool.CONTOUR,
+            width=40,
+            height=32,
+            max_shapes=1,
+            max_points=100,
+            frames=4,
+        )
+    with pytest.raises(InvalidInput, match=r"at most 1$"):
+        validate_shapes([contour(None)] * 2, tool=Tool.CONTOUR, width=40, height=32, max_shapes=1, max_points=100)
+
+
 def test_frame_zero_on_a_plain_image_is_dropped_and_left_out_of_the_json() -> None:
     [shape] = check([contour(0)], frames=1)
     assert shape.frame is None

@@ -237,7 +237,8 @@ export class ApiError extends Error {
   }
 }
 
-export const API = "/api/v1";
+export { API } from "./paths";
+import { API } from "./paths";
 // Only a study link's worker keeps a bearer token, for this tab (a panel's iframe gets no SameSite
 // cookie); everyone else is signed in by the HttpOnly session cookie alone.
 const LINK_TOKEN_KEY = "crowdseg.link-token";

@@ -6,6 +6,7 @@
  */
 import { h } from "../dom";
 import type { ImageInfo } from "../api";
+import { API } from "../paths";
 import type { EditorModel } from "./model";
 
 export type Window = [center: number, width: number];
@@ -94,7 +95,7 @@ export function createFrameNavigator(
     h(
       "button",
       { type: "button", class: "wb-thumb", title: `Frame ${k + 1}`, "aria-label": `Frame ${k + 1}`, "data-testid": `frame-thumb-${k}`, onclick: () => go(k) },
-      h("img", { src: `/images/${encodeURIComponent(stack.imageId)}/thumbnail?frame=${k}`, alt: "", loading: "lazy", draggable: false }),
+      h("img", { src: `${API}/images/${encodeURIComponent(stack.imageId)}/thumbnail?frame=${k}`, alt: "", loading: "lazy", draggable: false }),
     ),
   );
   const strip = h("div", { class: "wb-strip", role: "group", "aria-label": "Frames" }, thumbs);
