@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser.helpers import PASSWORD, VIEWPORT, Shot, click_polygon, model_shapes, wait_workbench
+from tests.browser.helpers import VIEWPORT, Shot, click_polygon, model_shapes, sign_in_as, wait_workbench
 from tests.embedded import Api, EmbeddedServer
 from tests.stack_inputs import sphere_series
 
@@ -69,12 +69,7 @@ def task_id(admin: Api) -> str:
 def page(server: EmbeddedServer, browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=VIEWPORT)
     tab = context.new_page()
-    tab.goto(f"{server.url}/signin")
-    tab.fill("#f-email", ANNOTATOR)
-    tab.fill("#f-password", PASSWORD)
-    with tab.expect_response(lambda r: r.url.endswith("/api/v1/me") and r.ok):
-        tab.click("[data-testid='signin-submit']")
-    tab.wait_for_selector("[data-testid='signout']")
+    sign_in_as(tab, server.url, ANNOTATOR)
     yield tab
     context.close()
 
