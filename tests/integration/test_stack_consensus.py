@@ -1,6 +1,8 @@
-"""Stacks end to end on the embedded platform: six raters outline a sphere slice by slice and the
-consensus volume (``mask.nii.gz``, the export's ``masks/``) is the sphere; five raters click three
-objects through a 20-frame movie and the export's tracks CSV has one track per object."""
+"""Stacks end to end on the embedded platform: six raters outline a sphere slice by slice on an
+uploaded DICOM series (tilted, its files shuffled in the ZIP) and the consensus volume
+(``mask.nii.gz``, the export's ``masks/``) is the sphere, with the series' spacing and orientation;
+five raters click three objects through an uploaded 20-page TIFF movie and the export's tracks CSV has
+one track per object."""
 
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ from crowdseg.consensus.metrics import dice
 from PIL import Image as PILImage
 
 from tests.embedded import Api, EmbeddedServer, export_bundle, wait_for
-from tests.stacks import make_stack
+from tests.stack_inputs import sphere_series, tiff_stack
 
 pytestmark = pytest.mark.integration
 
 SIZE, FRAMES, SPACING = 64, 16, (2.0, 0.5, 0.5)  # spacing (z, y, x) in mm
-CENTRE, RADIUS_MM = (32.0, 32.0, 7.5), 10.0  # x, y in pixels, z in frames
+CENTRE, RADIUS_MM = (31.5, 31.5, 7.5), 10.0  # x, y in pixels, z in frames: the volume's centre
 RATERS = 6
 
 
@@ -88,6 +90,18 @@ def settled(master: Api, image_id: str, submissions: int) -> Callable[[], dict[s
     return check
 
 
+def upload_stack(master: Api, task_id: str, name: str, data: bytes, media_type: str) -> dict[str, Any]:
+    """Upload one stack file through the API and wait for its image; returns the image's JSON."""
+    uploaded = master.http.post(f"/tasks/{task_id}/images", files=[("files", (name, data, media_type))])
+    assert uploaded.status_code == 202 and not uploaded.json()["rejected"], uploaded.text
+
+    def listed() -> dict[str, Any] | None:
+        return next(iter(master.http.get(f"/tasks/{task_id}/images").json()), None)
+
+    image: dict[str, Any] = wait_for(listed, 60, f"the stack {name}")
+    return image
+
+
 def nifti(data: bytes) -> nib.Nifti1Image:
     return nib.Nifti1Image.from_bytes(gzip.decompress(data))
 
@@ -95,10 +109,12 @@ def nifti(data: bytes) -> nib.Nifti1Image:
 def test_six_raters_outlining_a_sphere_slice_by_slice_give_its_volume(
     embedded: EmbeddedServer, taskmaster: Api, annotator_factory: Callable[[], Api]
 ) -> None:
-    task_id = create_task(taskmaster, "contour", RATERS, max_shapes=FRAMES)
-    image_id = make_stack(
-        embedded, taskmaster, task_id, "sphere", frames=FRAMES, width=SIZE, height=SIZE, spacing=SPACING
-    )
+    task_id = create_task(taskmaster, "contour", RATERS, max_shapes=1)
+    series, truth = sphere_series(shape=(FRAMES, SIZE, SIZE), radius_mm=RADIUS_MM, spacing=SPACING)
+    assert np.array_equal(truth, true_sphere())  # what the raters outline is what the series shows
+    image = upload_stack(taskmaster, task_id, "sphere.zip", series, "application/zip")
+    image_id, name = image["id"], image["name"]
+    assert image["frames"] == FRAMES and image["spacing"] == pytest.approx(list(SPACING))
     annotators = crowd(taskmaster, task_id, annotator_factory, RATERS)
     drawn = [f for f in range(FRAMES) if sphere_radius_px(f) >= 3.0]
 
@@ -128,6 +144,9 @@ def test_six_raters_outlining_a_sphere_slice_by_slice_give_its_volume(
     volume = nifti(response.content)
     assert volume.shape == (SIZE, SIZE, FRAMES)  # x, y, z
     assert volume.header.get_zooms() == pytest.approx((0.5, 0.5, 2.0))
+    rotation = volume.affine[:3, :3] / np.array([0.5, 0.5, 2.0])
+    assert np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-6)  # the series' orientation, unit axes
+    assert not np.allclose(rotation, np.diag(np.diag(rotation)))  # tilted, as the series is
     found = np.transpose(np.asarray(volume.dataobj), (2, 1, 0)) > 0
     assert dice(found, true_sphere()) >= 0.9
 
@@ -139,13 +158,14 @@ def test_six_raters_outlining_a_sphere_slice_by_slice_give_its_volume(
     assert taskmaster.http.get(f"/images/{image_id}/consensus/mask.png", params={"frame": FRAMES}).status_code == 422
 
     archive = export_bundle(taskmaster, task_id)
-    exported = nifti(archive.read("masks/sphere.nii.gz"))
+    [volume_name] = [n for n in archive.namelist() if n.startswith("masks/") and n.endswith(".nii.gz")]
+    exported = nifti(archive.read(volume_name))
     assert np.array_equal(np.asarray(exported.dataobj), np.asarray(volume.dataobj))
     coco = json.loads(archive.read("coco/consensus.json"))
     names = {image["id"]: image["file_name"] for image in coco["images"]}
-    assert names[min(names)] == "sphere#frame=000" and len(names) == FRAMES
+    assert names[min(names)] == f"{name}#frame=000" and len(names) == FRAMES
     masked = sorted(names[a["image_id"]] for a in coco["annotations"])
-    assert masked == [f"sphere#frame={f:03d}" for f in range(FRAMES) if found[f].any()]
+    assert masked == [f"{name}#frame={f:03d}" for f in range(FRAMES) if found[f].any()]
 
     rng = np.random.default_rng(99)
     reference = [{"type": "contour", "points": outline(f, rng), "frame": f} for f in drawn]
@@ -192,7 +212,8 @@ def test_point_tracks_on_a_20_frame_stack_come_out_as_a_trackmate_csv(
     embedded: EmbeddedServer, taskmaster: Api, annotator_factory: Callable[[], Api]
 ) -> None:
     task_id = create_task(taskmaster, "point", CLICKERS, max_shapes=TRACK_FRAMES * OBJECTS)
-    image_id = make_stack(embedded, taskmaster, task_id, "movie", frames=TRACK_FRAMES, width=80, height=80)
+    pages = [np.full((80, 80), 20 + 10 * f, np.uint8) for f in range(TRACK_FRAMES)]
+    image_id = upload_stack(taskmaster, task_id, "movie.tif", tiff_stack(pages), "image/tiff")["id"]
     for n, annotator in enumerate(crowd(taskmaster, task_id, annotator_factory, CLICKERS)):
         rng = np.random.default_rng(7 + n)
         shapes = [
@@ -207,7 +228,8 @@ def test_point_tracks_on_a_20_frame_stack_come_out_as_a_trackmate_csv(
     assert {p["frame"] for p in consensus["points"]} == set(range(TRACK_FRAMES))
 
     archive = export_bundle(taskmaster, task_id)
-    rows = list(csv.DictReader(io.StringIO(archive.read("tracks/movie.csv").decode())))
+    [tracks] = [n for n in archive.namelist() if n.startswith("tracks/")]
+    rows = list(csv.DictReader(io.StringIO(archive.read(tracks).decode())))
     assert list(rows[0])[:4] == ["frame", "x", "y", "track_id"]
     tracks: dict[str, list[dict[str, str]]] = {}
     for row in rows:
