@@ -38,8 +38,11 @@ def unpack(release: str, into: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def recorded_schema(data: Path) -> dict[str, str]:
+    """The schema version a data directory records, and the release that wrote it (not the digest of
+    the store's own schema script, which the store keeps to replace changed triggers)."""
     with sqlite3.connect(data / "crowdseg.sqlite3") as db:
-        return dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'schema.%'").fetchall())
+        rows = db.execute("SELECT key, value FROM meta WHERE key LIKE 'schema.%' AND key != 'schema.digest'")
+        return dict(rows.fetchall())
 
 
 def dump(data: Path) -> list[str]:
