@@ -430,8 +430,14 @@ class Export(Document):
 
 
 def new_secret_id() -> str:
-    """An id that is also a credential (it is the URL a study panel or an invitee opens): unguessable."""
-    return secrets.token_urlsafe(18)
+    """An id that is also a credential (it is the URL a study panel or an invitee opens): unguessable.
+
+    Never beginning with "-": a spreadsheet cell that does is escaped with a leading "'" (the ledger's
+    rule against formula injection), and the ledger's link id would then differ from the link's."""
+    while True:
+        token = secrets.token_urlsafe(18)
+        if not token.startswith("-"):
+            return token
 
 
 def new_completion_code() -> str:
