@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from crowdseg.simulation import synthetic_image
 
-from tests.browser.helpers import PASSWORD, VIEWPORT, Shot, model_shapes, to_client, wait_new_image, wait_workbench
+from tests.browser.helpers import VIEWPORT, Shot, model_shapes, sign_in_as, to_client, wait_new_image, wait_workbench
 from tests.embedded import Api, EmbeddedServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -44,15 +44,6 @@ def task_id(server: EmbeddedServer) -> str:
     files = [("files", (image.name, image.png, "image/png")) for image in (synthetic_image(i) for i in range(3))]
     assert admin.http.post(f"/tasks/{made.json()['id']}/images", files=files).status_code == 202
     return str(made.json()["id"])
-
-
-def sign_in(page: Any, url: str, email: str) -> None:
-    page.goto(f"{url}/signin")
-    page.fill("#f-email", email)
-    page.fill("#f-password", PASSWORD)
-    with page.expect_response(lambda r: r.url.endswith("/api/v1/me") and r.ok):
-        page.click("[data-testid='signin-submit']")
-    page.wait_for_selector("[data-testid='signout']")
 
 
 def skip_tour(page: Any) -> None:
@@ -99,7 +90,7 @@ def test_desktop_workbench(server: EmbeddedServer, task_id: str, desktop: Any, a
     errors: list[str] = []
     page = desktop.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    sign_in(page, server.url, DESKTOP)
+    sign_in_as(page, server.url, DESKTOP)
     sent: list[Any] = []
     desktop.on("request", lambda r: sent.append(r) if r.method == "POST" and r.url.endswith("/submissions") else None)
 
@@ -234,7 +225,7 @@ def test_phone_workbench(server: EmbeddedServer, task_id: str, browser: Any, art
     try:
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        sign_in(page, server.url, PHONE)
+        sign_in_as(page, server.url, PHONE)
         page.goto(f"{server.url}/tasks/{task_id}")
         wait_workbench(page, "annotate")
         tour = page.inner_text("[data-testid='tour']")
