@@ -159,6 +159,7 @@ TaskLabels = Annotated[
     AfterValidator(_unique_names),
 ]
 
+
 class Screening(BaseModel):
     """Raters whose task-wide quality is below ``min_quality``, with at least the flagging minimum of
     images behind it, are left out of every consensus of the task (their submissions are kept)."""
@@ -174,6 +175,10 @@ class Task(Document):
     instructions: str = ""
     tool: Tool
     replicates: int = 3
+    min_replicates: int | None = None
+    """Adaptive replicates: an image retires after this many accepted submissions once its consensus is
+    ``confidence`` certain (crowdseg.consensus.certainty); None: ``replicates`` (fixed coverage)."""
+    confidence: float = 0.9
     order: Order = Order.NAME_ASC
     unseen_first: bool = True
     metric: Metric = Metric.DICE
@@ -194,6 +199,11 @@ class Task(Document):
     members: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def retire_after(self) -> int:
+        """The submissions after which an image may retire early (``replicates`` when not adaptive)."""
+        return min(self.min_replicates or self.replicates, self.replicates)
 
     @property
     def label_names(self) -> list[str]:
@@ -239,6 +249,10 @@ class Image(Document):
     """Raters whose submission of this image the task master rejected: out of ``submitted_by`` (so the
     image needs one more), and never leased the image again."""
     leases: list[Lease] = Field(default_factory=list)
+    certainty: float | None = None
+    """Its latest consensus's certainty in 0–1 (crowdseg.consensus.certainty), set by the consensus worker."""
+    retired: bool = False
+    """Adaptive replicates: certain enough with enough submissions; leased to no one any more."""
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
 
@@ -383,6 +397,10 @@ class Consensus(Document):
     was agreement in 0–1. A consensus scored by an older way is recomputed by reconciliation."""
     radius: float | None = None
     """Points and polylines: the matching radius in pixels (clustering, quality, evaluation)."""
+    certainty: float | None = None
+    """How certain the consensus is, in 0–1 (crowdseg.consensus.certainty); None where no rule applies."""
+    retired: bool = False
+    """The image retired with this consensus (adaptive replicates: ``min_replicates`` and ``confidence``)."""
     prior: float | None = None
     iterations: int | None = None
     mask_key: str | None = None

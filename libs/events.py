@@ -82,6 +82,10 @@ class ConsensusUpdated(Event):
     method: str
     mask_key: str | None = None
     probability_key: str | None = None
+    certainty: float | None = None
+    """The consensus's certainty in 0–1 (crowdseg.consensus.certainty)."""
+    retired: bool = False
+    """The image needs no more submissions (adaptive replicates): ``next`` no longer answers it."""
 
     def key(self) -> str:
         return self.image_id

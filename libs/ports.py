@@ -119,7 +119,8 @@ class ImageRepository(Protocol):
     ) -> bool:
         """Atomically lease an image to a user if it still has room and the user has not done it.
 
-        Room: submissions plus other users' unexpired leases stay below ``replicates``.
+        Room: submissions plus other users' unexpired leases stay below ``replicates``, and the image
+        is not ``retired``.
         """
         ...
 
@@ -127,8 +128,13 @@ class ImageRepository(Protocol):
         """Atomically record that the user submitted the image, if they may.
 
         True when the user already holds the slot (a retry), holds an unexpired lease, or the image
-        still has room; the user's lease is released.
+        still has room (a retired image has none); the user's lease is released.
         """
+        ...
+
+    async def set_certainty(self, image_id: str, certainty: float | None, *, retired: bool) -> None:
+        """Idempotently record the certainty of the image's latest consensus and whether it retired
+        (adaptive replicates); nothing for an unknown image."""
         ...
 
     async def record_submitter(self, image_id: str, user_id: str) -> None:
@@ -221,6 +227,7 @@ class OutboxRepository(Protocol):
         """Up to ``limit`` unpublished events, from the documents of ``sources`` (``images``,
         ``submissions``, ``consensus``, ``exports``) or of all of them."""
         ...
+
     async def mark_published(self, entry: OutboxEntry) -> None: ...
     async def mark_published_many(self, entries: Sequence[OutboxEntry]) -> None:
         """:meth:`mark_published` for every entry, in one call (one transaction where there are any)."""

@@ -398,7 +398,7 @@ class MongoImages(_Collection[Image]):
         self, image_id: str, user_id: str, *, replicates: int, now: datetime, expires_at: datetime
     ) -> bool:
         def change(image: Image) -> tuple[Image | None, bool]:
-            if user_id in image.submitted_by or user_id in image.rejected_by:
+            if image.retired or user_id in image.submitted_by or user_id in image.rejected_by:
                 return None, False
             others = [lease for lease in image.active_leases(now) if lease.user_id != user_id]
             if len(image.submitted_by) + len(others) >= replicates:
@@ -415,12 +415,20 @@ class MongoImages(_Collection[Image]):
             active = image.active_leases(now)
             holds_lease = any(lease.user_id == user_id for lease in active)
             others = [lease for lease in active if lease.user_id != user_id]
-            if not holds_lease and len(image.submitted_by) + len(others) >= replicates:
+            if not holds_lease and (image.retired or len(image.submitted_by) + len(others) >= replicates):
                 return None, False
             update = {"submitted_by": [*image.submitted_by, user_id], "leases": others}
             return image.model_copy(update=update), True
 
         return await self.update(image_id, change, False)
+
+    async def set_certainty(self, image_id: str, certainty: float | None, *, retired: bool) -> None:
+        def change(image: Image) -> tuple[Image | None, None]:
+            if image.certainty == certainty and image.retired == retired:
+                return None, None
+            return image.model_copy(update={"certainty": certainty, "retired": retired}), None
+
+        await self.update(image_id, change, None)
 
     async def record_submitter(self, image_id: str, user_id: str) -> None:
         def change(image: Image) -> tuple[Image | None, None]:
@@ -429,7 +437,6 @@ class MongoImages(_Collection[Image]):
             return image.model_copy(update={"submitted_by": [*image.submitted_by, user_id]}), None
 
         await self.update(image_id, change, None)
-
 
     async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
         await self.update(image_id, lambda image: (image.with_rater_moved(user_id, rejected=rejected), None), None)

@@ -481,7 +481,7 @@ class SqliteImages(_Table[Image]):
         from crowdseg.domain import Lease
 
         image = self.one("id = ?", image_id)
-        if image is None or user_id in image.submitted_by or user_id in image.rejected_by:
+        if image is None or image.retired or user_id in image.submitted_by or user_id in image.rejected_by:
             return False
         others = [lease for lease in image.active_leases(now) if lease.user_id != user_id]
         if len(image.submitted_by) + len(others) >= replicates:
@@ -499,18 +499,22 @@ class SqliteImages(_Table[Image]):
         active = image.active_leases(now)
         holds_lease = any(lease.user_id == user_id for lease in active)
         others = [lease for lease in active if lease.user_id != user_id]
-        if not holds_lease and len(image.submitted_by) + len(others) >= replicates:
+        if not holds_lease and (image.retired or len(image.submitted_by) + len(others) >= replicates):
             return False
         update = {"submitted_by": [*image.submitted_by, user_id], "leases": others}
         self.replace_doc(image_id, image.model_copy(update=update))
         return True
+
+    async def set_certainty(self, image_id: str, certainty: float | None, *, retired: bool) -> None:
+        image = self.one("id = ?", image_id)
+        if image is not None and (image.certainty, image.retired) != (certainty, retired):
+            self.replace_doc(image_id, image.model_copy(update={"certainty": certainty, "retired": retired}))
 
     async def record_submitter(self, image_id: str, user_id: str) -> None:
         image = self.one("id = ?", image_id)
         if image is not None and user_id not in image.submitted_by:
             update = {"submitted_by": [*image.submitted_by, user_id]}
             self.replace_doc(image_id, image.model_copy(update=update))
-
 
     async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
         with self._store.transaction() as db:

@@ -3,6 +3,7 @@
 Pure functions over NumPy arrays (no I/O). See DESIGN.md, section "Consensus".
 """
 
+from crowdseg.consensus.certainty import agreement_certainty, mask_certainty, retires
 from crowdseg.consensus.lines import LineFusion, fuse_polylines, resample_polyline
 from crowdseg.consensus.metrics import (
     boundary_points,
@@ -43,6 +44,7 @@ __all__ = [
     "PolygonFusion",
     "RaterPointScore",
     "StapleResult",
+    "agreement_certainty",
     "band_m_step",
     "boundary_points",
     "cluster_points",
@@ -53,12 +55,14 @@ __all__ = [
     "hausdorff95",
     "jaccard",
     "majority_vote",
+    "mask_certainty",
     "match_points",
     "modified_hausdorff",
     "multilabel_staple",
     "object_counts",
     "point_precision_recall",
     "resample_polyline",
+    "retires",
     "sensitivity_specificity",
     "staple",
     "staple_counts",

@@ -38,14 +38,21 @@ def holds_lease(image: Image, user_id: str, now: datetime) -> bool:
 
 
 def is_open_for(task: Task, image: Image, user_id: str, now: datetime) -> bool:
-    if user_id in image.submitted_by or user_id in image.rejected_by:
+    if image.retired or user_id in image.submitted_by or user_id in image.rejected_by:
         return False
     return holds_lease(image, user_id, now) or coverage(image, now) < task.replicates
 
 
+def contested(task: Task, image: Image) -> bool:
+    """Adaptive replicates: the image's consensus is below the task's confidence."""
+    adaptive = task.retire_after < task.replicates
+    return adaptive and image.certainty is not None and image.certainty < task.confidence
+
+
 def candidates(task: Task, images: list[Image], user_id: str, now: datetime) -> list[Image]:
     """Images the user may still annotate, best first: the one they hold, then least covered
-    (with ``unseen_first``), then the task's order.
+    (with ``unseen_first``), then (adaptive tasks) the contested ones, then the task's order.
+    Retired images are no one's.
 
     The brute-force statement of the rules, over every image: the service answers from
     :class:`crowdseg.services.assign.selection.TaskSelection`, and the tests hold it to this."""
@@ -57,5 +64,9 @@ def candidates(task: Task, images: list[Image], user_id: str, now: datetime) -> 
     # Python's sort is stable: the order above breaks ties of the keys below.
     return sorted(
         ordered,
-        key=lambda image: (not holds_lease(image, user_id, now), coverage(image, now) if task.unseen_first else 0),
+        key=lambda image: (
+            not holds_lease(image, user_id, now),
+            coverage(image, now) if task.unseen_first else 0,
+            not contested(task, image),
+        ),
     )

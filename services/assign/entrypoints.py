@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from crowdseg.domain import utcnow
-from crowdseg.events import ImageIngested, SubmissionAccepted
+from crowdseg.events import ConsensusUpdated, ImageIngested, SubmissionAccepted
 from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
 from crowdseg.runtime import Runtime
 from crowdseg.services.assign import handlers
@@ -59,7 +59,8 @@ SelectionsDep = Annotated[handlers.Selections, Depends(get_selections)]
 
 
 def subscribe(runtime: Runtime) -> None:
-    """The selection structures follow new images and accepted submissions, in every replica."""
+    """The selection structures follow new images, accepted submissions and consensus certainty
+    (adaptive replicates), in every replica."""
     selections = runtime.components.setdefault(COMPONENT, handlers.Selections(runtime.store))
 
     async def on_image_ingested(event: ImageIngested) -> None:
@@ -74,7 +75,12 @@ def subscribe(runtime: Runtime) -> None:
             selections.reviewed(event.task_id, event.image_id, event.user_id, rejected=event.review == "reject")
 
     runtime.broadcast(ImageIngested, "assign", on_image_ingested)
+
+    async def on_consensus_updated(event: ConsensusUpdated) -> None:  # adaptive replicates: retirement
+        selections.certain(event.task_id, event.image_id, event.certainty, retired=event.retired)
+
     runtime.broadcast(SubmissionAccepted, "assign", on_submission_accepted)
+    runtime.broadcast(ConsensusUpdated, "assign", on_consensus_updated)
 
 
 async def listen_on_start(runtime: Runtime) -> None:

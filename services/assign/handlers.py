@@ -120,6 +120,9 @@ class Selections:
     def reviewed(self, task_id: str, image_id: str, user_id: str, *, rejected: bool) -> None:
         self._change(task_id, lambda selection: selection.reviewed(image_id, user_id, rejected=rejected))
 
+    def certain(self, task_id: str, image_id: str, certainty: float | None, *, retired: bool) -> None:
+        self._change(task_id, lambda selection: selection.certain(image_id, certainty, retired=retired))
+
     def _change(self, task_id: str, change: Change) -> None:
         selection = self._ready.get(task_id)
         if selection is not None:
@@ -200,7 +203,12 @@ async def _lease_next(
     expires_at = now + timedelta(seconds=task.lease_seconds)
     for _ in range(MAX_LEASE_TRIES):
         candidates = selection.candidates(
-            user.id, replicates=task.replicates, order=task.order, unseen_first=task.unseen_first, now=now
+            user.id,
+            replicates=task.replicates,
+            order=task.order,
+            unseen_first=task.unseen_first,
+            now=now,
+            confidence=task.confidence if task.retire_after < task.replicates else None,
         )
         image_id = next((candidate for candidate in candidates if candidate not in skip), None)
         candidates.close()

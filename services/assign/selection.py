@@ -9,7 +9,10 @@ search starts again, so a stale structure costs a round trip, never a wrong answ
 Images live in buckets by coverage (submissions plus unexpired leases), each bucket sorted twice:
 by name and by a 64-bit rank. The per-user random order is the rank XOR a per-user key, walked in
 increasing order by splitting the sorted ranks on their bits (a binary trie over a sorted list), so
-the first candidate costs O(64 log n) whatever the task's size. The rules are those of
+the first candidate costs O(64 log n) whatever the task's size. With adaptive replicates each coverage
+bucket is split in two, the images whose consensus is below the task's confidence first (a bucket key
+``(coverage, 0 contested | 1 otherwise)``), and retired images (``consensus.updated``) sit in no
+bucket. The rules are those of
 :func:`crowdseg.services.assign.domain.candidates`, which the unit tests keep as the reference.
 """
 
@@ -19,6 +22,7 @@ import heapq
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 
 from crowdseg.domain import Image, Order
 from crowdseg.services.assign.domain import image_key, user_key
@@ -42,10 +46,18 @@ class Entry:
     submitted: set[str] = field(default_factory=set)
     rejected: set[str] = field(default_factory=set)  # done by them, but not counted: the image needs one more
     leases: dict[str, datetime] = field(default_factory=dict)
-    level: int = -1  # the bucket it sits in; -1 before it is placed
+    certainty: float | None = None
+    retired: bool = False
+    level: tuple[int, int] | None = None  # the bucket it sits in; None before it is placed or once retired
 
     def coverage(self) -> int:
         return len(self.submitted) + len(self.leases)
+
+    def bucket(self, confidence: float | None) -> tuple[int, int] | None:
+        if self.retired:
+            return None
+        contested = confidence is not None and self.certainty is not None and self.certainty < confidence
+        return self.coverage(), 0 if contested else 1
 
 
 class TaskSelection:
@@ -54,11 +66,12 @@ class TaskSelection:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         self._entries: dict[str, Entry] = {}
-        self._by_name: dict[int, SortedList] = {}
-        self._by_rank: dict[int, SortedList] = {}
+        self._by_name: dict[tuple[int, int], SortedList] = {}
+        self._by_rank: dict[tuple[int, int], SortedList] = {}
         self._done: dict[str, set[str]] = {}  # user → images they submitted
         self._held: dict[str, set[str]] = {}  # user → images they hold a lease on
         self._expiries: list[tuple[datetime, str, str]] = []  # (expires_at, image_id, user_id)
+        self._confidence: float | None = None  # the task's, when adaptive: contested images first
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -96,7 +109,7 @@ class TaskSelection:
     def forget(self, image_id: str) -> None:
         """An image the store no longer has."""
         entry = self._entries.pop(image_id, None)
-        if entry is not None and entry.level >= 0:
+        if entry is not None and entry.level is not None:
             self._by_name[entry.level].remove((entry.name, entry.image_id))
             self._by_rank[entry.level].remove((entry.rank, entry.name, entry.image_id))
 
@@ -120,6 +133,7 @@ class TaskSelection:
             self._held.get(user_id, set()).discard(image.id)
         entry.submitted = set(image.submitted_by)
         entry.rejected = set(image.rejected_by)
+        entry.certainty, entry.retired = image.certainty, image.retired
         entry.leases = {}
         for user_id in entry.submitted | entry.rejected:
             self._done.setdefault(user_id, set()).add(image.id)
@@ -160,6 +174,13 @@ class TaskSelection:
         self._done.setdefault(user_id, set()).add(image_id)
         self._place(entry)
 
+    def certain(self, image_id: str, certainty: float | None, *, retired: bool) -> None:
+        """The image's consensus changed: how certain it is now, and whether the image retired."""
+        entry = self._entries.get(image_id)
+        if entry is not None:
+            entry.certainty, entry.retired = certainty, retired
+            self._place(entry)
+
     def expire(self, now: datetime) -> None:
         """Drop the leases that ran out; their images go back to a less covered bucket."""
         while self._expiries and self._expiries[0][0] <= now:
@@ -176,45 +197,66 @@ class TaskSelection:
         heapq.heappush(self._expiries, (expires_at, entry.image_id, user_id))
 
     def _place(self, entry: Entry) -> None:
-        level = entry.coverage()
+        level = entry.bucket(self._confidence)
         if level == entry.level:
             return
-        if entry.level >= 0:
+        if entry.level is not None:
             self._by_name[entry.level].remove((entry.name, entry.image_id))
             self._by_rank[entry.level].remove((entry.rank, entry.name, entry.image_id))
-        self._by_name.setdefault(level, SortedList()).add((entry.name, entry.image_id))
-        self._by_rank.setdefault(level, SortedList()).add((entry.rank, entry.name, entry.image_id))
+        if level is not None:
+            self._by_name.setdefault(level, SortedList()).add((entry.name, entry.image_id))
+            self._by_rank.setdefault(level, SortedList()).add((entry.rank, entry.name, entry.image_id))
         entry.level = level
+
+    def _target(self, confidence: float | None) -> None:
+        """Follow a change of the task's confidence (rare: a PATCH): every image is placed again."""
+        if confidence != self._confidence:
+            self._confidence = confidence
+            for entry in self._entries.values():
+                self._place(entry)
 
     # ------------------------------------------------------------------ answering
     def candidates(
-        self, user_id: str, *, replicates: int, order: Order, unseen_first: bool, now: datetime
+        self,
+        user_id: str,
+        *,
+        replicates: int,
+        order: Order,
+        unseen_first: bool,
+        now: datetime,
+        confidence: float | None = None,
     ) -> Generator[str, None, None]:
         """Image ids the user may annotate, best first, by the rules of ``domain.candidates``.
+        ``confidence``: the task's, when it is adaptive (``min_replicates`` below ``replicates``).
 
         A generator over live structures: take what you need, then change the selection.
         """
         self.expire(now)
+        self._target(confidence)
         yield from self._held_first(user_id, order, unseen_first)
         done = self._done.get(user_id, set())
         held = self._held.get(user_id, set())
-        levels = [level for level in range(replicates) if level in self._by_name]
-        walks = [self._walk(level, user_id, order) for level in levels]
+        levels = sorted(level for level in self._by_name if level[0] < replicates)
+        walks = [(level, self._walk(level, user_id, order)) for level in levels]
         ordered: Iterable[tuple[object, str]]
         if unseen_first:
-            ordered = (item for walk in walks for item in walk)
-        else:
-            ordered = heapq.merge(*walks)
+            ordered = (item for _, walk in walks for item in walk)
+        else:  # contested first, each class in the task's order
+            ordered = chain.from_iterable(
+                heapq.merge(*(walk for level, walk in walks if level[1] == group)) for group in (0, 1)
+            )
         for _, image_id in ordered:
             if image_id not in done and image_id not in held:
                 yield image_id
 
     def _held_first(self, user_id: str, order: Order, unseen_first: bool) -> list[str]:
         held = [self._entries[i] for i in self._held.get(user_id, ()) if i in self._entries]
+        held = [entry for entry in held if entry.level is not None]  # a retired image is no one's any more
         user = user_key(user_id)
 
-        def key(entry: Entry) -> tuple[int, object]:
-            level = entry.level if unseen_first else 0
+        def key(entry: Entry) -> tuple[tuple[int, int], object]:
+            assert entry.level is not None
+            level = entry.level if unseen_first else (0, entry.level[1])
             if order is Order.RANDOM:
                 return level, (entry.rank ^ user, entry.name)
             if order is Order.NAME_DESC:
@@ -223,7 +265,7 @@ class TaskSelection:
 
         return [entry.image_id for entry in sorted(held, key=key)]
 
-    def _walk(self, level: int, user_id: str, order: Order) -> Iterator[tuple[object, str]]:
+    def _walk(self, level: tuple[int, int], user_id: str, order: Order) -> Iterator[tuple[object, str]]:
         """One bucket in the task's order, as (sort key, image id) so buckets can be merged."""
         if order is Order.RANDOM:
             user = user_key(user_id)

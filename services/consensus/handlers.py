@@ -29,6 +29,7 @@ from crowdseg.consensus import (
     staple,
     staple_counts,
 )
+from crowdseg.consensus.certainty import agreement_certainty, mask_certainty, retires
 from crowdseg.consensus.metrics import dice, jaccard, modified_hausdorff, sensitivity_specificity
 from crowdseg.consensus.quality import (
     SCORING,
@@ -123,6 +124,7 @@ async def recompute(
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
     consensus = await _computed(_with_screened_out, task, image, consensus, submissions, fused)
     consensus.reviews = reviews
+    _retire_if_certain(task, consensus, len(submissions))
     event = ConsensusUpdated(
         task_id=task.id,
         image_id=image.id,
@@ -131,12 +133,27 @@ async def recompute(
         method=consensus.method,
         mask_key=consensus.mask_key,
         probability_key=consensus.probability_key,
+        certainty=consensus.certainty,
+        retired=consensus.retired,
     )
     consensus.outbox = [event.pending()]
     if not await store.consensus.save_if_newer(consensus):
         return None
+    # After the consensus: a crash in between leaves an image open that could have retired, never the reverse.
+    await store.images.set_certainty(image.id, consensus.certainty, retired=consensus.retired)
     notify()
     return consensus
+
+
+def _retire_if_certain(task: Task, consensus: Consensus, submissions: int) -> None:
+    """Adaptive replicates: the consensus's certainty (points and lines: the raters' agreement) and
+    whether the image retires with it."""
+    if consensus.certainty is None and not task.tool.makes_masks:
+        consensus.certainty = agreement_certainty([r.quality for r in consensus.raters if not r.excluded])
+    adaptive = task.retire_after < task.replicates
+    consensus.retired = adaptive and retires(
+        consensus.certainty, submissions, min_replicates=task.retire_after, confidence=task.confidence
+    )
 
 
 def _label_consensus(
@@ -320,6 +337,7 @@ async def _mask_consensus(
         raters = _with_qualities(raters, mask_qualities(masks, reference), image)
         consensus = _base(task, image, submissions, "staple", raters)
         consensus.prior, consensus.iterations = float(result.prior), result.iterations
+        consensus.certainty = mask_certainty(result.probability)
         if task.tool is Tool.POLYGON:
             try:
                 _add_object_polygons(consensus, submissions)
@@ -618,7 +636,12 @@ async def flagged_in_task(store: Store, task_id: str) -> set[str]:
 
 
 HIDDEN_CONSENSUS_FIELDS = {
-    "outbox", "mask_key", "probability_key", "submission_ids", "label_map_key", "label_mask_keys"
+    "outbox",
+    "mask_key",
+    "probability_key",
+    "submission_ids",
+    "label_map_key",
+    "label_mask_keys",
 }
 
 

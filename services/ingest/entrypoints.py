@@ -30,6 +30,10 @@ class TaskOut(BaseModel):
     instructions: str
     tool: str
     replicates: int
+    min_replicates: int
+    """Adaptive replicates: submissions after which an image may retire (``replicates``: fixed coverage)."""
+    confidence: float
+    """The certainty at which an image with ``min_replicates`` submissions retires (see the README)."""
     order: str
     unseen_first: bool
     metric: str
@@ -50,7 +54,7 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, task: Task, images: int | None = None) -> TaskOut:
-        return cls(**task.model_dump(), images=images)
+        return cls(**{**task.model_dump(), "min_replicates": task.retire_after}, images=images)
 
 
 class ImageOut(BaseModel):
@@ -131,7 +135,10 @@ def router() -> APIRouter:
 
     @api.patch(
         "/tasks/{task_id}",
-        responses={409: {"description": "the task has submissions and the change renames, reorders or removes labels"}},
+        responses={
+            409: {"description": "the task has submissions and the change renames, reorders or removes labels"},
+            422: {"description": "a field out of range, or min_replicates above replicates"},
+        },
     )
     async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.update_task(store, user, task_id, body))

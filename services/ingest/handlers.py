@@ -56,6 +56,10 @@ class TaskFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instructions: str = Field(default="", max_length=MAX_INSTRUCTIONS)
     replicates: JsonInt = Field(default=3, ge=1, le=1000)
+    min_replicates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = Field(
+        default=None, description="adaptive replicates: at most `replicates`; null: `replicates` (fixed coverage)"
+    )
+    confidence: JsonFloat = Field(default=0.9, ge=0, le=1)
     order: Order = Order.NAME_ASC
     unseen_first: StrictBool = True
     metric: Metric = Metric.DICE
@@ -81,6 +85,8 @@ class UpdateTask(BaseModel):
     title: Title | None = None
     instructions: str | None = Field(default=None, max_length=MAX_INSTRUCTIONS)
     replicates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
+    min_replicates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
+    confidence: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)] | None = None
     order: Order | None = None
     unseen_first: StrictBool | None = None
     metric: Metric | None = None
@@ -138,6 +144,7 @@ async def create_task(store: Store, user: User, command: CreateTask) -> Task:
     if not user.has(Role.TASKMASTER):
         raise Forbidden("creating tasks needs the taskmaster role")
     task = Task(owner_id=user.id, **command.model_dump(exclude_none=True))
+    check_replicates(task)
     await store.tasks.add(task)
     return task
 
@@ -151,6 +158,7 @@ async def update_task(store: Store, user: User, task_id: str, command: UpdateTas
         _check_label_change(task, command)
     changes.update(screening_changes(task, command))
     task = task.model_copy(update={**changes, "updated_at": utcnow()})
+    check_replicates(task)
     await store.tasks.replace(task)
     return task
 
@@ -176,6 +184,12 @@ def _check_label_change(task: Task, command: UpdateTask) -> None:
             "the task has submissions: its labels "
             f"({', '.join(task.label_names) or 'none'}) can only be kept in order, recoloured and added to"
         )
+
+
+def check_replicates(task: Task) -> None:
+    if task.min_replicates is not None and task.min_replicates > task.replicates:
+        raise InvalidInput(f"min_replicates ({task.min_replicates}) must not exceed replicates ({task.replicates})")
+
 
 def screening_changes(task: Task, command: UpdateTask) -> dict[str, object]:
     """A new screening (``null`` included) and the revision that makes the consensus service rescore."""
