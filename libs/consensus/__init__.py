@@ -3,7 +3,7 @@
 Pure functions over NumPy arrays (no I/O). See DESIGN.md, section "Consensus".
 """
 
-from crowdseg.consensus.certainty import agreement_certainty, mask_certainty, retires
+from crowdseg.consensus.certainty import agreement_certainty, retires
 from crowdseg.consensus.lines import LineFusion, fuse_polylines, resample_polyline
 from crowdseg.consensus.metrics import (
     boundary_points,
@@ -55,7 +55,6 @@ __all__ = [
     "hausdorff95",
     "jaccard",
     "majority_vote",
-    "mask_certainty",
     "match_points",
     "modified_hausdorff",
     "multilabel_staple",

@@ -4,36 +4,24 @@ Adaptive replicates after Zooniverse's Caesar (a subject retires once its aggreg
 Label Studio's low-agreement overlap: an image with at least ``min_replicates`` accepted submissions
 retires once :func:`retires` holds, so annotators go where the crowd still disagrees.
 
-* masks: ``1 − u / (f ∪ u)``, where ``u`` counts the contested pixels, whose STAPLE posterior lies in
-  (``low``, ``high``) = (0.1, 0.9), and ``f`` the consensus foreground (posterior ≥ 0.5). STAPLE
-  weighs each rater by their estimated sensitivity and specificity (Warfield, Zou & Wells, "Simultaneous
-  truth and performance level estimation (STAPLE)", IEEE TMI 23(7), 2004), so a pixel two careful raters
-  split stays contested, while one spammer outvoted by reliable raters leaves few contested pixels.
-  An image nobody marked is certain (1).
-* points and polylines: the median of the raters' quality (``crowdseg.consensus.quality``: F1 of each
-  rater's objects against the clustering of the others, within the task's radius), robust to a
-  minority of bad raters; None while fewer than two raters are scored.
+The certainty is the median of the raters' quality on the image (``crowdseg.consensus.quality``): for
+masks each rater's Dice against the leave-one-out majority vote of the others, for points and
+polylines the F1 of their objects against the clustering of the others within the task's radius (or,
+where the image has an expert reference, agreement with it). The median is robust to a minority of bad
+raters: two careful raters and a spammer give a median near the careful pair's agreement with a tie,
+three careful raters outvote the spammer. It is None while fewer than two raters are scored, so an
+image needs two submissions to retire whatever ``min_replicates`` says.
+
+STAPLE's posterior (the share of pixels with a posterior in (0.1, 0.9)) was tried first and rejected:
+with three raters drawing nested circles of radii 6, 22 and 12 pixels it is already certain
+everywhere (no pixel in the band), since STAPLE decides which rater is right (Warfield, Zou & Wells,
+IEEE TMI 23(7), 2004, estimate the raters, not the spread of their answers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from statistics import median
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
-
-CONTESTED_LOW = 0.1
-CONTESTED_HIGH = 0.9
-
-
-def mask_certainty(probability: NDArray[Any], *, low: float = CONTESTED_LOW, high: float = CONTESTED_HIGH) -> float:
-    """``1 − contested / (foreground ∪ contested)`` of a posterior map (any shape)."""
-    p = np.asarray(probability, np.float64)
-    contested = (p > low) & (p < high)
-    considered = int(np.count_nonzero(contested | (p >= 0.5)))
-    return 1.0 if considered == 0 else 1.0 - int(np.count_nonzero(contested)) / considered
 
 
 def agreement_certainty(qualities: Sequence[float | None]) -> float | None:

@@ -29,7 +29,7 @@ from crowdseg.consensus import (
     staple,
     staple_counts,
 )
-from crowdseg.consensus.certainty import agreement_certainty, mask_certainty, retires
+from crowdseg.consensus.certainty import agreement_certainty, retires
 from crowdseg.consensus.metrics import dice, jaccard, modified_hausdorff, sensitivity_specificity
 from crowdseg.consensus.quality import (
     SCORING,
@@ -146,10 +146,9 @@ async def recompute(
 
 
 def _retire_if_certain(task: Task, consensus: Consensus, submissions: int) -> None:
-    """Adaptive replicates: the consensus's certainty (points and lines: the raters' agreement) and
-    whether the image retires with it."""
-    if consensus.certainty is None and not task.tool.makes_masks:
-        consensus.certainty = agreement_certainty([r.quality for r in consensus.raters if not r.excluded])
+    """Adaptive replicates: the consensus's certainty (the raters' median agreement) and whether the
+    image retires with it."""
+    consensus.certainty = agreement_certainty([r.quality for r in consensus.raters if not r.excluded])
     adaptive = task.retire_after < task.replicates
     consensus.retired = adaptive and retires(
         consensus.certainty, submissions, min_replicates=task.retire_after, confidence=task.confidence
@@ -337,7 +336,6 @@ async def _mask_consensus(
         raters = _with_qualities(raters, mask_qualities(masks, reference), image)
         consensus = _base(task, image, submissions, "staple", raters)
         consensus.prior, consensus.iterations = float(result.prior), result.iterations
-        consensus.certainty = mask_certainty(result.probability)
         if task.tool is Tool.POLYGON:
             try:
                 _add_object_polygons(consensus, submissions)

@@ -69,8 +69,14 @@ def _rater(submission: Submission, quality: float | None, **scores: float | None
 
 
 def _mask_entry(
-    name: str, index: int, consensus: Mask, rater_masks: Mask, submissions: list[Submission],
-    sensitivity: list[float | None], specificity: list[float | None], reference: Mask | None,
+    name: str,
+    index: int,
+    consensus: Mask,
+    rater_masks: Mask,
+    submissions: list[Submission],
+    sensitivity: list[float | None],
+    specificity: list[float | None],
+    reference: Mask | None,
 ) -> dict[str, Any]:
     qualities = mask_qualities(rater_masks, reference)
     raters = [
@@ -99,8 +105,14 @@ def exclusive_masks(
         per_rater = [float(p[index]) if index <= drawn else None for p in sensitivity]
         found.entries.append(
             _mask_entry(
-                name, index, found.masks[name], stack == index, submissions, per_rater,
-                [None] * len(submissions), _reference_mask(image, name, reference),
+                name,
+                index,
+                found.masks[name],
+                stack == index,
+                submissions,
+                per_rater,
+                [None] * len(submissions),
+                _reference_mask(image, name, reference),
             )
         )
     return found
@@ -122,7 +134,13 @@ def overlapping_masks(
         found.masks[name] = consensus
         found.entries.append(
             _mask_entry(
-                name, index, consensus, rater_masks, submissions, sensitivity, specificity,
+                name,
+                index,
+                consensus,
+                rater_masks,
+                submissions,
+                sensitivity,
+                specificity,
                 _reference_mask(image, name, reference),
             )
         )

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from crowdseg.access import managed_image
 from crowdseg.consensus import RaterPointScore, cluster_points, fuse_polylines, staple, staple_counts
-from crowdseg.consensus.certainty import mask_certainty
 from crowdseg.consensus.points import crowd_quality
 from crowdseg.consensus.quality import line_qualities, mask_qualities, point_qualities
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User
@@ -65,7 +64,6 @@ async def _volume_consensus(
         raters = handlers._with_qualities(raters, mask_qualities(masks, reference), image)
         consensus = handlers._base(task, image, submissions, "staple-3d", raters)
         consensus.prior, consensus.iterations = float(result.prior), result.iterations
-        consensus.certainty = mask_certainty(result.probability)
         probability = np.clip(np.rint(result.probability * 255.0), 0, 255)
         return consensus, nifti_bytes(result.consensus(), image), nifti_bytes(probability, image)
 
