@@ -76,9 +76,11 @@ class CoverageOut(BaseModel):
     leased: int
     """Unexpired leases on it."""
     complete: bool
-    """At least the task's ``replicates`` submissions."""
+    """At least the task's ``replicates`` submissions, or retired."""
     users: list[str]
     """The submitters' user ids."""
+    retired: bool = False
+    """Retired early by adaptive replicates (certain enough with ``min_replicates`` submissions)."""
 
 
 def options(runtime: Runtime) -> handlers.StapleOptions:

@@ -590,6 +590,7 @@ class CoverageRow:
     leased: int
     complete: bool
     users: list[str]
+    retired: bool = False
 
 
 def coverage_rows(task: Task, images: Iterable[Image], now: datetime) -> list[CoverageRow]:
@@ -600,8 +601,9 @@ def coverage_rows(task: Task, images: Iterable[Image], now: datetime) -> list[Co
             name=image.name,
             submissions=len(image.submitted_by),
             leased=len(image.active_leases(now)),
-            complete=len(image.submitted_by) >= task.replicates,
+            complete=image.retired or len(image.submitted_by) >= task.replicates,
             users=list(image.submitted_by),
+            retired=image.retired,
         )
         for image in images
     ]

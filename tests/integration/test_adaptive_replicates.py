@@ -77,3 +77,6 @@ def test_a_clear_image_retires_early_and_a_contested_one_draws_up_to_replicates(
     assert retired["retired"] and retired["certainty"] == pytest.approx(1.0)
     open_one = taskmaster.http.get(f"/images/{ids[contested.name]}/consensus").json()
     assert not open_one["retired"] and open_one["certainty"] < 0.9
+    coverage = {row["name"]: row for row in taskmaster.http.get(f"/tasks/{task_id}/coverage").json()}
+    assert coverage[clear.name]["complete"] and coverage[clear.name]["retired"]
+    assert coverage[contested.name]["complete"] and not coverage[contested.name]["retired"]
