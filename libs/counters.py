@@ -31,6 +31,8 @@ class TaskCounters(BaseModel):
     coverage: dict[int, int] = Field(default_factory=dict)
     """Submitters → non-tutorial images with that many submitters (levels without images omitted)."""
     consensus_images: int = 0
+    retired: dict[int, int] = Field(default_factory=dict)
+    """Submitters → retired images (adaptive replicates) with that many: complete below ``replicates``."""
 
     @property
     def images(self) -> int:
@@ -41,30 +43,31 @@ class TaskCounters(BaseModel):
         return sum(level * count for level, count in self.coverage.items())
 
     def complete(self, replicates: int) -> int:
-        """Images that need no more work: at least ``replicates`` submitters."""
-        return sum(count for level, count in self.coverage.items() if level >= replicates)
+        """Images that need no more work: at least ``replicates`` submitters, or retired."""
+        full = sum(count for level, count in self.coverage.items() if level >= replicates)
+        return full + sum(count for level, count in self.retired.items() if level < replicates)
 
     def histogram(self, replicates: int) -> dict[str, int]:
         """``{"<submissions>": <images>}`` for every level from 0 to the task's replicates (or higher)."""
         top = max([replicates, *self.coverage])
         return {str(level): self.coverage.get(level, 0) for level in range(top + 1)}
 
-    def move(self, before: int | None, after: int | None) -> None:
-        """One image went from ``before`` submitters to ``after`` (None: it did not exist / no longer does)."""
+    def move(self, before: int | None, after: int | None, histogram: dict[int, int] | None = None) -> None:
+        """One image went from ``before`` submitters to ``after`` (None: it did not exist / no longer does),
+        in ``coverage`` or the given histogram (``retired``: None is not retired)."""
+        histogram = self.coverage if histogram is None else histogram
         for level, step in ((before, -1), (after, 1)):
             if level is not None:
-                count = self.coverage.get(level, 0) + step
+                count = histogram.get(level, 0) + step
                 if count:
-                    self.coverage[level] = count
+                    histogram[level] = count
                 else:
-                    self.coverage.pop(level, None)
+                    histogram.pop(level, None)
 
     def merged(self, other: TaskCounters) -> TaskCounters:
-        total = TaskCounters(task_id=self.task_id, coverage=dict(self.coverage), consensus_images=self.consensus_images)
-        for level, count in other.coverage.items():
-            total.coverage[level] = total.coverage.get(level, 0) + count
-        total.coverage = {level: count for level, count in sorted(total.coverage.items()) if count}
-        total.consensus_images += other.consensus_images
+        total = TaskCounters(task_id=self.task_id, consensus_images=self.consensus_images + other.consensus_images)
+        total.coverage = _summed(self.coverage, other.coverage)
+        total.retired = _summed(self.retired, other.retired)
         return total
 
 
@@ -174,6 +177,13 @@ def consensus_tallies(
             tally.add_score(score, sign)
 
 
+def _summed(one: dict[int, int], other: dict[int, int]) -> dict[int, int]:
+    total = dict(one)
+    for level, count in other.items():
+        total[level] = total.get(level, 0) + count
+    return {level: count for level, count in sorted(total.items()) if count}
+
+
 def rebuild(
     task_id: str, images: Iterable[Image], submissions: Iterable[Submission], consensuses: Iterable[Consensus]
 ) -> tuple[TaskCounters, list[Tally]]:
@@ -182,6 +192,8 @@ def rebuild(
     for image in images:
         if not image.tutorial:
             counters.move(None, len(image.submitted_by))
+            if image.retired:
+                counters.move(None, len(image.submitted_by), counters.retired)
     tallies: dict[str, Tally] = {}
     for submission in submissions:
         tally = tallies.setdefault(submission.user_id, Tally(task_id=task_id, user_id=submission.user_id))
@@ -190,6 +202,7 @@ def rebuild(
         counters.consensus_images += 1
         consensus_tallies(tallies, task_id, consensus)
     counters.coverage = dict(sorted(counters.coverage.items()))
+    counters.retired = dict(sorted(counters.retired.items()))
     return counters, [tallies[user_id] for user_id in sorted(tallies)]
 
 

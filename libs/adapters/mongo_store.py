@@ -337,17 +337,26 @@ class MongoImages(_Collection[Image]):
 
     async def update(self, doc_id: str, change: Callable[[Image], tuple[Image | None, R]], missing: R) -> R:
         moves: list[tuple[str, int, int]] = []
+        retirements: list[tuple[str, int | None, int | None]] = []
 
         def counting(image: Image) -> tuple[Image | None, R]:
             new, result = change(image)
             moves.clear()  # only the last run of ``change`` is the one written
+            retirements.clear()
             if new is not None and not image.tutorial and len(new.submitted_by) != len(image.submitted_by):
                 moves.append((image.task_id, len(image.submitted_by), len(new.submitted_by)))
+            if new is not None and not image.tutorial and (image.retired or new.retired):
+                before = len(image.submitted_by) if image.retired else None
+                after = len(new.submitted_by) if new.retired else None
+                if before != after:
+                    retirements.append((image.task_id, before, after))
             return new, result
 
         result = await super().update(doc_id, counting, missing)
         for task_id, before, after in moves:
             await self._store.counters.cover(task_id, doc_id, before, after)
+        for task_id, was, now in retirements:
+            await self._store.counters.cover(task_id, doc_id, was, now, retired=True)
         return result
 
     async def page_for_task(
@@ -740,11 +749,14 @@ class MongoCounters:
         except Unavailable:
             log.exception("the counters of task %s missed %s; rebuild them (store.counters.rebuild)", task_id, what)
 
-    async def cover(self, task_id: str, image_id: str, before: int | None, after: int | None) -> None:
-        """One image went from ``before`` submitters to ``after`` (None: not there)."""
+    async def cover(
+        self, task_id: str, image_id: str, before: int | None, after: int | None, *, retired: bool = False
+    ) -> None:
+        """One image went from ``before`` submitters to ``after`` (None: not there); ``retired``: in the
+        histogram of retired images (None: not retired)."""
 
         def change(counters: TaskCounters) -> tuple[TaskCounters, None]:
-            counters.move(before, after)
+            counters.move(before, after, counters.retired if retired else None)
             return counters, None
 
         # A task from before the counters has no shards: nothing to count until it is rebuilt.

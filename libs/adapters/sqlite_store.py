@@ -109,6 +109,9 @@ TALLY_COLUMNS = (
     "sensitivity_sum", "sensitivity_n", "specificity_sum", "specificity_n",
 )  # fmt: skip
 SUBMITTERS = "coalesce(json_array_length({row}.doc, '$.submitted_by'), 0)"
+RETIRED = "coalesce({row}.doc ->> 'retired', 0)"
+_S_OLD, _S_NEW = SUBMITTERS.format(row="OLD"), SUBMITTERS.format(row="NEW")
+_R_OLD, _R_NEW = RETIRED.format(row="OLD"), RETIRED.format(row="NEW")
 
 
 def _scores(*sources: tuple[int, str]) -> str:
@@ -160,6 +163,8 @@ COUNTERS_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS task_counters (task_id TEXT PRIMARY KEY, consensus_images INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS task_coverage (
   task_id TEXT NOT NULL, level INTEGER NOT NULL, images INTEGER NOT NULL, PRIMARY KEY (task_id, level)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_retired (
+  task_id TEXT NOT NULL, level INTEGER NOT NULL, images INTEGER NOT NULL, PRIMARY KEY (task_id, level)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tallies (
   task_id TEXT NOT NULL, user_id TEXT NOT NULL,
   {", ".join(f"{column} NUMERIC NOT NULL DEFAULT 0" for column in TALLY_COLUMNS)},
@@ -183,6 +188,18 @@ WHEN NOT NEW.tutorial AND {SUBMITTERS.format(row="OLD")} != {SUBMITTERS.format(r
   INSERT INTO task_coverage (task_id, level, images) VALUES (NEW.task_id, {SUBMITTERS.format(row="NEW")}, 1)
     ON CONFLICT (task_id, level) DO UPDATE SET images = images + 1;
   DELETE FROM task_coverage WHERE task_id = NEW.task_id AND images = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS images_retired_move AFTER UPDATE OF doc ON images
+WHEN NOT NEW.tutorial AND ({_R_OLD} OR {_R_NEW})
+  AND ({_R_OLD}, {_S_OLD}) != ({_R_NEW}, {_S_NEW}) AND {COUNTED} BEGIN
+  UPDATE task_retired SET images = images - 1 WHERE task_id = NEW.task_id AND level = {_S_OLD} AND {_R_OLD};
+  INSERT INTO task_retired (task_id, level, images) SELECT NEW.task_id, {_S_NEW}, 1 WHERE {_R_NEW}
+    ON CONFLICT (task_id, level) DO UPDATE SET images = images + 1;
+  DELETE FROM task_retired WHERE task_id = NEW.task_id AND images = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS images_retired_remove AFTER DELETE ON images WHEN NOT OLD.tutorial AND {_R_OLD} BEGIN
+  UPDATE task_retired SET images = images - 1 WHERE task_id = OLD.task_id AND level = {_S_OLD};
+  DELETE FROM task_retired WHERE task_id = OLD.task_id AND images = 0;
 END;
 CREATE TRIGGER IF NOT EXISTS images_counted_remove AFTER DELETE ON images WHEN NOT OLD.tutorial BEGIN
   UPDATE task_coverage SET images = images - 1 WHERE task_id = OLD.task_id AND level = {SUBMITTERS.format(row="OLD")};
@@ -800,6 +817,13 @@ class SqliteCounters:
             ):
                 if task_id in found:
                     found[task_id].coverage[level] = images
+            for task_id, level, images in self._rows(
+                f"SELECT task_id, level, images FROM task_retired WHERE task_id IN ({marks}) AND images != 0 "
+                "ORDER BY task_id, level",
+                *chunk,
+            ):
+                if task_id in found:
+                    found[task_id].retired[level] = images
         return found
 
     def _tallies(self, column: str, value: str) -> list[Tally]:
@@ -843,7 +867,7 @@ class SqliteCounters:
             store.consensus.many("task_id = ?", task_id),
         )
         with store.transaction() as db:
-            for table in ("task_counters", "task_coverage", "tallies", "tally_days"):
+            for table in ("task_counters", "task_coverage", "task_retired", "tallies", "tally_days"):
                 db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
             db.execute(
                 "INSERT INTO task_counters (task_id, consensus_images) VALUES (?, ?)",
@@ -852,6 +876,10 @@ class SqliteCounters:
             db.executemany(
                 "INSERT INTO task_coverage (task_id, level, images) VALUES (?, ?, ?)",
                 [(task_id, level, count) for level, count in counters.coverage.items()],
+            )
+            db.executemany(
+                "INSERT INTO task_retired (task_id, level, images) VALUES (?, ?, ?)",
+                [(task_id, level, count) for level, count in counters.retired.items()],
             )
             db.executemany(
                 f"INSERT INTO tallies (task_id, user_id, {', '.join(TALLY_COLUMNS)}) "

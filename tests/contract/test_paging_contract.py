@@ -158,6 +158,7 @@ def assert_counters_match(
     assert found is not None
     assert found.coverage == want_counters.coverage
     assert found.consensus_images == want_counters.consensus_images
+    assert found.retired == want_counters.retired
     have = {t.user_id: t for t in tallies if not t.empty}
     want = {t.user_id: t for t in want_tallies if not t.empty}
     assert sorted(have) == sorted(want)
@@ -292,8 +293,10 @@ async def test_counters_equal_a_rebuild_after_a_random_concurrent_workload(store
             roll = rng.random()
             if roll < 0.3:
                 work.append(store.images.try_lease(img.id, user_id, replicates=3, now=NOW, expires_at=LATER))
-            elif roll < 0.8:
+            elif roll < 0.7:
                 work.append(annotate(store, img, user_id, rng.randint(100, 9000)))
+            elif roll < 0.8:  # adaptive replicates: the consensus worker retires or reopens it
+                work.append(store.images.set_certainty(img.id, rng.random(), retired=rng.random() < 0.6))
             else:
                 work.append(store.images.record_submitter(img.id, user_id))
         await asyncio.gather(*work, return_exceptions=True)

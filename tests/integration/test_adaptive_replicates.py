@@ -80,3 +80,5 @@ def test_a_clear_image_retires_early_and_a_contested_one_draws_up_to_replicates(
     coverage = {row["name"]: row for row in taskmaster.http.get(f"/tasks/{task_id}/coverage").json()}
     assert coverage[clear.name]["complete"] and coverage[clear.name]["retired"]
     assert coverage[contested.name]["complete"] and not coverage[contested.name]["retired"]
+    stats = taskmaster.http.get(f"/tasks/{task_id}/stats").json()
+    assert (stats["complete"], stats["coverage"]) == (2, {"0": 0, "1": 0, "2": 1, "3": 0, "4": 0, "5": 1})
