@@ -86,6 +86,7 @@ class UpdateTask(BaseModel):
     instructions: str | None = Field(default=None, max_length=MAX_INSTRUCTIONS)
     replicates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
     min_replicates: Annotated[int, Field(ge=1, le=1000), BeforeValidator(json_number)] | None = None
+    """``null``: back to ``replicates`` (fixed coverage)."""
     confidence: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)] | None = None
     order: Order | None = None
     unseen_first: StrictBool | None = None
@@ -157,6 +158,8 @@ async def update_task(store: Store, user: User, task_id: str, command: UpdateTas
     if _changes_labels(task, command) and await _has_submissions(store, task):
         _check_label_change(task, command)
     changes.update(screening_changes(task, command))
+    if "min_replicates" in command.model_fields_set and command.min_replicates is None:
+        changes["min_replicates"] = None  # back to fixed coverage
     task = task.model_copy(update={**changes, "updated_at": utcnow()})
     check_replicates(task)
     await store.tasks.replace(task)

@@ -82,3 +82,12 @@ def test_a_clear_image_retires_early_and_a_contested_one_draws_up_to_replicates(
     assert coverage[contested.name]["complete"] and not coverage[contested.name]["retired"]
     stats = taskmaster.http.get(f"/tasks/{task_id}/stats").json()
     assert (stats["complete"], stats["coverage"]) == (2, {"0": 0, "1": 0, "2": 1, "3": 0, "4": 0, "5": 1})
+
+
+def test_min_replicates_null_is_fixed_coverage_again(taskmaster: Api) -> None:
+    fields = {"title": "Adaptive", "tool": "point", "replicates": 4, "min_replicates": 2, "visibility": "private"}
+    task_id = taskmaster.http.post("/tasks", json=fields).json()["id"]
+    back = taskmaster.http.patch(f"/tasks/{task_id}", json={"min_replicates": None})
+    assert back.status_code == 200 and back.json()["min_replicates"] == 4, back.text
+    fewer = taskmaster.http.patch(f"/tasks/{task_id}", json={"replicates": 3})  # follows replicates
+    assert fewer.status_code == 200 and fewer.json()["min_replicates"] == 3, fewer.text

@@ -85,6 +85,10 @@ export interface Task {
   instructions: string;
   tool: ToolName;
   replicates: number;
+  /** Adaptive replicates: submissions after which an image may retire (= replicates: fixed coverage). */
+  min_replicates?: number | null;
+  /** The certainty at which such an image retires (0–1). */
+  confidence?: number;
   order: "name_asc" | "name_desc" | "random";
   unseen_first: boolean;
   metric: "dice" | "jaccard" | "mhd";

@@ -73,6 +73,11 @@ const DEFAULTS: Partial<Task> = {
   status: "open",
 };
 
+/** The adaptive-replicates fields as the API takes them: at least as many as the raters per image is fixed coverage (null). */
+function adaptiveFields(replicates: number, minReplicates: number, confidence: number): Partial<Task> {
+  return { min_replicates: minReplicates >= 1 && minReplicates < replicates ? minReplicates : null, confidence };
+}
+
 function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Partial<Task>) => Promise<void>, editing = false): HTMLElement {
   const v = { ...DEFAULTS, ...initial };
   const sel = (name: string, opts: [string, string][], value: string): HTMLSelectElement =>
@@ -88,6 +93,8 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
   upd();
   const tool = sel("tool", [["contour", "Contour (smooth outline → mask)"], ["polygon", "Polygon (straight edges → mask)"], ["point", "Point (crosshair clicks)"], ["polyline", "Polyline (lines)"]], v.tool!);
   const replicates = h("input", { type: "number", name: "replicates", id: "f-replicates", min: "1", max: "100", value: String(v.replicates) });
+  const minReplicates = h("input", { type: "number", name: "min_replicates", id: "f-min_replicates", min: "1", max: "100", value: String(v.min_replicates ?? v.replicates) });
+  const confidence = h("input", { type: "number", name: "confidence", id: "f-confidence", step: "0.01", min: "0", max: "1", value: String(v.confidence ?? 0.9) });
   const maxShapes = h("input", { type: "number", name: "max_shapes", id: "f-max_shapes", min: "1", max: "1000", value: String(v.max_shapes) });
   const order = sel("order", [["name_asc", "Name ascending"], ["name_desc", "Name descending"], ["random", "Random"]], v.order!);
   const unseen = h("input", { type: "checkbox", name: "unseen_first", id: "f-unseen_first", checked: !!v.unseen_first });
@@ -118,6 +125,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     h("div", { class: "grid grid-3" }, f("Image order", order), h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-unseen_first" }, unseen, "Not-yet-annotated images first")), f("Status", status)),
     h("div", { class: "grid grid-3" }, f("Qualification metric", metric), f("Pass threshold", threshold, "Dice/Jaccard ≥, MHD ≤"), f("Visibility", visibility)),
     h("div", { class: "grid grid-3" }, f("Show the expert reference", reveal, "an annotator who sees it before passing could copy it")),
+    h("div", { class: "grid grid-3" }, f("Retire after", minReplicates, "raters, once they agree; = raters per image: never early"), f("Agreement to retire", confidence, "0–1, median leave-one-out agreement")),
     err,
     h("div", { class: "row" }, submit),
   );
@@ -135,6 +143,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
         instructions: instr.value,
         ...(editing ? {} : { tool: tool.value as Task["tool"] }),
         replicates: Number(replicates.value),
+        ...adaptiveFields(Number(replicates.value), Number(minReplicates.value), Number(confidence.value)),
         order: order.value as Task["order"],
         unseen_first: unseen.checked,
         metric: metric.value as Task["metric"],
