@@ -206,6 +206,11 @@ class Task(Document):
         return min(self.min_replicates or self.replicates, self.replicates)
 
     @property
+    def adaptive_confidence(self) -> float | None:
+        """``confidence`` where images may retire early (``min_replicates`` below ``replicates``), else None."""
+        return self.confidence if self.retire_after < self.replicates else None
+
+    @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
 

@@ -45,8 +45,8 @@ def is_open_for(task: Task, image: Image, user_id: str, now: datetime) -> bool:
 
 def contested(task: Task, image: Image) -> bool:
     """Adaptive replicates: the image's consensus is below the task's confidence."""
-    adaptive = task.retire_after < task.replicates
-    return adaptive and image.certainty is not None and image.certainty < task.confidence
+    target = task.adaptive_confidence
+    return target is not None and image.certainty is not None and image.certainty < target
 
 
 def candidates(task: Task, images: list[Image], user_id: str, now: datetime) -> list[Image]:

@@ -201,14 +201,10 @@ async def _lease_next(
     store: Store, selection: TaskSelection, user: User, task: Task, now: datetime, skip: Collection[str] = ()
 ) -> Assignment | None:
     expires_at = now + timedelta(seconds=task.lease_seconds)
+    selection.target(task.adaptive_confidence)
     for _ in range(MAX_LEASE_TRIES):
         candidates = selection.candidates(
-            user.id,
-            replicates=task.replicates,
-            order=task.order,
-            unseen_first=task.unseen_first,
-            now=now,
-            confidence=task.confidence if task.retire_after < task.replicates else None,
+            user.id, replicates=task.replicates, order=task.order, unseen_first=task.unseen_first, now=now
         )
         image_id = next((candidate for candidate in candidates if candidate not in skip), None)
         candidates.close()

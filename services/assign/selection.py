@@ -208,8 +208,9 @@ class TaskSelection:
             self._by_rank.setdefault(level, SortedList()).add((entry.rank, entry.name, entry.image_id))
         entry.level = level
 
-    def _target(self, confidence: float | None) -> None:
-        """Follow a change of the task's confidence (rare: a PATCH): every image is placed again."""
+    def target(self, confidence: float | None) -> None:
+        """The task's confidence when it is adaptive (``Task.adaptive_confidence``): contested images
+        come first. A change (rare: a PATCH) places every image again."""
         if confidence != self._confidence:
             self._confidence = confidence
             for entry in self._entries.values():
@@ -217,22 +218,14 @@ class TaskSelection:
 
     # ------------------------------------------------------------------ answering
     def candidates(
-        self,
-        user_id: str,
-        *,
-        replicates: int,
-        order: Order,
-        unseen_first: bool,
-        now: datetime,
-        confidence: float | None = None,
+        self, user_id: str, *, replicates: int, order: Order, unseen_first: bool, now: datetime
     ) -> Generator[str, None, None]:
-        """Image ids the user may annotate, best first, by the rules of ``domain.candidates``.
-        ``confidence``: the task's, when it is adaptive (``min_replicates`` below ``replicates``).
+        """Image ids the user may annotate, best first, by the rules of ``domain.candidates`` (the
+        contested ones by the confidence last given to :meth:`target`).
 
         A generator over live structures: take what you need, then change the selection.
         """
         self.expire(now)
-        self._target(confidence)
         yield from self._held_first(user_id, order, unseen_first)
         done = self._done.get(user_id, set())
         held = self._held.get(user_id, set())

@@ -149,8 +149,7 @@ def _retire_if_certain(task: Task, consensus: Consensus, submissions: int) -> No
     """Adaptive replicates: the consensus's certainty (the raters' median agreement) and whether the
     image retires with it."""
     consensus.certainty = agreement_certainty([r.quality for r in consensus.raters if not r.excluded])
-    adaptive = task.retire_after < task.replicates
-    consensus.retired = adaptive and retires(
+    consensus.retired = task.adaptive_confidence is not None and retires(
         consensus.certainty, submissions, min_replicates=task.retire_after, confidence=task.confidence
     )
 

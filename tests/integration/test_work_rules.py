@@ -122,6 +122,7 @@ def test_leases_hold_the_replicates_until_they_expire(taskmaster: Api, annotator
             "leased": 0,
             "complete": True,
             "users": [bob.user["id"]],
+            "retired": False,
         }
     ]
 

@@ -42,10 +42,6 @@ operation = st.one_of(
 )
 
 
-def _target(task: Task) -> float | None:
-    return task.confidence if task.retire_after < task.replicates else None
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     operations=st.lists(operation, max_size=80),
@@ -88,7 +84,7 @@ def test_adaptive_selection_matches_the_brute_force_rules(
             certainty = op[2]
             assert certainty is None or isinstance(certainty, float)
             found.certainty = certainty  # the consensus worker's rule, as of the task's settings then
-            found.retired = task.retire_after < task.replicates and retires(
+            found.retired = task.adaptive_confidence is not None and retires(
                 certainty, len(found.submitted_by), min_replicates=task.retire_after, confidence=task.confidence
             )
             selection.certain(found.id, found.certainty, retired=found.retired)
@@ -103,15 +99,9 @@ def test_adaptive_selection_matches_the_brute_force_rules(
                 selection.submitted(image_or_none.id, user)
         for user in USERS:
             expected = [image.id for image in candidates(task, list(world.images.values()), user, world.now)]
+            selection.target(task.adaptive_confidence)
             got = list(
-                selection.candidates(
-                    user,
-                    replicates=replicates,
-                    order=order,
-                    unseen_first=unseen_first,
-                    now=world.now,
-                    confidence=_target(task),
-                )
+                selection.candidates(user, replicates=replicates, order=order, unseen_first=unseen_first, now=world.now)
             )
             assert got == expected
 
@@ -119,16 +109,12 @@ def test_adaptive_selection_matches_the_brute_force_rules(
 def test_a_retired_image_leaves_the_selection_and_a_contested_one_comes_first() -> None:
     task = Task(owner_id="o", title="t", tool=Tool.CONTOUR, replicates=5, min_replicates=2, confidence=0.9)
     selection = TaskSelection("task")
-    first, second, third = (new_image(n) for n in (1, 2, 3))
-    for image in (first, second, third):
+    selection.target(task.adaptive_confidence)
+    for image in (new_image(n) for n in (1, 2, 3)):
         selection.add(image.id, image.name, 16, 16)
 
     def ids() -> list[str]:
-        return list(
-            selection.candidates(
-                "me", replicates=5, order=Order.NAME_ASC, unseen_first=True, now=World().now, confidence=_target(task)
-            )
-        )
+        return list(selection.candidates("me", replicates=5, order=Order.NAME_ASC, unseen_first=True, now=World().now))
 
     by_name = ids()
     selection.certain(by_name[0], 0.99, retired=True)
