@@ -159,6 +159,7 @@ TaskLabels = Annotated[
     AfterValidator(_unique_names),
 ]
 
+
 class Screening(BaseModel):
     """Raters whose task-wide quality is below ``min_quality``, with at least the flagging minimum of
     images behind it, are left out of every consensus of the task (their submissions are kept)."""
@@ -188,6 +189,11 @@ class Task(Document):
     labels_exclusive: bool = True
     """A pixel has at most one label (multi-label STAPLE); false: labels may overlap (one STAPLE each)."""
 
+    gold_rate: float = 0.0
+    """The share of ``next`` answers that are reference images (gold), at an annotator's start; it
+    falls as their count grows (crowdseg.services.assign.gold). 0: reference images are crowd work."""
+    gold_feedback: bool = False
+    """Whether the answer to a gold submission shows the reference's shapes."""
     screening: Screening | None = None
     screening_revision: int = 0
     """Bumped by every change of ``screening``: the task's consensus documents are then rescored."""
@@ -308,6 +314,27 @@ class Review(BaseModel):
         return self.decision == decision and self.reason == reason
 
 
+class GoldScore(BaseModel):
+    """A submission on a gold image (served from the task's reference images): scored against the
+    reference at once, counted in the rater's ``quality``, never in a consensus."""
+
+    metric: Metric
+    score: float
+    """The task's metric against the reference (what the annotator is shown)."""
+    quality: float | None = None
+    """Agreement in 0–1 with the reference (crowdseg.consensus.quality), pooled into the rater's quality."""
+
+
+GOLD_SLOTS = 1_000_000_000
+"""The replicates a gold image is leased and claimed with: any number of annotators may answer it."""
+
+
+def is_gold_image(image: Image) -> bool:
+    """An image a task with ``gold_rate`` serves as gold: a plain (not stack, not tutorial) image
+    with an expert reference."""
+    return not image.tutorial and bool(image.reference_shapes) and image.frames <= 1
+
+
 class Submission(Document):
     id: str
     task_id: str
@@ -319,6 +346,8 @@ class Submission(Document):
     click_times: list[int] | None = None
     mask_key: str | None = None
     review: Review | None = None
+    gold: GoldScore | None = None
+    """Set on a gold answer; such a submission is never part of a consensus."""
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
 

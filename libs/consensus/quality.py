@@ -147,6 +147,25 @@ def line_qualities(
     return qualities
 
 
+def click_radius(points: list[NDArray[Any]], width: int, height: int) -> float:
+    """Half the typical spacing between one rater's clicks (objects do not overlap), within bounds."""
+    spacings = []
+    for clicks in points:
+        if len(clicks) > 1:
+            gaps = np.linalg.norm(clicks[:, None, :] - clicks[None, :, :], axis=-1)
+            np.fill_diagonal(gaps, np.inf)
+            spacings.append(float(np.median(gaps.min(axis=1))))
+    ceiling = 0.05 * min(width, height)
+    if not spacings:
+        return max(3.0, 0.5 * ceiling)
+    return float(np.clip(0.5 * np.median(spacings), 3.0, max(3.0, ceiling)))
+
+
+def line_radius(width: int, height: int) -> float:
+    """How far apart (mean distance along the line) two raters' lines of one object may lie."""
+    return max(3.0, 0.03 * min(width, height))
+
+
 @dataclass(frozen=True)
 class FlagRule:
     k: float = FLAG_K

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from crowdseg.access import managed_image, managed_task, visible_task
 from crowdseg.domain import (
+    GOLD_SLOTS,
+    GoldScore,
     Image,
     JsonInt,
     QualificationAttempt,
@@ -22,6 +24,7 @@ from crowdseg.domain import (
     Task,
     TaskStatus,
     User,
+    is_gold_image,
     json_number,
     utcnow,
 )
@@ -122,9 +125,12 @@ async def _accept(
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)
     shapes, png = await asyncio.to_thread(_prepare, command.shapes, task, image, max_points)
-    if not await store.images.claim_slot(image.id, user.id, replicates=task.replicates, now=now or utcnow()):
+    gold = await _gold_score(task, image, shapes)
+    slots = task.replicates if gold is None else GOLD_SLOTS
+    if not await store.images.claim_slot(image.id, user.id, replicates=slots, now=now or utcnow()):
         raise Conflict("this image already has all the annotations it needs; ask for the next one")
     submission = Submission(
+        gold=gold,
         id=command.id,
         task_id=task.id,
         image_id=image.id,
@@ -151,6 +157,31 @@ async def _accept(
         stored, created = _same_submission(stored, user, task.id)
     notify()
     return stored, created
+
+
+def is_gold(task: Task, image: Image) -> bool:
+    """With ``gold_rate``, a plain image with an expert reference is gold: ``next`` mixes it into
+    anyone's stream, and every answer is scored against the reference instead of fused."""
+    return task.gold_rate > 0 and is_gold_image(image)
+
+
+async def _gold_score(task: Task, image: Image, shapes: list[Shape]) -> GoldScore | None:
+    if not is_gold(task, image):
+        return None
+    return await asyncio.to_thread(
+        scoring.gold_score, task.metric, task.tool, shapes, image.reference_shapes, image.width, image.height
+    )
+
+
+async def gold_reference(store: Store, submission: Submission) -> list[Shape] | None:
+    """The reference a gold answer is shown with, when its task's ``gold_feedback`` allows; else None."""
+    if submission.gold is None:
+        return None
+    task = await store.tasks.get(submission.task_id)
+    image = await store.images.get(submission.image_id)
+    if task is None or image is None or not task.gold_feedback:
+        return None
+    return image.reference_shapes
 
 
 async def _discard_mask(blobs: BlobStore, submission: Submission) -> None:

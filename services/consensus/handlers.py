@@ -34,8 +34,10 @@ from crowdseg.consensus.quality import (
     SCORING,
     FlagRule,
     Matching,
+    click_radius,
     flagged,
     line_qualities,
+    line_radius,
     mask_qualities,
     match_line_sets,
     match_point_sets,
@@ -45,7 +47,7 @@ from crowdseg.consensus.staple import Region
 from crowdseg.counters import Tally, counters_of
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User, utcnow
 from crowdseg.errors import NotFound
-from crowdseg.events import ConsensusUpdated
+from crowdseg.events import ConsensusUpdated, ImageReferenced
 from crowdseg.geometry import label_map_to_png, mask_to_png, probability_to_png, rasterize, validate_shapes
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
@@ -175,8 +177,9 @@ async def _add_label_consensus(
 
 
 def counted_submissions(submissions: list[Submission]) -> list[Submission]:
-    """The submissions a consensus is made of: all but the rejected ones, oldest first."""
-    return sorted((s for s in submissions if not s.rejected), key=lambda s: (s.created_at, s.id))
+    """The submissions a consensus is made of: all but the rejected ones and the gold answers (scored
+    against the reference when they were made), oldest first."""
+    return sorted((s for s in submissions if not s.rejected and s.gold is None), key=lambda s: (s.created_at, s.id))
 
 
 def review_revisions(submissions: list[Submission]) -> int:
@@ -266,7 +269,11 @@ async def set_reference(
         max_points=max_points,
         labels=task.label_names,
     )
-    stored = await store.images.set_reference(image.id, valid, by=user.id, at=utcnow())
+    referenced = ImageReferenced(
+        task_id=task.id, image_id=image.id, reference=bool(valid), tutorial=image.tutorial, frames=image.frames
+    )
+    stored = await store.images.set_reference(image.id, valid, by=user.id, at=utcnow(), event=referenced.pending())
+    notify()
     if stored is None:
         raise NotFound(f"image {image_id} not found")
     if not stored.tutorial:
@@ -337,20 +344,6 @@ async def _mask_consensus(
     return consensus
 
 
-def click_radius(points: list[np.ndarray[Any, Any]], width: int, height: int) -> float:
-    """Half the typical spacing between one rater's clicks (objects do not overlap), within bounds."""
-    spacings = []
-    for clicks in points:
-        if len(clicks) > 1:
-            gaps = np.linalg.norm(clicks[:, None, :] - clicks[None, :, :], axis=-1)
-            np.fill_diagonal(gaps, np.inf)
-            spacings.append(float(np.median(gaps.min(axis=1))))
-    ceiling = 0.05 * min(width, height)
-    if not spacings:
-        return max(3.0, 0.5 * ceiling)
-    return float(np.clip(0.5 * np.median(spacings), 3.0, max(3.0, ceiling)))
-
-
 def _with_counts(score: RaterScore, counts: Counts) -> RaterScore:
     """The score carrying this image's counts, which the running performance pools across images."""
     return score.model_copy(update={"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "tn": counts.tn})
@@ -391,11 +384,6 @@ def _point_consensus(task: Task, image: Image, submissions: list[Submission]) ->
         for (x, y), n in zip(clustering.centres, clustering.support, strict=True)
     ]
     return consensus
-
-
-def line_radius(width: int, height: int) -> float:
-    """How far apart (mean distance along the line) two raters' lines of one object may lie."""
-    return max(3.0, 0.03 * min(width, height))
 
 
 def _shape_points(submission: Submission) -> list[np.ndarray[Any, Any]]:
@@ -618,7 +606,12 @@ async def flagged_in_task(store: Store, task_id: str) -> set[str]:
 
 
 HIDDEN_CONSENSUS_FIELDS = {
-    "outbox", "mask_key", "probability_key", "submission_ids", "label_map_key", "label_mask_keys"
+    "outbox",
+    "mask_key",
+    "probability_key",
+    "submission_ids",
+    "label_map_key",
+    "label_mask_keys",
 }
 
 

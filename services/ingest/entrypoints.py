@@ -43,6 +43,10 @@ class TaskOut(BaseModel):
     labels_exclusive: bool
 
     screening: Screening | None = None
+    gold_rate: float = 0.0
+    """The share of ``next`` answers that are reference images at an annotator's start (falls with their count)."""
+    gold_feedback: bool = False
+    """A gold answer's response shows the reference's shapes."""
     members: list[str]
     images: int | None = None
     created_at: datetime

@@ -68,6 +68,8 @@ class TaskFields(BaseModel):
     labels_exclusive: StrictBool = True
 
     screening: Screening | None = None
+    gold_rate: JsonFloat = Field(default=0.0, ge=0, le=1)
+    gold_feedback: StrictBool = False
 
 
 class CreateTask(TaskFields):
@@ -95,6 +97,8 @@ class UpdateTask(BaseModel):
 
     screening: Screening | None = None
     """``null`` switches screening off."""
+    gold_rate: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)] | None = None
+    gold_feedback: StrictBool | None = None
 
 
 class AddMember(BaseModel):
@@ -176,6 +180,7 @@ def _check_label_change(task: Task, command: UpdateTask) -> None:
             "the task has submissions: its labels "
             f"({', '.join(task.label_names) or 'none'}) can only be kept in order, recoloured and added to"
         )
+
 
 def screening_changes(task: Task, command: UpdateTask) -> dict[str, object]:
     """A new screening (``null`` included) and the revision that makes the consensus service rescore."""
