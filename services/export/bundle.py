@@ -438,9 +438,10 @@ async def load_task(store: Store, task_id: str) -> Task:
 
 
 def _submission_row(submission: Submission) -> dict[str, Any]:
-    """A submission flat enough for CSV: its shape count, and its review as four columns."""
-    row = submission.model_dump(mode="json", exclude={"outbox", "shapes", "review"})
-    review = submission.review
+    """A submission flat enough for CSV: its shape count, its review as four columns, and whether it
+    is a gold answer (never in a consensus) with its score against the reference as three more."""
+    row = submission.model_dump(mode="json", exclude={"outbox", "shapes", "review", "gold"})
+    review, gold = submission.review, submission.gold
     return {
         **row,
         "shapes": len(submission.shapes),
@@ -448,4 +449,8 @@ def _submission_row(submission: Submission) -> dict[str, Any]:
         "review_reason": None if review is None else review.reason,
         "review_by": None if review is None else review.by,
         "review_at": None if review is None else review.at.isoformat(),
+        "gold": gold is not None,
+        "gold_metric": None if gold is None else gold.metric.value,
+        "gold_score": None if gold is None else gold.score,
+        "gold_quality": None if gold is None else gold.quality,
     }
