@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from crowdseg.domain import Consensus, Image, Submission, Task, Tool, User
 from crowdseg.errors import NotFound
-from crowdseg.geometry import png_to_mask
+from crowdseg.geometry import mask_to_png, png_to_mask, rasterize
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.export import stacks
 from crowdseg.spreadsheets import csv_bytes
@@ -198,8 +198,9 @@ class BundleWriter:
         for submission in subs:
             base = f"submissions/{folder}/{submission.id}"
             self.add(archive, f"{base}.json", _json(submission.model_dump(mode="json", exclude={"outbox"})))
-            if submission.mask_key:
-                self.add(archive, f"{base}.png", await self.blobs.get(submission.mask_key))
+            mask = await self._rater_mask(image, submission)
+            if mask is not None:
+                self.add(archive, f"{base}.png", mask)
             for shape in submission.shapes:
                 category = self._category(shape.label)
                 coco_image = stacks.coco_id(self.coco_ids[image.id], shape.frame)
@@ -208,6 +209,15 @@ class BundleWriter:
         consensus = await self.store.consensus.get(image.id)
         if consensus is not None:
             await self._consensus(archive, image, consensus)
+
+    async def _rater_mask(self, image: Image, submission: Submission) -> bytes | None:
+        """The rater's mask as PNG (mask tools on plain images): rasterised from the stored shapes, as
+        the consensus does; a submission stored with a mask blob (by 0.2.0 and earlier) keeps that one."""
+        if submission.mask_key:
+            return await self.blobs.get(submission.mask_key)
+        if not self.task.tool.makes_masks or is_stack(image):
+            return None
+        return mask_to_png(rasterize(submission.shapes, image.width, image.height))
 
     async def _consensus(self, archive: zipfile.ZipFile, image: Image, consensus: Consensus) -> None:
         folder = f"consensus/{self.folders[image.id]}"
