@@ -41,6 +41,8 @@ def dicom_slice(
     position: Sequence[float] | None = None,
     orientation: Sequence[float] = AXIAL,
     pixel_spacing: tuple[float, float] = (0.8, 0.7),
+    study_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
     **elements: object,
 ) -> bytes:
     """One CT slice (or a multi-frame file, for a 3-D `pixels`) as a DICOM Part 10 file."""
@@ -54,6 +56,13 @@ def dicom_slice(
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.SeriesInstanceUID = series_uid
     ds.Modality = "CT"
+    # What every real instance carries, and a DICOM SEG of it copies (patient, study, frame of reference).
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "PHANTOM-1", "Phantom^Sphere", "", "O"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.StudyID, ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "1", "20261202", "120000", ""
+    ds.ReferringPhysicianName = ""
+    ds.FrameOfReferenceUID = frame_of_reference_uid or generate_uid()
+    ds.SeriesNumber = 1
     ds.set_pixel_data(pixels.astype(np.uint16), photometric_interpretation="MONOCHROME2", bits_stored=16)
     ds.PixelSpacing = list(pixel_spacing)
     ds.ImageOrientationPatient = list(orientation)
@@ -77,7 +86,7 @@ def series_zip(
     **elements: object,
 ) -> Series:
     """`volume` ``(z, y, x)`` as one DICOM file per slice in a ZIP, shuffled unless `shuffle_seed` is None."""
-    uid = generate_uid()
+    uid, study, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
     row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
     normal = np.cross(row, column)
     files = [
@@ -89,6 +98,8 @@ def series_zip(
                 position=np.asarray(origin) + normal * spacing[0] * k,
                 orientation=orientation,
                 pixel_spacing=(spacing[1], spacing[2]),
+                study_uid=study,
+                frame_of_reference_uid=frame_of_reference,
                 InstanceNumber=k + 1,
                 **elements,
             ),
