@@ -177,6 +177,7 @@ def _check_label_change(task: Task, command: UpdateTask) -> None:
             f"({', '.join(task.label_names) or 'none'}) can only be kept in order, recoloured and added to"
         )
 
+
 def screening_changes(task: Task, command: UpdateTask) -> dict[str, object]:
     """A new screening (``null`` included) and the revision that makes the consensus service rescore."""
     if "screening" not in command.model_fields_set or command.screening == task.screening:
@@ -315,6 +316,7 @@ def _new_image(
         spacing=decoded.spacing,
         affine=decoded.affine,
         window=decoded.window,
+        windows=[list(w) for w in decoded.windows],
         tutorial=tutorial,
         reference_shapes=reference,
     )
@@ -412,7 +414,10 @@ async def frame_rendition(
 
 def _parse_window(image: Image, window: str) -> tuple[float, float]:
     if image.window is None:
-        raise InvalidInput("this image has no raw values to window (only greyscale DICOM and NIfTI images have)")
+        raise InvalidInput(
+            "this image has no raw values to window (greyscale DICOM, NIfTI and greyscale TIFF stacks have; colour"
+            " images are shown in colour, as uploaded)"
+        )
     parts = window.split(",")
     try:
         center, width = (float(part) for part in parts) if len(parts) == 2 else (math.nan, math.nan)
