@@ -103,6 +103,8 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     ],
     v.reveal_reference ?? "after_passing",
   );
+  const goldRate = h("input", { type: "number", name: "gold_rate", id: "f-gold_rate", step: "0.05", min: "0", max: "1", value: String(v.gold_rate ?? 0) });
+  const goldFeedback = h("input", { type: "checkbox", name: "gold_feedback", id: "f-gold_feedback", checked: !!v.gold_feedback });
   const status = sel("status", [["open", "Open"], ["draft", "Draft"], ["closed", "Closed"]], v.status ?? "open");
   if (editing) tool.disabled = true;
   const err = h("div", { class: "form-error", role: "alert" });
@@ -118,6 +120,12 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     h("div", { class: "grid grid-3" }, f("Image order", order), h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-unseen_first" }, unseen, "Not-yet-annotated images first")), f("Status", status)),
     h("div", { class: "grid grid-3" }, f("Qualification metric", metric), f("Pass threshold", threshold, "Dice/Jaccard ≥, MHD ≤"), f("Visibility", visibility)),
     h("div", { class: "grid grid-3" }, f("Show the expert reference", reveal, "an annotator who sees it before passing could copy it")),
+    h(
+      "div",
+      { class: "grid grid-3" },
+      f("Gold share", goldRate, "0–1: images with a reference mixed into each annotator's stream, fewer as they gain experience"),
+      h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-gold_feedback" }, goldFeedback, "Show the expert's outline after a gold answer")),
+    ),
     err,
     h("div", { class: "row" }, submit),
   );
@@ -140,6 +148,8 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
         metric: metric.value as Task["metric"],
         pass_threshold: Number(threshold.value),
         reveal_reference: reveal.value as Task["reveal_reference"],
+        gold_rate: Number(goldRate.value),
+        gold_feedback: goldFeedback.checked,
         visibility: visibility.value as Task["visibility"],
         max_shapes: Number(maxShapes.value),
         status: status.value as Task["status"],
