@@ -61,6 +61,7 @@ class TaskSelection:
         self._expiries: list[tuple[datetime, str, str]] = []  # (expires_at, image_id, user_id)
         self._gold: SortedList = SortedList()  # (rank, name, image_id) of the images with a reference
         self.gold_ids: set[str] = set()
+        self._gold_early: set[str] = set()  # referenced before their image.ingested came
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -91,6 +92,7 @@ class TaskSelection:
             )
             self._entries[image_id] = entry
             self._place(entry)
+            self.set_gold(image_id, image_id in self._gold_early)
 
     def entry(self, image_id: str) -> Entry | None:
         return self._entries.get(image_id)
@@ -178,10 +180,12 @@ class TaskSelection:
     def set_gold(self, image_id: str, gold: bool) -> None:
         """The image has (or no longer has) an expert reference it can be served as gold with."""
         entry = self._entries.get(image_id)
-        if gold == (image_id in self.gold_ids) or (gold and entry is None):
+        if entry is None:  # the two topics are not ordered: its image.ingested may come later
+            (self._gold_early.add if gold else self._gold_early.discard)(image_id)
             return
-        (self.gold_ids.add if gold else self.gold_ids.discard)(image_id)
-        if entry is not None:
+        self._gold_early.discard(image_id)
+        if gold != (image_id in self.gold_ids):
+            (self.gold_ids.add if gold else self.gold_ids.discard)(image_id)
             (self._gold.add if gold else self._gold.remove)((entry.rank, entry.name, image_id))
 
     def gold_candidates(self, user_id: str) -> Generator[str, None, None]:

@@ -59,8 +59,11 @@ def test_the_selection_keeps_the_gold_set_and_serves_each_user_the_ones_they_hav
     assert selection.gold_ids == {images[1].id, images[4].id}
     selection.set_gold(images[2].id, True)  # image.referenced
     selection.set_gold(images[4].id, False)  # its reference removed
-    selection.set_gold("unknown", True)  # an image the structure does not know: its build will read it
+    selection.set_gold("early", True)  # referenced before its image.ingested came (the topics are not ordered)
     assert selection.gold_ids == {images[1].id, images[2].id}
+    selection.add("early", "early.png", 10, 10)
+    assert selection.gold_ids == {images[1].id, images[2].id, "early"}
+    selection.set_gold("early", False)
     assert sorted(selection.gold_candidates("ann")) == sorted([images[1].id, images[2].id])
     selection.submitted(images[1].id, "ann")
     assert list(selection.gold_candidates("ann")) == [images[2].id]
