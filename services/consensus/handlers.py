@@ -786,7 +786,8 @@ def _consensus_shapes(tool: Tool, consensus: Consensus) -> list[Shape]:
 
 
 async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, Any]:
-    """The consensus and every rater against the expert references of the task's images.
+    """The consensus and every rater against the expert references of the task's images (gold
+    images, which have no consensus, count for their raters only).
 
     Masks: per image Dice, Jaccard, MHD and pixel error of the consensus mask, and Dice, Jaccard,
     sensitivity and specificity of each rater's mask, averaged over the images. Points and polylines:
@@ -802,6 +803,7 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
     for image in images:
         consensus = await store.consensus.get(image.id)
         if consensus is None:
+            await _add_gold_raters(store, task, image, rater_rows, rater_pools)
             continue
         submissions = await store.submissions.list_for_image(image.id)
         if task.tool.makes_masks:
@@ -856,6 +858,35 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
         ],
         "per_image": per_image,
     }
+
+
+async def _add_gold_raters(
+    store: Store,
+    task: Task,
+    image: Image,
+    rater_rows: dict[str, list[dict[str, float]]],
+    rater_pools: defaultdict[str, _Pooled],
+) -> None:
+    """A gold image has no consensus, but its gold answers still measure their raters against the reference."""
+    gold = [s for s in await store.submissions.list_for_image(image.id) if s.gold is not None]
+    if not gold:
+        return
+    if task.tool.makes_masks:
+
+        def compute() -> list[tuple[str, dict[str, float]]]:
+            truth = image_mask(image.reference_shapes, image)
+            return [(s.user_id, mask_figures(image_mask(s.shapes, image), truth)) for s in gold]
+
+        for user_id, row in await _computed(compute):
+            rater_rows[user_id].append(row)
+        return
+    radius = (
+        line_radius(image.width, image.height)
+        if task.tool is Tool.POLYLINE
+        else click_radius([reference_points(image)], image.width, image.height)
+    )
+    for s in gold:
+        rater_pools[s.user_id].add(object_matching(task.tool, s.shapes, image.reference_shapes, radius))
 
 
 MASK_CONSENSUS = ("dice", "jaccard", "mhd", "pixel_error")

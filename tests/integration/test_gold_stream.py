@@ -155,6 +155,13 @@ def test_gold_comes_at_the_scheduled_share_scores_the_rater_and_never_enters_a_c
     assert rows[user_id]["quality_images"] == len(gold_answers)
     assert rows[str(second.user["id"])]["quality"] == pytest.approx(1.0)
 
+    # The evaluation measures every rater against the references, on gold images too (no consensus there).
+    evaluation = taskmaster.http.get(f"/tasks/{task_id}/evaluation").json()
+    assert evaluation["images"] == 0  # no reference image has a consensus
+    (mine,) = [r for r in evaluation["raters"] if r["user_id"] == user_id]
+    assert mine["images"] == len(gold_answers)
+    assert mine["dice"] == pytest.approx(fmean(a["gold"]["score"] for a in gold_answers), abs=1e-3)
+
     # The export has every submission, gold ones marked.
     bundle = export_bundle(taskmaster, task_id)
     table = json.loads(bundle.read("tables/submissions.json"))
