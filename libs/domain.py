@@ -159,6 +159,7 @@ TaskLabels = Annotated[
     AfterValidator(_unique_names),
 ]
 
+
 class Screening(BaseModel):
     """Raters whose task-wide quality is below ``min_quality``, with at least the flagging minimum of
     images behind it, are left out of every consensus of the task (their submissions are kept)."""
@@ -187,6 +188,9 @@ class Task(Document):
     """Empty: shapes carry no label (the behaviour before labels)."""
     labels_exclusive: bool = True
     """A pixel has at most one label (multi-label STAPLE); false: labels may overlap (one STAPLE each)."""
+    interpolate_frames: bool = False
+    """Stacks, mask tools: each rater's volume is filled between the frames they drew on by shape
+    interpolation (crowdseg.consensus.interpolation); the consensus lists the filled frames per rater."""
 
     screening: Screening | None = None
     screening_revision: int = 0
@@ -352,6 +356,9 @@ class RaterScore(BaseModel):
     quality_basis: Literal["crowd", "reference"] | None = None
     excluded: bool = False
     """Left out of this consensus by the task's screening (scored, but not fused)."""
+    interpolated_frames: list[int] | None = None
+    """Stacks of a task with ``interpolate_frames``: the frames of this rater's volume filled by
+    interpolation between the frames they drew on (not drawn by them)."""
     # This image's (expected) confusion counts, pooled across a task's images into the running
     # performance (crowdseg.consensus.performance); None in documents written before they existed.
     tp: float | None = None

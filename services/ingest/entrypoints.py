@@ -41,7 +41,7 @@ class TaskOut(BaseModel):
     lease_seconds: int
     labels: list[TaskLabel]
     labels_exclusive: bool
-
+    interpolate_frames: bool = False
     screening: Screening | None = None
     members: list[str]
     images: int | None = None
