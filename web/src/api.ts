@@ -94,6 +94,8 @@ export interface Task {
   max_shapes: number;
   labels?: TaskLabel[];
   labels_exclusive?: boolean;
+  /** Stacks: each rater's volume is filled between the frames they drew on. */
+  interpolate_frames?: boolean;
   status?: "draft" | "open" | "closed";
   members?: string[];
   [k: string]: unknown;

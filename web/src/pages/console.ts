@@ -321,7 +321,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       refWb?.destroy();
       refImage = image;
       const [bmp, existing] = await Promise.all([bitmap(`/images/${enc(image.id)}/file`), image.reference ? api.reference(image.id).catch(() => null) : Promise.resolve(null)]);
-      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height, stack: stackOf(image) });
+      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height, stack: stackOf(image), interpolate: task.interpolate_frames === true });
       refWb.el.style.height = "100%";
       refWb.setImage(bmp);
       if (existing) refWb.model.load(existing.shapes);
