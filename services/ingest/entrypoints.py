@@ -131,7 +131,12 @@ def router() -> APIRouter:
 
     @api.patch(
         "/tasks/{task_id}",
-        responses={409: {"description": "the task has submissions and the change renames, reorders or removes labels"}},
+        responses={
+            409: {
+                "description": "the task has submissions and the change renames, reorders or removes labels, or"
+                " changes labels_exclusive or interpolate_frames"
+            }
+        },
     )
     async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.update_task(store, user, task_id, body))
