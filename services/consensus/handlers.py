@@ -50,7 +50,15 @@ from crowdseg.geometry import label_map_to_png, mask_to_png, probability_to_png,
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.consensus import labels
-from crowdseg.volumes import NIFTI_MEDIA_TYPE, image_mask, is_stack, nifti_bytes, shapes_by_frame, stored_mask
+from crowdseg.volumes import (
+    NIFTI_MEDIA_TYPE,
+    image_mask,
+    is_stack,
+    nifti_bytes,
+    rater_volume,
+    shapes_by_frame,
+    stored_mask,
+)
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -241,8 +249,9 @@ def _all_qualities(task: Task, image: Image, submissions: list[Submission], radi
     """Every rater's quality among all of ``submissions`` (or against the image's reference)."""
     reference = has_reference(image)
     if task.tool.makes_masks:
-        masks = np.stack([rasterize(s.shapes, image.width, image.height) for s in submissions])
-        truth = rasterize(image.reference_shapes, image.width, image.height) if reference else None
+        # a stack's raters as its consensus sees them: volumes (filled where the task interpolates)
+        masks = np.stack([rater_mask(s.shapes, image, task) for s in submissions])
+        truth = image_mask(image.reference_shapes, image) if reference else None
         return mask_qualities(masks, truth)
     if task.tool is Tool.POLYLINE:
         lines = [_shape_points(s) for s in submissions]
@@ -251,6 +260,13 @@ def _all_qualities(task: Task, image: Image, submissions: list[Submission], radi
     points = [np.concatenate([*_shape_points(s), np.empty((0, 2))]) for s in submissions]
     radius = radius or click_radius(points, image.width, image.height)
     return point_qualities(points, radius, reference_points(image) if reference else None)
+
+
+def rater_mask(shapes: list[Shape], image: Image, task: Task) -> np.ndarray[Any, Any]:
+    """A rater's mask: a plain image's, or a stack's volume (filled between drawn frames if the task says so)."""
+    if is_stack(image):
+        return rater_volume(shapes, image, interpolate=task.interpolate_frames)[0]
+    return rasterize(shapes, image.width, image.height)
 
 
 async def set_reference(

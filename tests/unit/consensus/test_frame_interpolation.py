@@ -115,3 +115,19 @@ def test_labels_on_a_stack_give_a_consensus_volume_per_label() -> None:
         assert all(organ[k].any() for k in range(9))
         lesion_raters = found.entries[1]["raters"]
         assert [r["interpolated_frames"] for r in lesion_raters] == [[3, 4, 5]] * 3
+
+
+def test_a_screened_out_raters_quality_on_a_stack_compares_volumes_not_frames_flattened() -> None:
+    """Bug pinned: the quality of a rater left out by screening was measured on the frames' shapes
+    flattened into one 2-D mask, so an outline on the wrong frame agreed perfectly."""
+    from crowdseg.services.consensus.handlers import _all_qualities
+
+    task = Task(owner_id="o", title="t", tool=Tool.CONTOUR)
+    frames = [1, 1, 1, 5]  # the fourth rater outlines the same disc, four frames off
+    raters = [
+        Submission(id=f"s{n}", task_id="t", image_id="i", user_id=f"u{n}", shapes=[circle(k, 10.0)])
+        for n, k in enumerate(frames)
+    ]
+    qualities = _all_qualities(task, stack(), raters, None)
+    assert qualities[0] is not None and qualities[0] > 0.9
+    assert qualities[3] is not None and qualities[3] < 0.5
