@@ -104,6 +104,14 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     v.reveal_reference ?? "after_passing",
   );
   const status = sel("status", [["open", "Open"], ["draft", "Draft"], ["closed", "Closed"]], v.status ?? "open");
+  const interpolate = h("input", { type: "checkbox", name: "interpolate_frames", id: "f-interpolate_frames", checked: !!v.interpolate_frames });
+  const masks = (): boolean => tool.value === "contour" || tool.value === "polygon";
+  const syncInterpolate = (): void => {
+    interpolate.disabled = !masks();
+    if (!masks()) interpolate.checked = false;
+  };
+  tool.addEventListener("change", syncInterpolate);
+  syncInterpolate();
   if (editing) tool.disabled = true;
   const err = h("div", { class: "form-error", role: "alert" });
   const submit = h("button", { class: "btn btn-primary", type: "submit", "data-testid": "save-task" }, submitLabel);
@@ -117,7 +125,12 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     h("div", { class: "grid grid-3" }, f("Tool", tool, editing ? "fixed once the task exists" : undefined), f("Raters per image", replicates, "replicates"), f("Max shapes per image", maxShapes)),
     h("div", { class: "grid grid-3" }, f("Image order", order), h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-unseen_first" }, unseen, "Not-yet-annotated images first")), f("Status", status)),
     h("div", { class: "grid grid-3" }, f("Qualification metric", metric), f("Pass threshold", threshold, "Dice/Jaccard ≥, MHD ≤"), f("Visibility", visibility)),
-    h("div", { class: "grid grid-3" }, f("Show the expert reference", reveal, "an annotator who sees it before passing could copy it")),
+    h(
+      "div",
+      { class: "grid grid-3" },
+      f("Show the expert reference", reveal, "an annotator who sees it before passing could copy it"),
+      h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-interpolate_frames" }, interpolate, "Stacks: fill between drawn frames (interpolate)")),
+    ),
     err,
     h("div", { class: "row" }, submit),
   );
@@ -143,6 +156,7 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
         visibility: visibility.value as Task["visibility"],
         max_shapes: Number(maxShapes.value),
         status: status.value as Task["status"],
+        ...(masks() ? { interpolate_frames: interpolate.checked } : {}),
       });
     } catch (ex) {
       err.textContent = ex instanceof Error ? ex.message : String(ex);
