@@ -853,7 +853,7 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
             ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
                 truth = image_mask(image.reference_shapes, image)
                 found = stored_mask(mask_png, image)
-                raters = {s.user_id: mask_figures(image_mask(s.shapes, image), truth) for s in submissions}
+                raters = {s.user_id: mask_figures(rater_mask(s.shapes, image, task), truth) for s in submissions}
                 return mask_figures(found, truth), raters
 
             figures, raters = await _computed(compute)

@@ -93,6 +93,10 @@ def test_a_task_that_interpolates_fills_the_consensus_volume_between_drawn_frame
     found = volume_of(taskmaster.http.get(f"/images/{image_id}/consensus/mask.nii.gz")) > 0
     assert all(found[f].any() for f in between)  # filled where nobody drew
     assert dice(found, sphere()) >= 0.85
+    truth = [circle(f, sphere_radius(f)) for f in range(FRAMES) if sphere_radius(f) >= 1.0]
+    assert taskmaster.http.put(f"/images/{image_id}/reference", json={"shapes": truth}).status_code == 200
+    evaluation = taskmaster.http.get(f"/tasks/{task_id}/evaluation").json()
+    assert all(rater["dice"] >= 0.85 for rater in evaluation["raters"]), evaluation  # raters' filled volumes
     changed = taskmaster.http.patch(f"/tasks/{task_id}", json={"interpolate_frames": False})
     assert changed.status_code == 409 and "submissions" in changed.text, changed.text
 
