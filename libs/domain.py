@@ -230,7 +230,10 @@ class Image(Document):
     affine: list[list[float]] | None = None
     """The 4×4 voxel-to-patient (RAS, NIfTI convention) matrix of a stack, where the source has one."""
     window: tuple[float, float] | None = None
-    """Default ``(center, width)`` of the raw values kept for DICOM and NIfTI; other windows render on request."""
+    """Default ``(center, width)`` of the raw values kept for greyscale DICOM, NIfTI and greyscale TIFF
+    stacks; other windows render on request."""
+    windows: list[list[float]] = Field(default_factory=list)
+    """Every ``[center, width]`` a DICOM file offers (several Window Center/Width values), the default first."""
     tutorial: bool = False
     reference_shapes: list[Shape] = Field(default_factory=list)
     # Bumped by every change of an expert reference, so that a consensus scored against an older

@@ -57,7 +57,6 @@ def router() -> APIRouter:
     async def submit(task_id: str, body: SubmitShapes, user: CurrentUser, runtime: RuntimeDep) -> SubmissionOut:
         submission, created = await handlers.submit(
             runtime.store,
-            runtime.blobs,
             user,
             task_id,
             body,

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from crowdseg.access import managed_image, managed_task
-from crowdseg.domain import Image, Shape, User, utcnow
+from crowdseg.dicom_seg import SEG_MEDIA_TYPE
+from crowdseg.domain import Consensus, Image, Shape, User, utcnow
 from crowdseg.errors import NotFound, Unavailable
 from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, RuntimeDep, StoreDep
@@ -46,6 +47,11 @@ CONSENSUS_PNG: dict[int | str, dict[str, Any]] = {
 CONSENSUS_NIFTI: dict[int | str, dict[str, Any]] = {
     **CONSENSUS_FILE,
     409: {"description": "the image is not a stack (its consensus is mask.png), or the tool makes no masks"},
+}
+CONSENSUS_SEG: dict[int | str, dict[str, Any]] = {
+    **CONSENSUS_FILE,
+    409: {"description": "the image's source is not DICOM (its consensus is at mask.png), or the tool makes no masks"},
+    422: {"description": "the source DICOM cannot be referenced by a SEG (legacy multi-frame: no per-frame positions)"},
 }
 NO_CACHE = {"Cache-Control": "no-cache"}
 FrameQuery = Annotated[
@@ -169,6 +175,14 @@ def router() -> APIRouter:
         await _known_label(store, user, image_id, label)
         data = await volumes.consensus_nifti(store, blobs, user, image_id, probability=False, label=label)
         return Response(data, media_type=NIFTI_MEDIA_TYPE, headers=NO_CACHE)
+
+    @api.get("/images/{image_id}/consensus/seg.dcm", response_class=Response, responses=CONSENSUS_SEG)
+    async def mask_seg(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        """The consensus of an image uploaded as DICOM (a series, a multi-frame file, one slice) as a
+        binary DICOM Segmentation (highdicom): one segment per label (else one, "consensus"), frame k
+        referencing the source instance (or frame) shown as frame k, in its frame of reference."""
+        data = await volumes.consensus_seg(store, blobs, user, image_id)
+        return Response(data, media_type=SEG_MEDIA_TYPE, headers=NO_CACHE)
 
     @api.get("/images/{image_id}/consensus/probability.nii.gz", response_class=Response, responses=CONSENSUS_NIFTI)
     async def probability_volume(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:

@@ -18,6 +18,7 @@ from crowdseg.access import managed_image
 from crowdseg.consensus import RaterPointScore, cluster_points, fuse_polylines, staple, staple_counts
 from crowdseg.consensus.points import crowd_quality
 from crowdseg.consensus.quality import line_qualities, mask_qualities, point_qualities
+from crowdseg.dicom_seg import SEG_MEDIA_TYPE, SegUnavailable, consensus_seg_bytes
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User
 from crowdseg.errors import Conflict, InvalidInput, NotFound
 from crowdseg.geometry import label_map_to_png, mask_to_png, probability_to_png
@@ -258,3 +259,24 @@ def _key(found: Consensus, task: Task, *, probability: bool, label: str | None) 
     if label is not None:
         return (found.label_mask_keys or {}).get(label)
     return found.label_map_key if task.labels else found.mask_key
+
+
+async def consensus_seg(store: Store, blobs: BlobStore, user: User, image_id: str) -> bytes:
+    """The consensus of a DICOM image as a DICOM SEG, made on its first request and then kept beside
+    the consensus mask (its UIDs come from the consensus, so racing requests store the same bytes)."""
+    image, _ = await managed_image(store, image_id, user)
+    if image.source_format != "DICOM":
+        raise Conflict(f"the image's source is {image.source_format}, not DICOM: its consensus is at mask.nii.gz")
+    _, _, key = await _consensus_key(store, user, image_id, probability=False, label=None)
+    found = await store.consensus.get(image.id)
+    if found is None:
+        raise NotFound("no consensus mask for this image yet")
+    seg_key = f"{key.rsplit('/', 1)[0]}/seg.dcm"
+    if await blobs.size(seg_key) is not None:
+        return await blobs.get(seg_key)
+    try:
+        data = await consensus_seg_bytes(blobs, image, found)
+    except SegUnavailable as exc:
+        raise InvalidInput(exc.reason) from exc
+    await blobs.put(seg_key, data, SEG_MEDIA_TYPE)
+    return data

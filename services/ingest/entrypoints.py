@@ -69,6 +69,8 @@ class ImageOut(BaseModel):
     """Voxel spacing ``[z, y, x]`` in mm, where the file says so."""
     window: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
     """Default ``[center, width]`` for ``?window=``; null when the image has no raw values to window."""
+    windows: list[Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(default_factory=list)
+    """The DICOM file's own windows (every Window Center/Width pair, the default first), as presets."""
 
 
 class Rejection(BaseModel):
@@ -335,6 +337,7 @@ def _image_out(image: Image, submissions: int) -> ImageOut:
         frames=image.frames,
         spacing=None if image.spacing is None else list(image.spacing),
         window=None if image.window is None else list(image.window),
+        windows=[list(w) for w in image.windows],
     )
 
 

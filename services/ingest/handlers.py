@@ -334,6 +334,7 @@ def _new_image(
         spacing=decoded.spacing,
         affine=decoded.affine,
         window=decoded.window,
+        windows=[list(w) for w in decoded.windows],
         tutorial=tutorial,
         reference_shapes=reference,
     )
@@ -431,7 +432,10 @@ async def frame_rendition(
 
 def _parse_window(image: Image, window: str) -> tuple[float, float]:
     if image.window is None:
-        raise InvalidInput("this image has no raw values to window (only greyscale DICOM and NIfTI images have)")
+        raise InvalidInput(
+            "this image has no raw values to window (greyscale DICOM, NIfTI and greyscale TIFF stacks have; colour"
+            " images are shown in colour, as uploaded)"
+        )
     parts = window.split(",")
     try:
         center, width = (float(part) for part in parts) if len(parts) == 2 else (math.nan, math.nan)
