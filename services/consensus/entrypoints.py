@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from crowdseg.access import managed_image, managed_task
 from crowdseg.dicom_seg import SEG_MEDIA_TYPE
-from crowdseg.domain import Consensus, Image, Shape, User, utcnow
+from crowdseg.domain import Image, Shape, User, utcnow
 from crowdseg.errors import NotFound, Unavailable
 from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, RuntimeDep, StoreDep
