@@ -188,6 +188,9 @@ class Task(Document):
     """Empty: shapes carry no label (the behaviour before labels)."""
     labels_exclusive: bool = True
     """A pixel has at most one label (multi-label STAPLE); false: labels may overlap (one STAPLE each)."""
+    interpolate_frames: bool = False
+    """Stacks, mask tools: each rater's volume is filled between the frames they drew on by shape
+    interpolation (crowdseg.consensus.interpolation); the consensus lists the filled frames per rater."""
 
     gold_rate: float = 0.0
     """The share of ``next`` answers that are reference images (gold), at an annotator's start; it
@@ -384,6 +387,9 @@ class RaterScore(BaseModel):
     quality_basis: Literal["crowd", "reference"] | None = None
     excluded: bool = False
     """Left out of this consensus by the task's screening (scored, but not fused)."""
+    interpolated_frames: list[int] | None = None
+    """Stacks of a task with ``interpolate_frames``: the frames of this rater's volume filled by
+    interpolation between the frames they drew on (not drawn by them)."""
     # This image's (expected) confusion counts, pooled across a task's images into the running
     # performance (crowdseg.consensus.performance); None in documents written before they existed.
     tp: float | None = None

@@ -64,7 +64,29 @@ def mask_qualities(masks: NDArray[Any], reference: NDArray[Any] | None = None) -
         return [soft_dice(stack[r], truth) for r in range(stack.shape[0])]
     if stack.shape[0] < 2:
         return [None] * stack.shape[0]
-    return [soft_dice(stack[r], majority_of_others(stack, r)) for r in range(stack.shape[0])]
+    return list(leave_one_out_dices(stack))
+
+
+def leave_one_out_dices(stack: NDArray[np.bool_]) -> list[float]:
+    """``soft_dice(stack[r], majority_of_others(stack, r))`` for every rater r, the same floats, from
+    histograms of the votes rather than one majority image per rater (issue 8: on a small image the
+    consensus worker spent more on this than on STAPLE). A pixel with v votes that r marked has v − 1
+    other votes, one that r left has v; the sums are of halves, exact in float64 like the original's."""
+    raters = stack.shape[0]
+    flat = stack.reshape(raters, -1)
+    votes = flat.sum(axis=0, dtype=np.int64)
+    everyone = np.bincount(votes, minlength=raters + 1)
+    others = raters - 1
+    levels = 2 * np.arange(raters + 1)
+    doubled = np.where(levels > others, 2, np.where(levels == others, 1, 0))  # twice the tie-halved majority
+    dices = []
+    for rater in range(raters):
+        mine = np.bincount(votes[flat[rater]], minlength=raters + 1)
+        inside = int(mine[1:] @ doubled[:-1])  # twice Σ(m·t)
+        outside = int((everyone - mine) @ doubled)
+        total = float(mine.sum()) + (inside + outside) / 2
+        dices.append(1.0 if total == 0 else 2.0 * (inside / 2) / total)
+    return dices
 
 
 def f1(tp: int, fp: int, fn: int) -> float:

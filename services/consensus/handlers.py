@@ -52,7 +52,15 @@ from crowdseg.geometry import label_map_to_png, mask_to_png, probability_to_png,
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.consensus import labels
-from crowdseg.volumes import image_mask, is_stack, shapes_by_frame, stored_mask
+from crowdseg.volumes import (
+    NIFTI_MEDIA_TYPE,
+    image_mask,
+    is_stack,
+    nifti_bytes,
+    rater_volume,
+    shapes_by_frame,
+    stored_mask,
+)
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -120,7 +128,7 @@ async def recompute(
         consensus = await _computed(_line_consensus, task, image, fused)
     else:
         consensus = await _computed(_point_consensus, task, image, fused)
-    if task.labels and not is_stack(image):
+    if task.labels and (task.tool.makes_masks or not is_stack(image)):  # points per label per frame: not yet
         await _add_label_consensus(blobs, task, image, fused, consensus, options)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
     consensus = await _computed(_with_screened_out, task, image, consensus, submissions, fused)
@@ -148,7 +156,7 @@ def _label_consensus(
     if task.tool.makes_masks:
         settings = labels.StapleSettings(options.max_iter, options.tol, options.region)
         per_label = labels.exclusive_masks if task.labels_exclusive else labels.overlapping_masks
-        return per_label(task, image, submissions, settings, reference)
+        return per_label(task, image, submissions, settings, reference, interpolate=task.interpolate_frames)
     radius = consensus.radius or line_radius(image.width, image.height)
     per_object = labels.line_labels if task.tool is Tool.POLYLINE else labels.point_labels
     return per_object(task, image, submissions, radius, reference)
@@ -162,17 +170,28 @@ async def _add_label_consensus(
     consensus: Consensus,
     options: StapleOptions,
 ) -> None:
-    """A labelled task's consensus per label; masks stored beside the overall consensus mask."""
+    """A labelled task's consensus per label; masks stored beside the overall consensus mask (PNG, or
+    on a stack NIfTI-1 volumes: the label map's voxels are label indices)."""
     found = await _computed(_label_consensus, task, image, submissions, consensus, options)
     consensus.labels = found.entries
     if found.label_map is None:
         return
+    label_map = found.label_map
+    stack = is_stack(image)
+    extension, media_type = ("nii.gz", NIFTI_MEDIA_TYPE) if stack else ("png", "image/png")
+
+    def encoded() -> tuple[bytes, dict[str, bytes]]:
+        if stack:
+            return nifti_bytes(label_map, image), {n: nifti_bytes(m, image) for n, m in found.masks.items()}
+        return label_map_to_png(label_map), {n: mask_to_png(m) for n, m in found.masks.items()}
+
+    map_data, mask_data = await _computed(encoded)
     prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
-    consensus.label_map_key = f"{prefix}/labels.png"
-    consensus.label_mask_keys = {name: f"{prefix}/label-{i}.png" for i, name in enumerate(found.masks, start=1)}
+    consensus.label_map_key = f"{prefix}/labels.{extension}"
+    consensus.label_mask_keys = {n: f"{prefix}/label-{i}.{extension}" for i, n in enumerate(found.masks, start=1)}
     await asyncio.gather(
-        blobs.put(consensus.label_map_key, label_map_to_png(found.label_map), "image/png"),
-        *(blobs.put(consensus.label_mask_keys[n], mask_to_png(m), "image/png") for n, m in found.masks.items()),
+        blobs.put(consensus.label_map_key, map_data, media_type),
+        *(blobs.put(consensus.label_mask_keys[n], data, media_type) for n, data in mask_data.items()),
     )
 
 
@@ -233,8 +252,9 @@ def _all_qualities(task: Task, image: Image, submissions: list[Submission], radi
     """Every rater's quality among all of ``submissions`` (or against the image's reference)."""
     reference = has_reference(image)
     if task.tool.makes_masks:
-        masks = np.stack([rasterize(s.shapes, image.width, image.height) for s in submissions])
-        truth = rasterize(image.reference_shapes, image.width, image.height) if reference else None
+        # a stack's raters as its consensus sees them: volumes (filled where the task interpolates)
+        masks = np.stack([rater_mask(s.shapes, image, task) for s in submissions])
+        truth = image_mask(image.reference_shapes, image) if reference else None
         return mask_qualities(masks, truth)
     if task.tool is Tool.POLYLINE:
         lines = [_shape_points(s) for s in submissions]
@@ -243,6 +263,13 @@ def _all_qualities(task: Task, image: Image, submissions: list[Submission], radi
     points = [np.concatenate([*_shape_points(s), np.empty((0, 2))]) for s in submissions]
     radius = radius or click_radius(points, image.width, image.height)
     return point_qualities(points, radius, reference_points(image) if reference else None)
+
+
+def rater_mask(shapes: list[Shape], image: Image, task: Task) -> np.ndarray[Any, Any]:
+    """A rater's mask: a plain image's, or a stack's volume (filled between drawn frames if the task says so)."""
+    if is_stack(image):
+        return rater_volume(shapes, image, interpolate=task.interpolate_frames)[0]
+    return rasterize(shapes, image.width, image.height)
 
 
 async def set_reference(
@@ -816,7 +843,7 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
             ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
                 truth = image_mask(image.reference_shapes, image)
                 found = stored_mask(mask_png, image)
-                raters = {s.user_id: mask_figures(image_mask(s.shapes, image), truth) for s in submissions}
+                raters = {s.user_id: mask_figures(rater_mask(s.shapes, image, task), truth) for s in submissions}
                 return mask_figures(found, truth), raters
 
             figures, raters = await _computed(compute)

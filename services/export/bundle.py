@@ -251,13 +251,16 @@ class BundleWriter:
             seg_path = f"masks/{self.folders[image.id]}.seg.dcm" if is_stack(image) else f"{folder}/seg.dcm"
             await self._seg(archive, seg_path, image, consensus)
         if consensus.mask_key and consensus.probability_key and is_stack(image):
-            await self._volume(archive, image, consensus.mask_key, consensus.probability_key)
+            await self._volume(archive, image, consensus.mask_key, consensus.probability_key, bool(consensus.labels))
         elif consensus.mask_key and consensus.probability_key:
             mask_png = await self.blobs.get(consensus.mask_key)
             self.add(archive, f"{folder}/mask.png", mask_png)
             self.add(archive, f"{folder}/probability.png", await self.blobs.get(consensus.probability_key))
             if not consensus.labels:
                 self._coco_mask(ids[0], png_to_mask(mask_png), crowd=bool(consensus.polygons))
+        if consensus.labels and is_stack(image) and consensus.label_map_key:
+            await self._label_volumes(archive, image, folder, consensus)
+            return
         if consensus.labels and not is_stack(image):
             await self._label_consensus(archive, folder, ids[0], consensus)
             return
@@ -293,16 +296,32 @@ class BundleWriter:
         except SegUnavailable as exc:
             self.seg_unavailable[image.name] = exc.reason
 
-    async def _volume(self, archive: zipfile.ZipFile, image: Image, mask_key: str, probability_key: str) -> None:
-        """A stack's consensus: the volume, its probability, and COCO masks of the frames with foreground."""
+    async def _volume(
+        self, archive: zipfile.ZipFile, image: Image, mask_key: str, probability_key: str, labelled: bool
+    ) -> None:
+        """A stack's consensus: the volume, its probability, and (unless the task has labels, whose
+        volumes give them per label) COCO masks of the frames with foreground."""
         volume = await self.blobs.get(mask_key)
         self.add(archive, f"masks/{self.folders[image.id]}.nii.gz", volume)
         self.add(
             archive, f"consensus/{self.folders[image.id]}/probability.nii.gz", await self.blobs.get(probability_key)
         )
+        if not labelled:
+            self._coco_volume(image, volume)
+
+    def _coco_volume(self, image: Image, volume: bytes, category: int = 1) -> None:
         for frame, mask in enumerate(nifti_volume(volume) > 0):
             if mask.any():
-                self._coco_mask(self.coco_ids[image.id][frame], mask, crowd=False)
+                self._coco_mask(self.coco_ids[image.id][frame], mask, crowd=False, category=category)
+
+    async def _label_volumes(self, archive: zipfile.ZipFile, image: Image, folder: str, consensus: Consensus) -> None:
+        """A labelled stack's consensus: ``labels.nii.gz`` (voxels the label indices), one volume per
+        label (0/1) and the label's COCO masks frame by frame."""
+        self.add(archive, f"{folder}/labels.nii.gz", await self.blobs.get(consensus.label_map_key or ""))
+        for name, key in (consensus.label_mask_keys or {}).items():
+            volume = await self.blobs.get(key)
+            self.add(archive, f"{folder}/labels/{_safe(name)}.nii.gz", volume)
+            self._coco_volume(image, volume, self._category(name))
 
     def _category(self, label: str | None) -> int:
         """The COCO category of a shape: its label's 1-based index, or the one category of an unlabelled task."""

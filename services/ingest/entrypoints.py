@@ -41,7 +41,7 @@ class TaskOut(BaseModel):
     lease_seconds: int
     labels: list[TaskLabel]
     labels_exclusive: bool
-
+    interpolate_frames: bool = False
     screening: Screening | None = None
     gold_rate: float = 0.0
     """The share of ``next`` answers that are reference images at an annotator's start (falls with their count)."""
@@ -137,7 +137,12 @@ def router() -> APIRouter:
 
     @api.patch(
         "/tasks/{task_id}",
-        responses={409: {"description": "the task has submissions and the change renames, reorders or removes labels"}},
+        responses={
+            409: {
+                "description": "the task has submissions and the change renames, reorders or removes labels, or"
+                " changes labels_exclusive or interpolate_frames"
+            }
+        },
     )
     async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.update_task(store, user, task_id, body))

@@ -98,6 +98,9 @@ export interface Task {
   gold_rate?: number;
   /** a gold answer's response carries the reference's shapes */
   gold_feedback?: boolean;
+
+  /** Stacks: each rater's volume is filled between the frames they drew on. */
+  interpolate_frames?: boolean;
   status?: "draft" | "open" | "closed";
   members?: string[];
   [k: string]: unknown;
