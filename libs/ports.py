@@ -146,9 +146,11 @@ class ImageRepository(Protocol):
         needs one more), or back when ``rejected`` is False; nothing for a user who is neither."""
         ...
 
-    async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
+    async def set_reference(
+        self, image_id: str, shapes: list[Shape], *, by: str, at: datetime, event: PendingEvent | None = None
+    ) -> Image | None:
         """Replace the image's expert reference and bump its ``reference_version`` in one atomic
-        change; None when there is no such image."""
+        change, with ``event`` (if any) in the image's outbox; None when there is no such image."""
         ...
 
 

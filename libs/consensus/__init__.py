@@ -4,6 +4,7 @@ Pure functions over NumPy arrays (no I/O). See DESIGN.md, section "Consensus".
 """
 
 from crowdseg.consensus.certainty import agreement_certainty, retires
+from crowdseg.consensus.interpolation import Interpolation, interpolate_frames, signed_distance
 from crowdseg.consensus.lines import LineFusion, fuse_polylines, resample_polyline
 from crowdseg.consensus.metrics import (
     boundary_points,
@@ -36,6 +37,7 @@ from crowdseg.consensus.staple import (
 
 __all__ = [
     "Counts",
+    "Interpolation",
     "LineFusion",
     "MultiLabelStapleResult",
     "Performance",
@@ -53,6 +55,7 @@ __all__ = [
     "fuse_polygons",
     "fuse_polylines",
     "hausdorff95",
+    "interpolate_frames",
     "jaccard",
     "majority_vote",
     "match_points",
@@ -63,6 +66,7 @@ __all__ = [
     "resample_polyline",
     "retires",
     "sensitivity_specificity",
+    "signed_distance",
     "staple",
     "staple_counts",
     "staple_e_step",

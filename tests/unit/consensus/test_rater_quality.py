@@ -8,6 +8,7 @@ from crowdseg.consensus.quality import (
     FlagRule,
     f1,
     flagged,
+    leave_one_out_dices,
     line_qualities,
     majority_of_others,
     mask_qualities,
@@ -16,6 +17,8 @@ from crowdseg.consensus.quality import (
     point_qualities,
     soft_dice,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def masks(*rows: str) -> np.ndarray:
@@ -87,3 +90,14 @@ def test_flagged_below_median_minus_k_mad_with_enough_images() -> None:
     assert flagged({**crowd, "spam": (0.10, 4)}) == set()  # too little evidence yet
     assert flagged({"a": (0.9, 10), "spam": (0.1, 10)}) == set()  # no crowd to compare with
     assert flagged({**crowd, "new": (None, 0)}) == {"spam"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), raters=st.integers(2, 12), density=st.floats(0.0, 1.0))
+def test_leave_one_out_dices_equal_the_per_rater_majorities(seed: int, raters: int, density: float) -> None:
+    """issue 8: mask_qualities counts votes instead of building each rater's leave-one-out majority;
+    the floats are those of soft_dice against majority_of_others, bit for bit."""
+    rng = np.random.default_rng(seed)
+    stack = rng.random((raters, 9, 11)) < density
+    expected = [soft_dice(stack[r], majority_of_others(stack, r)) for r in range(raters)]
+    assert leave_one_out_dices(stack) == expected
