@@ -159,6 +159,7 @@ TaskLabels = Annotated[
     AfterValidator(_unique_names),
 ]
 
+
 class Screening(BaseModel):
     """Raters whose task-wide quality is below ``min_quality``, with at least the flagging minimum of
     images behind it, are left out of every consensus of the task (their submissions are kept)."""
@@ -189,8 +190,13 @@ class Task(Document):
     """A pixel has at most one label (multi-label STAPLE); false: labels may overlap (one STAPLE each)."""
 
     screening: Screening | None = None
+    excluded_users: list[str] = Field(default_factory=list)
+    """Raters the task master left out by hand: out of every consensus of the task, whatever screening says."""
+    admitted_users: list[str] = Field(default_factory=list)
+    """Raters the task master re-admitted by hand: in every consensus, whatever screening says."""
     screening_revision: int = 0
-    """Bumped by every change of ``screening``: the task's consensus documents are then rescored."""
+    """Bumped by every change of ``screening``, ``excluded_users`` or ``admitted_users``: the task's
+    consensus documents are then rescored."""
     members: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

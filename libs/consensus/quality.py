@@ -170,3 +170,15 @@ def flagged(raters: Mapping[str, tuple[float | None, int]], rule: FlagRule = Fla
     if threshold is None:
         return set()
     return {rater for rater, q in scored.items() if q < threshold and raters[rater][1] >= rule.min_images}
+
+
+def screened_out(
+    raters: Mapping[str, tuple[float | None, int]], min_quality: float, rule: FlagRule = FlagRule()
+) -> set[str]:
+    """Raters (``{id: (quality, images)}``) a task's screening leaves out: quality below
+    ``min_quality`` with at least ``rule.min_images`` images behind it (as much evidence as a flag)."""
+    return {
+        rater
+        for rater, (q, images) in raters.items()
+        if q is not None and q < min_quality and images >= rule.min_images
+    }

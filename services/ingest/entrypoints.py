@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 SHAPES = TypeAdapter(list[Shape])
+EXCLUSION_404 = "no such task visible to the caller, or no account with an id in excluded_users or admitted_users"
 
 
 class TaskOut(BaseModel):
@@ -43,6 +44,8 @@ class TaskOut(BaseModel):
     labels_exclusive: bool
 
     screening: Screening | None = None
+    excluded_users: list[str] = []
+    admitted_users: list[str] = []
     members: list[str]
     images: int | None = None
     created_at: datetime
@@ -131,7 +134,10 @@ def router() -> APIRouter:
 
     @api.patch(
         "/tasks/{task_id}",
-        responses={409: {"description": "the task has submissions and the change renames, reorders or removes labels"}},
+        responses={
+            404: {"description": EXCLUSION_404},
+            409: {"description": "the task has submissions and the change renames, reorders or removes labels"},
+        },
     )
     async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
         return TaskOut.of(await handlers.update_task(store, user, task_id, body))

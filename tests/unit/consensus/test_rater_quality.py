@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from crowdseg.consensus.quality import (
+    FLAG_MIN_IMAGES,
     FlagRule,
     f1,
     flagged,
@@ -14,6 +15,7 @@ from crowdseg.consensus.quality import (
     match_line_sets,
     match_point_sets,
     point_qualities,
+    screened_out,
     soft_dice,
 )
 
@@ -87,3 +89,10 @@ def test_flagged_below_median_minus_k_mad_with_enough_images() -> None:
     assert flagged({**crowd, "spam": (0.10, 4)}) == set()  # too little evidence yet
     assert flagged({"a": (0.9, 10), "spam": (0.1, 10)}) == set()  # no crowd to compare with
     assert flagged({**crowd, "new": (None, 0)}) == {"spam"}
+
+
+def test_screening_leaves_out_only_the_low_raters_with_enough_images() -> None:
+    raters = {"good": (0.9, 10), "low": (0.3, 10), "low-but-new": (0.3, FLAG_MIN_IMAGES - 1), "unscored": (None, 0)}
+    assert screened_out(raters, 0.5) == {"low"}
+    assert screened_out(raters, 0.3) == set()  # below, not at
+    assert screened_out(raters, 1.0) == {"good", "low"}
