@@ -273,7 +273,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
 
   function screeningCard(): HTMLElement {
     const on = h("input", { type: "checkbox", id: "f-screening", "data-testid": "screening-on", checked: task.screening != null });
-    const minimum = h("input", { type: "number", id: "f-min_quality", "data-testid": "screening-min", min: "0", max: "1", step: "0.05", value: String(task.screening?.min_quality ?? 0.5), disabled: task.screening == null });
+    const minimum = h("input", { type: "number", id: "f-min_quality", "data-testid": "screening-min", min: "0", max: "1", step: "0.05", value: String(task.screening?.min_quality ?? 0.5), disabled: task.screening == null, style: { width: "7rem" } });
     const state = h("p", { class: "small", "data-testid": "screening-state" });
     const showState = (): void => {
       state.textContent = task.screening ? `On: annotators below ${fmtPct(task.screening.min_quality)} quality are left out.` : "Off: every annotator's submissions are fused.";
@@ -661,7 +661,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const usersControls = pagerControls("annotators-page", () => showUsers(usersPage - 1), () => showUsers(usersPage + 1));
     const usersLegend = h(
       "dl",
-      { class: "small muted legend", "data-testid": "annotators-legend" },
+      { class: "small muted legend", "data-testid": "annotators-legend", style: { marginTop: "0.6rem" } },
       h("dt", null, "flagged"),
       h("dd", null, FLAGGED_HELP.replace(/^Flagged: /, ""), " A warning only: a flagged annotator is still fused unless excluded."),
       h("dt", null, "excluded"),
