@@ -17,6 +17,7 @@ from crowdseg.consensus.quality import (
     point_qualities,
     screened_out,
     soft_dice,
+    vote_of_others,
 )
 
 
@@ -38,16 +39,36 @@ def test_majority_of_others_breaks_ties_by_halves() -> None:
     assert majority_of_others(stack, 2).tolist() == [[1.0, 0.5, 0.0, 0.0]]
 
 
-def test_mask_quality_is_dice_against_the_others_majority() -> None:
+def test_mask_quality_is_dice_against_the_others_weighted_vote() -> None:
     stack = masks("11110000", "11110000", "11100000", "00001111")
+    # First pass, Dice against the others' plain majority: raters 0-2 score 6/7, the spammer 0.
+    first = [6 / 7, 6 / 7, 6 / 7, 0.0]
+    # rater 0: the others weigh 6/7, 6/7, 0; pixel 3 is marked by rater 1 alone, half the weight: a tie
+    # -> target 1,1,1,½,0,0,0,0 -> Dice 2·3.5/(4+3.5)
+    assert vote_of_others(stack, 0, np.array(first)).tolist() == [[1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0]]
     qualities = mask_qualities(stack)
-    # rater 0: the others' votes per pixel 2,2,2,1,1,1,1,1 of 3 -> majority 1,1,1,0,0,0,0,0 -> Dice 2·3/(4+3)
-    assert qualities[0] == pytest.approx(6 / 7)
-    # rater 2: others 2,2,2,2,1,1,1,1 -> 1,1,1,1,0,0,0,0 -> Dice 2·3/(3+4)
+    assert qualities[0] == pytest.approx(7 / 7.5)
+    assert qualities[1] == pytest.approx(7 / 7.5)
+    # rater 2: raters 0 and 1 carry the whole weight -> target 1,1,1,1,0,... -> Dice 2·3/(3+4)
     assert qualities[2] == pytest.approx(6 / 7)
-    # the spammer: others 3,3,3,2,0,0,0,0 -> 1,1,1,1,0,... -> no overlap
+    # the spammer: the others agree on 1,1,1,1 (and ½ nowhere it drew) -> no overlap
     assert qualities[3] == 0.0
     assert mask_qualities(masks("1100")) == [None]  # a lone rater: no one to agree with
+
+
+def test_a_spammer_among_the_others_no_longer_drags_a_careful_rater_down() -> None:
+    """Regression (bench/quality, issue 10): quality against the others' plain majority let a spammer
+    among three others halve the evidence on a careful rater's pixels, and the ranking of quality against
+    the raters' true Dice fell below 0.9 with 5 raters an image. The others' vote is weighted now."""
+    stack = masks("11110000", "11110000", "00001111")
+    # plain majority of rater 0's others (rater 1 and the spammer): a tie everywhere either drew
+    assert majority_of_others(stack, 0).tolist() == [[0.5] * 8]
+    assert mask_qualities(stack)[0] == 1.0  # the spammer's first-pass score is 0: rater 1 decides
+
+
+def test_others_who_weigh_nothing_fall_back_to_the_plain_majority() -> None:
+    stack = masks("1100", "0011", "0011")
+    assert vote_of_others(stack, 0, np.zeros(3)).tolist() == majority_of_others(stack, 0).tolist()
 
 
 def test_mask_quality_against_a_reference() -> None:
