@@ -99,6 +99,9 @@ class Tally(BaseModel):
         if submission.duration_ms is not None:
             self.seconds += sign * submission.duration_ms / 1000
             self.timed += sign
+        if submission.gold is not None and submission.gold.quality is not None:  # scored at once, never fused
+            self.quality_sum += sign * submission.gold.quality
+            self.quality_n += sign
         day = submission.created_at.date().isoformat()
         count = self.days.get(day, 0) + sign
         if count:

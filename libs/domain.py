@@ -188,7 +188,15 @@ class Task(Document):
     """Empty: shapes carry no label (the behaviour before labels)."""
     labels_exclusive: bool = True
     """A pixel has at most one label (multi-label STAPLE); false: labels may overlap (one STAPLE each)."""
+    interpolate_frames: bool = False
+    """Stacks, mask tools: each rater's volume is filled between the frames they drew on by shape
+    interpolation (crowdseg.consensus.interpolation); the consensus lists the filled frames per rater."""
 
+    gold_rate: float = 0.0
+    """The share of ``next`` answers that are reference images (gold), at an annotator's start; it
+    falls as their count grows (crowdseg.services.assign.gold). 0: reference images are crowd work."""
+    gold_feedback: bool = False
+    """Whether the answer to a gold submission shows the reference's shapes."""
     screening: Screening | None = None
     excluded_users: list[str] = Field(default_factory=list)
     """Raters the task master left out by hand: out of every consensus of the task, whatever screening says."""
@@ -232,7 +240,10 @@ class Image(Document):
     affine: list[list[float]] | None = None
     """The 4×4 voxel-to-patient (RAS, NIfTI convention) matrix of a stack, where the source has one."""
     window: tuple[float, float] | None = None
-    """Default ``(center, width)`` of the raw values kept for DICOM and NIfTI; other windows render on request."""
+    """Default ``(center, width)`` of the raw values kept for greyscale DICOM, NIfTI and greyscale TIFF
+    stacks; other windows render on request."""
+    windows: list[list[float]] = Field(default_factory=list)
+    """Every ``[center, width]`` a DICOM file offers (several Window Center/Width values), the default first."""
     tutorial: bool = False
     reference_shapes: list[Shape] = Field(default_factory=list)
     # Bumped by every change of an expert reference, so that a consensus scored against an older
@@ -314,6 +325,27 @@ class Review(BaseModel):
         return self.decision == decision and self.reason == reason
 
 
+class GoldScore(BaseModel):
+    """A submission on a gold image (served from the task's reference images): scored against the
+    reference at once, counted in the rater's ``quality``, never in a consensus."""
+
+    metric: Metric
+    score: float
+    """The task's metric against the reference (what the annotator is shown)."""
+    quality: float | None = None
+    """Agreement in 0–1 with the reference (crowdseg.consensus.quality), pooled into the rater's quality."""
+
+
+GOLD_SLOTS = 1_000_000_000
+"""The replicates a gold image is leased and claimed with: any number of annotators may answer it."""
+
+
+def is_gold_image(image: Image) -> bool:
+    """An image a task with ``gold_rate`` serves as gold: a plain (not stack, not tutorial) image
+    with an expert reference."""
+    return not image.tutorial and bool(image.reference_shapes) and image.frames <= 1
+
+
 class Submission(Document):
     id: str
     task_id: str
@@ -325,6 +357,8 @@ class Submission(Document):
     click_times: list[int] | None = None
     mask_key: str | None = None
     review: Review | None = None
+    gold: GoldScore | None = None
+    """Set on a gold answer; such a submission is never part of a consensus."""
     created_at: datetime = Field(default_factory=utcnow)
     outbox: list[PendingEvent] = Field(default_factory=list)
 
@@ -358,6 +392,9 @@ class RaterScore(BaseModel):
     quality_basis: Literal["crowd", "reference"] | None = None
     excluded: bool = False
     """Left out of this consensus by the task's screening (scored, but not fused)."""
+    interpolated_frames: list[int] | None = None
+    """Stacks of a task with ``interpolate_frames``: the frames of this rater's volume filled by
+    interpolation between the frames they drew on (not drawn by them)."""
     # This image's (expected) confusion counts, pooled across a task's images into the running
     # performance (crowdseg.consensus.performance); None in documents written before they existed.
     tp: float | None = None

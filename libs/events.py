@@ -17,8 +17,11 @@ SUBMISSION_ACCEPTED = "crowdseg.submission.accepted.v1"
 CONSENSUS_UPDATED = "crowdseg.consensus.updated.v1"
 EXPORT_REQUESTED = "crowdseg.export.requested.v1"
 EXPORT_COMPLETED = "crowdseg.export.completed.v1"
+IMAGE_REFERENCED = "crowdseg.image.referenced.v1"
 
-ALL_TOPICS = (IMAGE_INGESTED, SUBMISSION_ACCEPTED, CONSENSUS_UPDATED, EXPORT_REQUESTED, EXPORT_COMPLETED)
+ALL_TOPICS = (
+    IMAGE_INGESTED, SUBMISSION_ACCEPTED, CONSENSUS_UPDATED, EXPORT_REQUESTED, EXPORT_COMPLETED, IMAGE_REFERENCED
+)  # fmt: skip
 
 
 def dead_letter_topic(consumer_group: str) -> str:
@@ -71,6 +74,22 @@ class SubmissionAccepted(Event):
         return self.image_id
 
 
+class ImageReferenced(Event):
+    """An image's expert reference was set or replaced: with ``gold_rate`` such images are the gold
+    ``next`` mixes into the stream."""
+
+    topic: ClassVar[str] = IMAGE_REFERENCED
+    task_id: str
+    image_id: str
+    reference: bool
+    """The image now has a reference with at least one shape."""
+    tutorial: bool = False
+    frames: int = 1
+
+    def key(self) -> str:
+        return self.task_id
+
+
 class ConsensusUpdated(Event):
     """The public result topic that downstream ML pipelines subscribe to."""
 
@@ -108,5 +127,6 @@ class ExportCompleted(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.topic: cls for cls in (ImageIngested, SubmissionAccepted, ConsensusUpdated, ExportRequested, ExportCompleted)
+    cls.topic: cls
+    for cls in (ImageIngested, SubmissionAccepted, ConsensusUpdated, ExportRequested, ExportCompleted, ImageReferenced)
 }

@@ -140,9 +140,11 @@ class ImageRepository(Protocol):
         needs one more), or back when ``rejected`` is False; nothing for a user who is neither."""
         ...
 
-    async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
+    async def set_reference(
+        self, image_id: str, shapes: list[Shape], *, by: str, at: datetime, event: PendingEvent | None = None
+    ) -> Image | None:
         """Replace the image's expert reference and bump its ``reference_version`` in one atomic
-        change; None when there is no such image."""
+        change, with ``event`` (if any) in the image's outbox; None when there is no such image."""
         ...
 
 
@@ -221,6 +223,7 @@ class OutboxRepository(Protocol):
         """Up to ``limit`` unpublished events, from the documents of ``sources`` (``images``,
         ``submissions``, ``consensus``, ``exports``) or of all of them."""
         ...
+
     async def mark_published(self, entry: OutboxEntry) -> None: ...
     async def mark_published_many(self, entries: Sequence[OutboxEntry]) -> None:
         """:meth:`mark_published` for every entry, in one call (one transaction where there are any)."""

@@ -16,6 +16,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import numpy.typing as npt
+from crowdseg.consensus.interpolation import interpolate_frames
 from crowdseg.domain import Image, Shape
 from crowdseg.geometry import png_to_mask, rasterize
 from scipy.optimize import linear_sum_assignment
@@ -47,6 +48,19 @@ def rasterize_frames(shapes: Iterable[Shape], frames: int, width: int, height: i
 
 def rasterize_image(shapes: Iterable[Shape], image: Image) -> npt.NDArray[np.bool_]:
     return rasterize_frames(shapes, image.frames, image.width, image.height)
+
+
+def rater_volume(
+    shapes: Sequence[Shape], image: Image, *, interpolate: bool
+) -> tuple[npt.NDArray[np.bool_], list[int]]:
+    """One rater's ``(frames, height, width)`` volume and the frames filled by shape interpolation
+    between the frames they drew on (none unless ``interpolate``)."""
+    volume = rasterize_image(shapes, image)
+    if not interpolate:
+        return volume, []
+    sampling = None if image.spacing is None else image.spacing[1:]
+    filled = interpolate_frames(volume, shapes_by_frame(shapes), sampling)
+    return filled.volume, filled.frames
 
 
 def image_mask(shapes: Iterable[Shape], image: Image) -> npt.NDArray[np.bool_]:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 # A tilted orientation: rows along x turned 20° about z, columns along y tilted 15° towards z.
 _A, _B = np.radians(20.0), np.radians(15.0)
@@ -41,6 +41,8 @@ def dicom_slice(
     position: Sequence[float] | None = None,
     orientation: Sequence[float] = AXIAL,
     pixel_spacing: tuple[float, float] = (0.8, 0.7),
+    study_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
     **elements: object,
 ) -> bytes:
     """One CT slice (or a multi-frame file, for a 3-D `pixels`) as a DICOM Part 10 file."""
@@ -54,6 +56,13 @@ def dicom_slice(
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.SeriesInstanceUID = series_uid
     ds.Modality = "CT"
+    # What every real instance carries, and a DICOM SEG of it copies (patient, study, frame of reference).
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "PHANTOM-1", "Phantom^Sphere", "", "O"
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.StudyID, ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "1", "20261202", "120000", ""
+    ds.ReferringPhysicianName = ""
+    ds.FrameOfReferenceUID = frame_of_reference_uid or generate_uid()
+    ds.SeriesNumber = 1
     ds.set_pixel_data(pixels.astype(np.uint16), photometric_interpretation="MONOCHROME2", bits_stored=16)
     ds.PixelSpacing = list(pixel_spacing)
     ds.ImageOrientationPatient = list(orientation)
@@ -77,7 +86,7 @@ def series_zip(
     **elements: object,
 ) -> Series:
     """`volume` ``(z, y, x)`` as one DICOM file per slice in a ZIP, shuffled unless `shuffle_seed` is None."""
-    uid = generate_uid()
+    uid, study, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
     row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
     normal = np.cross(row, column)
     files = [
@@ -89,6 +98,8 @@ def series_zip(
                 position=np.asarray(origin) + normal * spacing[0] * k,
                 orientation=orientation,
                 pixel_spacing=(spacing[1], spacing[2]),
+                study_uid=study,
+                frame_of_reference_uid=frame_of_reference,
                 InstanceNumber=k + 1,
                 **elements,
             ),
@@ -158,3 +169,48 @@ def zip_of(entries: Sequence[tuple[str, bytes]]) -> bytes:
         for name, data in entries:
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+def tiff16_stack(pages: np.ndarray) -> bytes:
+    """A multi-page 16-bit greyscale TIFF (tifffile), ``pages`` ``(frames, height, width)`` uint16."""
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.asarray(pages, dtype=np.uint16), photometric="minisblack")
+    return buffer.getvalue()
+
+
+def colour_dicom(rgb: np.ndarray, photometric: str = "RGB") -> bytes:
+    """A colour (secondary capture-like) DICOM of ``rgb`` ``([frames,] height, width, 3)`` uint8, stored
+    as RGB or converted to YBR_FULL."""
+    from pydicom.pixels.processing import convert_color_space
+
+    pixels = np.asarray(rgb, dtype=np.uint8)
+    stored = pixels if photometric == "RGB" else convert_color_space(pixels, "RGB", photometric)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.Modality = generate_uid(), generate_uid(), "OT"
+    ds.set_pixel_data(stored, photometric_interpretation=photometric, bits_stored=8)
+    if pixels.ndim == 4:
+        ds.NumberOfFrames = pixels.shape[0]
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def voi_lut_dicom(
+    pixels: np.ndarray, lut: Sequence[int], *, first: int = 0, bits: int = 8, **elements: object
+) -> bytes:
+    """A CT slice whose display is given by a VOI LUT Sequence (``lut[v - first]`` for stored value v)."""
+    item = Dataset()
+    item.LUTDescriptor = [len(lut), first, bits]
+    item.LUTData = [int(v) for v in lut]
+    item["LUTData"].VR = "US"
+    from pydicom.sequence import Sequence as DicomSequence
+
+    return dicom_slice(pixels, series_uid=generate_uid(), VOILUTSequence=DicomSequence([item]), **elements)

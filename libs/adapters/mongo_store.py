@@ -430,11 +430,12 @@ class MongoImages(_Collection[Image]):
 
         await self.update(image_id, change, None)
 
-
     async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
         await self.update(image_id, lambda image: (image.with_rater_moved(user_id, rejected=rejected), None), None)
 
-    async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
+    async def set_reference(
+        self, image_id: str, shapes: list[Shape], *, by: str, at: datetime, event: PendingEvent | None = None
+    ) -> Image | None:
         def change(image: Image) -> tuple[Image | None, Image]:
             update = {
                 "reference_shapes": shapes,
@@ -442,6 +443,8 @@ class MongoImages(_Collection[Image]):
                 "reference_by": by,
                 "reference_at": at,
             }
+            if event is not None:
+                update["outbox"] = [*image.outbox, event]
             changed = image.model_copy(update=update)
             return changed, changed
 

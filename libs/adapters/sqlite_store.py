@@ -189,11 +189,13 @@ CREATE TRIGGER IF NOT EXISTS images_counted_remove AFTER DELETE ON images WHEN N
   DELETE FROM task_coverage WHERE task_id = OLD.task_id AND images = 0;
 END;
 CREATE TRIGGER IF NOT EXISTS submissions_counted AFTER INSERT ON submissions WHEN {COUNTED} BEGIN
-  INSERT INTO tallies (task_id, user_id, submissions, seconds, timed)
+  INSERT INTO tallies (task_id, user_id, submissions, seconds, timed, quality_sum, quality_n)
     VALUES (NEW.task_id, NEW.user_id, 1, coalesce(NEW.doc ->> 'duration_ms', 0) / 1000.0,
-            NEW.doc ->> 'duration_ms' IS NOT NULL)
+            NEW.doc ->> 'duration_ms' IS NOT NULL, coalesce(NEW.doc ->> '$.gold.quality', 0),
+            NEW.doc ->> '$.gold.quality' IS NOT NULL)
     ON CONFLICT (task_id, user_id) DO UPDATE SET submissions = submissions + 1,
-      seconds = seconds + excluded.seconds, timed = timed + excluded.timed;
+      seconds = seconds + excluded.seconds, timed = timed + excluded.timed,
+      quality_sum = quality_sum + excluded.quality_sum, quality_n = quality_n + excluded.quality_n;
   INSERT INTO tally_days (task_id, user_id, day, submissions)
     VALUES (NEW.task_id, NEW.user_id, substr(NEW.doc ->> 'created_at', 1, 10), 1)
     ON CONFLICT (task_id, user_id, day) DO UPDATE SET submissions = submissions + 1;
@@ -511,7 +513,6 @@ class SqliteImages(_Table[Image]):
             update = {"submitted_by": [*image.submitted_by, user_id]}
             self.replace_doc(image_id, image.model_copy(update=update))
 
-
     async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
         with self._store.transaction() as db:
             image = self.load(db.execute("SELECT doc FROM images WHERE id = ?", (image_id,)).fetchone())
@@ -519,7 +520,9 @@ class SqliteImages(_Table[Image]):
             if changed is not None:
                 db.execute("UPDATE images SET doc = ? WHERE id = ?", (_dump(changed), image_id))
 
-    async def set_reference(self, image_id: str, shapes: list[Shape], *, by: str, at: datetime) -> Image | None:
+    async def set_reference(
+        self, image_id: str, shapes: list[Shape], *, by: str, at: datetime, event: PendingEvent | None = None
+    ) -> Image | None:
         with self._store.transaction() as db:  # BEGIN IMMEDIATE: the worker processes write images too
             image = self.load(db.execute("SELECT doc FROM images WHERE id = ?", (image_id,)).fetchone())
             if image is None:
@@ -530,6 +533,8 @@ class SqliteImages(_Table[Image]):
                 "reference_by": by,
                 "reference_at": at,
             }
+            if event is not None:
+                update["outbox"] = [*image.outbox, event]
             changed = image.model_copy(update=update)
             db.execute(
                 "UPDATE images SET doc = ?, pending = ? WHERE id = ?", (_dump(changed), _has_outbox(changed), image_id)

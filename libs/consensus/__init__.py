@@ -3,6 +3,7 @@
 Pure functions over NumPy arrays (no I/O). See DESIGN.md, section "Consensus".
 """
 
+from crowdseg.consensus.interpolation import Interpolation, interpolate_frames, signed_distance
 from crowdseg.consensus.lines import LineFusion, fuse_polylines, resample_polyline
 from crowdseg.consensus.metrics import (
     boundary_points,
@@ -35,6 +36,7 @@ from crowdseg.consensus.staple import (
 
 __all__ = [
     "Counts",
+    "Interpolation",
     "LineFusion",
     "MultiLabelStapleResult",
     "Performance",
@@ -51,6 +53,7 @@ __all__ = [
     "fuse_polygons",
     "fuse_polylines",
     "hausdorff95",
+    "interpolate_frames",
     "jaccard",
     "majority_vote",
     "match_points",
@@ -60,6 +63,7 @@ __all__ = [
     "point_precision_recall",
     "resample_polyline",
     "sensitivity_specificity",
+    "signed_distance",
     "staple",
     "staple_counts",
     "staple_e_step",

@@ -88,7 +88,13 @@ class StapleResult:
 
 
 def _clamp(probability: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.clip(probability, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    return _between(probability, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+
+
+def _between(values: NDArray[np.float64], low: float, high: float) -> NDArray[np.float64]:
+    """``np.clip`` of a float array, the same values: the two ufuncs without ``np.clip``'s dispatch,
+    which cost more than the arithmetic on the few decision patterns a crowd of one image has."""
+    return np.minimum(np.maximum(values, low), high)
 
 
 def staple_m_step(
@@ -103,11 +109,9 @@ def staple_m_step(
     background_mass = counts - foreground_mass
     total_fg, total_bg = foreground_mass.sum(), background_mass.sum()
     sensitivity = foreground_mass @ decisions / total_fg if total_fg > 0 else np.ones(decisions.shape[1])
-    specificity = (
-        background_mass @ (1.0 - decisions) / total_bg if total_bg > 0 else np.ones(decisions.shape[1])
-    )
+    specificity = background_mass @ (1.0 - decisions) / total_bg if total_bg > 0 else np.ones(decisions.shape[1])
     # Sums of posterior-weighted counts can overshoot 1 by an ulp.
-    return np.clip(sensitivity, 0.0, 1.0, dtype=np.float64), np.clip(specificity, 0.0, 1.0, dtype=np.float64)
+    return _between(sensitivity, 0.0, 1.0), _between(specificity, 0.0, 1.0)
 
 
 def band_m_step(
@@ -122,10 +126,7 @@ def band_m_step(
     background_mass = counts - foreground_mass
     misses = foreground_mass @ (1.0 - decisions)
     additions = background_mass @ decisions
-    return (
-        np.clip(1.0 - 2.0 * misses / total, 0.5, 1.0, dtype=np.float64),
-        np.clip(1.0 - 2.0 * additions / total, 0.5, 1.0, dtype=np.float64),
-    )
+    return _between(1.0 - 2.0 * misses / total, 0.5, 1.0), _between(1.0 - 2.0 * additions / total, 0.5, 1.0)
 
 
 MStep = Callable[
@@ -143,10 +144,25 @@ def staple_e_step(
 
     Works in log space so that many raters do not underflow the products.
     """
-    p, q = _clamp(sensitivity), _clamp(specificity)
+    return _e_step(decisions, sensitivity, specificity, _log_prior(prior))
+
+
+def _log_prior(prior: float) -> tuple[Any, Any]:
+    """``(log g, log(1 − g))`` of the clamped prior, once per run rather than once per iteration."""
     g = float(np.clip(prior, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR))
-    log_fg = np.log(g) + decisions @ (np.log(p) - np.log1p(-p)) + np.log1p(-p).sum()
-    log_bg = np.log1p(-g) + decisions @ (np.log1p(-q) - np.log(q)) + np.log(q).sum()
+    return np.log(g), np.log1p(-g)
+
+
+def _e_step(
+    decisions: NDArray[np.float64],
+    sensitivity: NDArray[np.float64],
+    specificity: NDArray[np.float64],
+    log_prior: tuple[Any, Any],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    p, q = _clamp(sensitivity), _clamp(specificity)
+    log_p, log_not_p, log_q, log_not_q = np.log(p), np.log1p(-p), np.log(q), np.log1p(-q)
+    log_fg = log_prior[0] + decisions @ (log_p - log_not_p) + log_not_p.sum()
+    log_bg = log_prior[1] + decisions @ (log_not_q - log_q) + log_q.sum()
     return expit(log_fg - log_bg), np.logaddexp(log_fg, log_bg)
 
 
@@ -175,9 +191,10 @@ def staple_patterns(
     converged = False
     iterations = 0
     sensitivity = specificity = np.ones(decisions.shape[1])
+    log_prior = _log_prior(g)
     for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is part of the result
         sensitivity, specificity = m_step(decisions, counts, posterior)
-        posterior, log_likelihood = staple_e_step(decisions, sensitivity, specificity, g)
+        posterior, log_likelihood = _e_step(decisions, sensitivity, specificity, log_prior)
         history.append(float(counts @ log_likelihood))
         if previous is not None and _max_change(previous, (sensitivity, specificity)) <= tol:
             converged = True
@@ -193,9 +210,7 @@ REGIONS = ("image", "union", "band")
 BAND_MARGIN = 2.0  # unanimous pixels of each kind in the band, per disagreeing pixel (bench/consensus_accuracy)
 
 
-def region_weights(
-    counts: NDArray[np.float64], region: Region, margin: float = BAND_MARGIN
-) -> NDArray[np.float64]:
+def region_weights(counts: NDArray[np.float64], region: Region, margin: float = BAND_MARGIN) -> NDArray[np.float64]:
     """Pattern weights for estimation: the pixel counts; without the all-background row for "union"
     (row 0 of `decision_patterns`), unless nobody marked anything; for "band", the unanimous rows
     (0 and 1) capped at ``margin`` times the disagreeing pixels, unless there are none."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from crowdseg.domain import Review, Shape, Submission
+from crowdseg.domain import GoldScore, Review, Shape, Submission
 from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
 from crowdseg.services.annotate import handlers
 from crowdseg.services.annotate.handlers import Attempt, ReviewCommand, SubmitShapes
@@ -23,11 +23,16 @@ class SubmissionOut(BaseModel):
     duration_ms: int | None
     click_times: list[int] | None = None
     review: Review | None = None
+    gold: GoldScore | None = None
+    """Set on a gold answer (an image served from the task's references): its score against the
+    reference; such a submission never enters a consensus."""
+    reference: list[Shape] | None = None
+    """A gold answer's reference shapes, in the submit answer when the task's ``gold_feedback`` is on."""
     created_at: datetime
 
     @classmethod
-    def of(cls, submission: Submission) -> SubmissionOut:
-        return cls(**submission.model_dump(exclude={"outbox", "mask_key"}))
+    def of(cls, submission: Submission, reference: list[Shape] | None = None) -> SubmissionOut:
+        return cls(**submission.model_dump(exclude={"outbox", "mask_key"}), reference=reference)
 
 
 class TutorialImage(BaseModel):
@@ -57,14 +62,13 @@ def router() -> APIRouter:
     async def submit(task_id: str, body: SubmitShapes, user: CurrentUser, runtime: RuntimeDep) -> SubmissionOut:
         submission, created = await handlers.submit(
             runtime.store,
-            runtime.blobs,
             user,
             task_id,
             body,
             max_points=runtime.settings.max_points_per_shape,
             notify=runtime.relay.poke,
         )
-        out = SubmissionOut.of(submission)
+        out = SubmissionOut.of(submission, await handlers.gold_reference(runtime.store, submission))
         if not created:
             return JSONResponse(out.model_dump(mode="json"), status_code=200)  # type: ignore[return-value]
         return out

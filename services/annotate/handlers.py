@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -11,6 +10,8 @@ from typing import Annotated
 
 from crowdseg.access import managed_image, managed_task, visible_task
 from crowdseg.domain import (
+    GOLD_SLOTS,
+    GoldScore,
     Image,
     JsonInt,
     QualificationAttempt,
@@ -22,13 +23,14 @@ from crowdseg.domain import (
     Task,
     TaskStatus,
     User,
+    is_gold_image,
     json_number,
     utcnow,
 )
 from crowdseg.errors import Conflict, InvalidInput, NotFound
 from crowdseg.events import SubmissionAccepted
-from crowdseg.geometry import mask_to_png, rasterize, validate_shapes
-from crowdseg.ports import BlobStore, Store
+from crowdseg.geometry import validate_shapes
+from crowdseg.ports import Store
 from crowdseg.qualification import QualificationState, ensure_qualified, qualification_state
 from crowdseg.services.annotate import scoring
 from crowdseg.watermark import Watermark
@@ -37,6 +39,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 Notify = Callable[[], None]
 COVERAGE_RECONCILED = "annotate.coverage-reconciled"
 ALREADY_ANNOTATED = "you have already annotated this image; ask for the next one"
+# Submissions with at most this many points are validated on the event loop (see _validated).
+INLINE_VALIDATION_POINTS = 2000
 ClientId = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
@@ -63,15 +67,8 @@ class ReviewCommand(BaseModel):
     reason: str | None = Field(default=None, max_length=2000)
 
 
-def mask_key(submission: Submission) -> str:
-    """A key of this request's own: racing requests with one submission id must not overwrite each
-    other's mask, and the store's insert, not the last writer, decides whose mask is kept (issue 9)."""
-    return f"masks/{submission.task_id}/{submission.image_id}/{submission.id}-{uuid.uuid4().hex[:12]}.png"
-
-
 async def submit(
     store: Store,
-    blobs: BlobStore,
     user: User,
     task_id: str,
     command: SubmitShapes,
@@ -83,15 +80,16 @@ async def submit(
     """Accept a submission once; the same client id again returns the stored one unchanged.
 
     A fixed number of store round trips whatever the task's size (task, submission id, image, the
-    image's submissions, qualification, slot, insert), and the CPU work (validation, rasterising,
-    PNG encoding) in a worker thread, off the event loop.
+    image's submissions, qualification, slot, insert) and no blob write: the shapes are the record, and
+    whoever needs a rater's mask (the consensus, the export) rasterises them. Validation of a large
+    submission runs in a worker thread, off the event loop.
     """
     task = await visible_task(store, task_id, user)
     stored = await store.submissions.get(command.id)
     if stored is not None:
         return _same_submission(stored, user, task_id)
     try:
-        return await _accept(store, blobs, user, task, command, max_points=max_points, notify=notify, now=now)
+        return await _accept(store, user, task, command, max_points=max_points, notify=notify, now=now)
     except Conflict:
         # A replay of this id that raced the first copy finds the image done by this user, or its slot
         # taken, or loses the insert: if the first copy is stored now, it gets that record (issue 9:
@@ -104,7 +102,6 @@ async def submit(
 
 async def _accept(
     store: Store,
-    blobs: BlobStore,
     user: User,
     task: Task,
     command: SubmitShapes,
@@ -121,10 +118,13 @@ async def _accept(
     if task.status is not TaskStatus.OPEN:
         raise Conflict(f"the task is {task.status.value}, not open")
     await ensure_qualified(store, task, user)
-    shapes, png = await asyncio.to_thread(_prepare, command.shapes, task, image, max_points)
-    if not await store.images.claim_slot(image.id, user.id, replicates=task.replicates, now=now or utcnow()):
+    shapes = await _validated(command.shapes, task, image, max_points)
+    gold = await _gold_score(task, image, shapes)
+    slots = task.replicates if gold is None else GOLD_SLOTS
+    if not await store.images.claim_slot(image.id, user.id, replicates=slots, now=now or utcnow()):
         raise Conflict("this image already has all the annotations it needs; ask for the next one")
     submission = Submission(
+        gold=gold,
         id=command.id,
         task_id=task.id,
         image_id=image.id,
@@ -134,28 +134,40 @@ async def _accept(
         duration_ms=command.duration_ms,
         click_times=command.click_times,
     )
-    if png is not None:
-        submission.mask_key = mask_key(submission)
-        await blobs.put(submission.mask_key, png, "image/png")
     event = SubmissionAccepted(task_id=task.id, image_id=image.id, submission_id=submission.id, user_id=user.id)
     submission.outbox = [event.pending()]
     # Racing requests (replays of one id, two tabs with fresh ids, two annotate replicas) may all get
     # here; the store's unique indexes let exactly one of them in. A loser removes the mask it wrote.
-    try:
-        stored, created = await store.submissions.add(submission)
-    except Conflict:
-        await _discard_mask(blobs, submission)
-        raise
+    stored, created = await store.submissions.add(submission)
     if not created:
-        await _discard_mask(blobs, submission)
         stored, created = _same_submission(stored, user, task.id)
     notify()
     return stored, created
 
 
-async def _discard_mask(blobs: BlobStore, submission: Submission) -> None:
-    if submission.mask_key is not None:
-        await blobs.delete(submission.mask_key)
+def is_gold(task: Task, image: Image) -> bool:
+    """With ``gold_rate``, a plain image with an expert reference is gold: ``next`` mixes it into
+    anyone's stream, and every answer is scored against the reference instead of fused."""
+    return task.gold_rate > 0 and is_gold_image(image)
+
+
+async def _gold_score(task: Task, image: Image, shapes: list[Shape]) -> GoldScore | None:
+    if not is_gold(task, image):
+        return None
+    return await asyncio.to_thread(
+        scoring.gold_score, task.metric, task.tool, shapes, image.reference_shapes, image.width, image.height
+    )
+
+
+async def gold_reference(store: Store, submission: Submission) -> list[Shape] | None:
+    """The reference a gold answer is shown with, when its task's ``gold_feedback`` allows; else None."""
+    if submission.gold is None:
+        return None
+    task = await store.tasks.get(submission.task_id)
+    image = await store.images.get(submission.image_id)
+    if task is None or image is None or not task.gold_feedback:
+        return None
+    return image.reference_shapes
 
 
 def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Submission, bool]:
@@ -164,10 +176,16 @@ def _same_submission(stored: Submission, user: User, task_id: str) -> tuple[Subm
     return stored, False
 
 
-def _prepare(shapes: list[Shape], task: Task, image: Image, max_points: int) -> tuple[list[Shape], bytes | None]:
-    """The validated shapes, and the mask PNG for mask tools on plain images (a stack's one PNG would
-    flatten its frames; the consensus rasterises a stack's shapes frame by frame itself)."""
-    valid = validate_shapes(
+async def _validated(shapes: list[Shape], task: Task, image: Image, max_points: int) -> list[Shape]:
+    """The validated shapes; a submission of many points is validated in a worker thread (a
+    contour of a few dozen points costs ~50 µs, less than the hop to a thread and back)."""
+    if sum(len(shape.points) for shape in shapes) <= INLINE_VALIDATION_POINTS:
+        return _validate(shapes, task, image, max_points)
+    return await asyncio.to_thread(_validate, shapes, task, image, max_points)
+
+
+def _validate(shapes: list[Shape], task: Task, image: Image, max_points: int) -> list[Shape]:
+    return validate_shapes(
         shapes,
         tool=task.tool,
         width=image.width,
@@ -177,9 +195,6 @@ def _prepare(shapes: list[Shape], task: Task, image: Image, max_points: int) -> 
         max_points=max_points,
         labels=task.label_names,
     )
-    flat = task.tool.makes_masks and image.frames <= 1
-    png = mask_to_png(rasterize(valid, image.width, image.height)) if flat else None
-    return valid, png
 
 
 async def _work_image(store: Store, task: Task, image_id: str) -> Image:

@@ -1,4 +1,4 @@
-"""Scoring a qualification attempt against the tutorial image's reference annotation."""
+"""Scoring a qualification attempt or a gold answer against the image's reference annotation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import numpy.typing as npt
 from crowdseg.consensus import boundary_points, dice, jaccard, modified_hausdorff
-from crowdseg.domain import Metric, Shape, Tool
+from crowdseg.consensus.quality import click_radius, line_qualities, line_radius, mask_qualities, point_qualities
+from crowdseg.domain import GoldScore, Metric, Shape, Tool
 from crowdseg.geometry import rasterize
 from skimage.draw import disk, line
 
@@ -19,6 +20,28 @@ def score(metric: Metric, tool: Tool, drawn: list[Shape], reference: list[Shape]
         return _mhd(tool, drawn, reference, width, height)
     mine, theirs = _marks(tool, drawn, width, height), _marks(tool, reference, width, height)
     return dice(mine, theirs) if metric is Metric.DICE else jaccard(mine, theirs)
+
+
+def gold_score(
+    metric: Metric, tool: Tool, drawn: list[Shape], reference: list[Shape], width: int, height: int
+) -> GoldScore:
+    """A gold answer's score in the task's metric, and its quality: the agreement in 0–1 that a
+    consensus would give it against the same reference (crowdseg.consensus.quality), so that gold
+    answers and reference-scored consensus images pool into one ``quality``."""
+    value = score(metric, tool, drawn, reference, width, height)
+    return GoldScore(metric=metric, score=round(value, 6), quality=_quality(tool, drawn, reference, width, height))
+
+
+def _quality(tool: Tool, drawn: list[Shape], reference: list[Shape], width: int, height: int) -> float | None:
+    if tool.makes_masks:
+        masks = rasterize(drawn, width, height)[None]
+        return mask_qualities(masks, rasterize(reference, width, height))[0]
+    lines = [np.asarray(shape.points, dtype=np.float64).reshape(-1, 2) for shape in reference]
+    mine = [np.asarray(shape.points, dtype=np.float64).reshape(-1, 2) for shape in drawn]
+    if tool is Tool.POLYLINE:
+        return line_qualities([mine], line_radius(width, height), lines)[0]
+    truth = _point_cloud(reference).reshape(-1, 2)
+    return point_qualities([_point_cloud(drawn).reshape(-1, 2)], click_radius([truth], width, height), truth)[0]
 
 
 def passes(metric: Metric, value: float, threshold: float) -> bool:

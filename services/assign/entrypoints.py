@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from crowdseg.domain import utcnow
-from crowdseg.events import ImageIngested, SubmissionAccepted
+from crowdseg.events import ImageIngested, ImageReferenced, SubmissionAccepted
 from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
 from crowdseg.runtime import Runtime
 from crowdseg.services.assign import handlers
@@ -59,7 +59,8 @@ SelectionsDep = Annotated[handlers.Selections, Depends(get_selections)]
 
 
 def subscribe(runtime: Runtime) -> None:
-    """The selection structures follow new images and accepted submissions, in every replica."""
+    """The selection structures follow new images, accepted submissions and expert references (the
+    gold set), in every replica."""
     selections = runtime.components.setdefault(COMPONENT, handlers.Selections(runtime.store))
 
     async def on_image_ingested(event: ImageIngested) -> None:
@@ -73,7 +74,12 @@ def subscribe(runtime: Runtime) -> None:
         else:
             selections.reviewed(event.task_id, event.image_id, event.user_id, rejected=event.review == "reject")
 
+    async def on_image_referenced(event: ImageReferenced) -> None:
+        gold = event.reference and not event.tutorial and event.frames <= 1  # as domain.is_gold_image
+        selections.referenced(event.task_id, event.image_id, gold=gold)
+
     runtime.broadcast(ImageIngested, "assign", on_image_ingested)
+    runtime.broadcast(ImageReferenced, "assign", on_image_referenced)
     runtime.broadcast(SubmissionAccepted, "assign", on_submission_accepted)
 
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from crowdseg.access import visible_task
-from crowdseg.domain import Task, TaskStatus, User, utcnow
+from crowdseg.domain import GOLD_SLOTS, Task, TaskStatus, User, utcnow
 from crowdseg.errors import Conflict, Unavailable
 from crowdseg.ports import Store
 from crowdseg.qualification import ensure_qualified
+from crowdseg.services.assign import gold
 from crowdseg.services.assign.crowds import LinkProgress, quota_state
 from crowdseg.services.assign.selection import TaskSelection
 
@@ -120,6 +121,9 @@ class Selections:
     def reviewed(self, task_id: str, image_id: str, user_id: str, *, rejected: bool) -> None:
         self._change(task_id, lambda selection: selection.reviewed(image_id, user_id, rejected=rejected))
 
+    def referenced(self, task_id: str, image_id: str, *, gold: bool) -> None:
+        self._change(task_id, lambda selection: selection.set_gold(image_id, gold))
+
     def _change(self, task_id: str, change: Change) -> None:
         selection = self._ready.get(task_id)
         if selection is not None:
@@ -156,7 +160,9 @@ async def next_image(
         return None
     selection = await selections.for_task(task.id)
     await _give_back(store, selection, user, task, skip, now)
-    assignment = await _lease_next(store, selection, user, task, now, skip)
+    assignment = await _lease_gold(store, selection, user, task, now, skip)
+    if assignment is None:
+        assignment = await _lease_next(store, selection, user, task, now, skip)
     if assignment is None and selections.may_refresh(task.id) and await _misses_images(store, selection):
         selections.drop(task.id)
         assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now, skip)
@@ -202,7 +208,8 @@ async def _lease_next(
         candidates = selection.candidates(
             user.id, replicates=task.replicates, order=task.order, unseen_first=task.unseen_first, now=now
         )
-        image_id = next((candidate for candidate in candidates if candidate not in skip), None)
+        withheld = selection.gold_ids if task.gold_rate > 0 else ()  # gold is served by _lease_gold only
+        image_id = next((c for c in candidates if c not in skip and c not in withheld), None)
         candidates.close()
         if image_id is None:
             return None
@@ -220,3 +227,34 @@ async def _lease_next(
         else:
             selection.sync(image, now)
     raise Unavailable("the task's images are changing faster than they can be leased; retry")
+
+
+async def _lease_gold(
+    store: Store, selection: TaskSelection, user: User, task: Task, now: datetime, skip: Collection[str]
+) -> Assignment | None:
+    """A gold image, when the task's schedule (crowdseg.services.assign.gold) draws one for the user's
+    count and one is left for them; None otherwise. Costs nothing when the task serves no gold."""
+    if task.gold_rate <= 0 or not selection.gold_ids:
+        return None
+    tally = next((t for t in await store.counters.tallies_for_user(user.id) if t.task_id == task.id), None)
+    if not gold.serves_gold(task.gold_rate, task.id, user.id, tally.submissions if tally is not None else 0):
+        return None
+    expires_at = now + timedelta(seconds=task.lease_seconds)
+    refused: set[str] = set()
+    for _ in range(MAX_LEASE_TRIES):
+        candidates = selection.gold_candidates(user.id)
+        image_id = next((c for c in candidates if c not in skip and c not in refused), None)
+        candidates.close()
+        entry = None if image_id is None else selection.entry(image_id)
+        if image_id is None or entry is None:
+            return None
+        selection.leased(image_id, user.id, expires_at)
+        if await store.images.try_lease(image_id, user.id, replicates=GOLD_SLOTS, now=now, expires_at=expires_at):
+            return Assignment(image_id, entry.name, entry.width, entry.height, expires_at)
+        refused.add(image_id)
+        image = await store.images.get(image_id)
+        if image is None or image.task_id != task.id:
+            selection.forget(image_id)
+        else:
+            selection.sync(image, now)
+    return None

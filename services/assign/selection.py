@@ -20,7 +20,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from crowdseg.domain import Image, Order
+from crowdseg.domain import Image, Order, is_gold_image
 from crowdseg.services.assign.domain import image_key, user_key
 from sortedcontainers import SortedList
 
@@ -59,6 +59,9 @@ class TaskSelection:
         self._done: dict[str, set[str]] = {}  # user → images they submitted
         self._held: dict[str, set[str]] = {}  # user → images they hold a lease on
         self._expiries: list[tuple[datetime, str, str]] = []  # (expires_at, image_id, user_id)
+        self._gold: SortedList = SortedList()  # (rank, name, image_id) of the images with a reference
+        self.gold_ids: set[str] = set()
+        self._gold_early: set[str] = set()  # referenced before their image.ingested came
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -89,12 +92,14 @@ class TaskSelection:
             )
             self._entries[image_id] = entry
             self._place(entry)
+            self.set_gold(image_id, image_id in self._gold_early)
 
     def entry(self, image_id: str) -> Entry | None:
         return self._entries.get(image_id)
 
     def forget(self, image_id: str) -> None:
         """An image the store no longer has."""
+        self.set_gold(image_id, False)
         entry = self._entries.pop(image_id, None)
         if entry is not None and entry.level >= 0:
             self._by_name[entry.level].remove((entry.name, entry.image_id))
@@ -127,6 +132,7 @@ class TaskSelection:
             if lease.user_id not in entry.submitted:
                 self._set_lease(entry, lease.user_id, lease.expires_at)
         self._place(entry)
+        self.set_gold(image.id, is_gold_image(image))
 
     def leased(self, image_id: str, user_id: str, expires_at: datetime) -> None:
         entry = self._entries.get(image_id)
@@ -169,6 +175,25 @@ class TaskSelection:
                 del entry.leases[user_id]
                 self._held.get(user_id, set()).discard(image_id)
                 self._place(entry)
+
+    # ------------------------------------------------------------------ gold (crowdseg.services.assign.gold)
+    def set_gold(self, image_id: str, gold: bool) -> None:
+        """The image has (or no longer has) an expert reference it can be served as gold with."""
+        entry = self._entries.get(image_id)
+        if entry is None:  # the two topics are not ordered: its image.ingested may come later
+            (self._gold_early.add if gold else self._gold_early.discard)(image_id)
+            return
+        self._gold_early.discard(image_id)
+        if gold != (image_id in self.gold_ids):
+            (self.gold_ids.add if gold else self.gold_ids.discard)(image_id)
+            (self._gold.add if gold else self._gold.remove)((entry.rank, entry.name, image_id))
+
+    def gold_candidates(self, user_id: str) -> Generator[str, None, None]:
+        """The gold images the user has not answered, in their own random order; O(log g) each."""
+        done = self._done.get(user_id, set())
+        for _, _, image_id in xor_order(self._gold, user_key(user_id)):
+            if image_id not in done:
+                yield image_id
 
     def _set_lease(self, entry: Entry, user_id: str, expires_at: datetime) -> None:
         entry.leases[user_id] = expires_at

@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from crowdseg.access import managed_image, managed_task
-from crowdseg.domain import Consensus, Image, Shape, utcnow
+from crowdseg.dicom_seg import SEG_MEDIA_TYPE
+from crowdseg.domain import Image, Shape, User, utcnow
 from crowdseg.errors import NotFound, Unavailable
 from crowdseg.events import SubmissionAccepted
 from crowdseg.http import API_PREFIX, BlobsDep, CurrentUser, RuntimeDep, StoreDep
 from crowdseg.paging import PAGED_RESPONSES, PagingDep
+from crowdseg.ports import Store
 from crowdseg.runtime import Runtime
 from crowdseg.services.consensus import handlers, volumes
 from crowdseg.volumes import NIFTI_MEDIA_TYPE, is_stack
@@ -45,6 +47,11 @@ CONSENSUS_PNG: dict[int | str, dict[str, Any]] = {
 CONSENSUS_NIFTI: dict[int | str, dict[str, Any]] = {
     **CONSENSUS_FILE,
     409: {"description": "the image is not a stack (its consensus is mask.png), or the tool makes no masks"},
+}
+CONSENSUS_SEG: dict[int | str, dict[str, Any]] = {
+    **CONSENSUS_FILE,
+    409: {"description": "the image's source is not DICOM (its consensus is at mask.png), or the tool makes no masks"},
+    422: {"description": "the source DICOM cannot be referenced by a SEG (legacy multi-frame: no per-frame positions)"},
 }
 NO_CACHE = {"Cache-Control": "no-cache"}
 FrameQuery = Annotated[
@@ -141,18 +148,8 @@ def router() -> APIRouter:
         """The consensus mask, 0/255; of a stack, one frame (``?frame=k``, required there). For a task
         with labels, the label map (0 background, i the task's i-th label, 1-based), or with ``label``
         that label's mask, 0/255."""
-        image, task = await managed_image(store, image_id, user)
-        if label is not None and label not in task.label_names:
-            known = ", ".join(task.label_names)
-            detail = f"the task has no label {label!r}; its labels are {known}" if known else "the task has no labels"
-            raise NotFound(detail)
-        if task.labels and not is_stack(image):
-            found = await store.consensus.get(image.id)
-            key = None if found is None else _label_key(found, label)
-            if key is None:
-                return JSONResponse({"detail": "no consensus mask for this image yet"}, status_code=404)
-            return Response(await blobs.get(key), media_type="image/png", headers=NO_CACHE)
-        png = await volumes.consensus_png(store, blobs, user, image_id, probability=False, frame=frame)
+        await _known_label(store, user, image_id, label)
+        png = await volumes.consensus_png(store, blobs, user, image_id, probability=False, frame=frame, label=label)
         return Response(png, media_type="image/png", headers=NO_CACHE)
 
     @api.get("/images/{image_id}/consensus/probability.png", response_class=Response, responses=CONSENSUS_PNG)
@@ -163,12 +160,29 @@ def router() -> APIRouter:
         png = await volumes.consensus_png(store, blobs, user, image_id, probability=True, frame=frame)
         return Response(png, media_type="image/png", headers=NO_CACHE)
 
-    @api.get("/images/{image_id}/consensus/mask.nii.gz", response_class=Response, responses=CONSENSUS_NIFTI)
-    async def mask_volume(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+    @api.get(
+        "/images/{image_id}/consensus/mask.nii.gz",
+        response_class=Response,
+        responses={**CONSENSUS_NIFTI, 404: {"description": "no consensus mask yet, or the task has no such label"}},
+    )
+    async def mask_volume(
+        image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep, label: LabelQuery = None
+    ) -> Response:
         """A stack's consensus volume as NIfTI-1 (gzipped): voxels 0/1, nibabel's array ``(x, y, z)``,
-        ``pixdim`` the spacing in mm, the affine the source's orientation where it has one."""
-        data = await volumes.consensus_nifti(store, blobs, user, image_id, probability=False)
+        ``pixdim`` the spacing in mm, the affine the source's orientation where it has one. For a task
+        with labels the voxels are label indices (1-based, 0 background), or with ``label`` that
+        label's mask, 0/1."""
+        await _known_label(store, user, image_id, label)
+        data = await volumes.consensus_nifti(store, blobs, user, image_id, probability=False, label=label)
         return Response(data, media_type=NIFTI_MEDIA_TYPE, headers=NO_CACHE)
+
+    @api.get("/images/{image_id}/consensus/seg.dcm", response_class=Response, responses=CONSENSUS_SEG)
+    async def mask_seg(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
+        """The consensus of an image uploaded as DICOM (a series, a multi-frame file, one slice) as a
+        binary DICOM Segmentation (highdicom): one segment per label (else one, "consensus"), frame k
+        referencing the source instance (or frame) shown as frame k, in its frame of reference."""
+        data = await volumes.consensus_seg(store, blobs, user, image_id)
+        return Response(data, media_type=SEG_MEDIA_TYPE, headers=NO_CACHE)
 
     @api.get("/images/{image_id}/consensus/probability.nii.gz", response_class=Response, responses=CONSENSUS_NIFTI)
     async def probability_volume(image_id: str, user: CurrentUser, store: StoreDep, blobs: BlobsDep) -> Response:
@@ -250,7 +264,9 @@ def _reference_out(image: Image) -> ReferenceOut:
     )
 
 
-def _label_key(found: Consensus, label: str | None) -> str | None:
-    if label is None:
-        return found.label_map_key
-    return (found.label_mask_keys or {}).get(label)
+async def _known_label(store: Store, user: User, image_id: str, label: str | None) -> None:
+    _image, task = await managed_image(store, image_id, user)
+    if label is not None and label not in task.label_names:
+        known = ", ".join(task.label_names)
+        detail = f"the task has no label {label!r}; its labels are {known}" if known else "the task has no labels"
+        raise NotFound(detail)

@@ -34,8 +34,10 @@ from crowdseg.consensus.quality import (
     SCORING,
     FlagRule,
     Matching,
+    click_radius,
     flagged,
     line_qualities,
+    line_radius,
     mask_qualities,
     match_line_sets,
     match_point_sets,
@@ -46,12 +48,20 @@ from crowdseg.consensus.staple import Region
 from crowdseg.counters import Tally, counters_of
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User, utcnow
 from crowdseg.errors import NotFound
-from crowdseg.events import ConsensusUpdated
+from crowdseg.events import ConsensusUpdated, ImageReferenced
 from crowdseg.geometry import label_map_to_png, mask_to_png, probability_to_png, rasterize, validate_shapes
 from crowdseg.migrations import CONSENSUS_RECONCILED
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.consensus import labels
-from crowdseg.volumes import image_mask, is_stack, shapes_by_frame, stored_mask
+from crowdseg.volumes import (
+    NIFTI_MEDIA_TYPE,
+    image_mask,
+    is_stack,
+    nifti_bytes,
+    rater_volume,
+    shapes_by_frame,
+    stored_mask,
+)
 from crowdseg.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -119,7 +129,7 @@ async def recompute(
         consensus = await _computed(_line_consensus, task, image, fused)
     else:
         consensus = await _computed(_point_consensus, task, image, fused)
-    if task.labels and not is_stack(image):
+    if task.labels and (task.tool.makes_masks or not is_stack(image)):  # points per label per frame: not yet
         await _add_label_consensus(blobs, task, image, fused, consensus, options)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
     consensus = await _computed(_with_screened_out, task, image, consensus, submissions, fused)
@@ -147,7 +157,7 @@ def _label_consensus(
     if task.tool.makes_masks:
         settings = labels.StapleSettings(options.max_iter, options.tol, options.region)
         per_label = labels.exclusive_masks if task.labels_exclusive else labels.overlapping_masks
-        return per_label(task, image, submissions, settings, reference)
+        return per_label(task, image, submissions, settings, reference, interpolate=task.interpolate_frames)
     radius = consensus.radius or line_radius(image.width, image.height)
     per_object = labels.line_labels if task.tool is Tool.POLYLINE else labels.point_labels
     return per_object(task, image, submissions, radius, reference)
@@ -161,23 +171,35 @@ async def _add_label_consensus(
     consensus: Consensus,
     options: StapleOptions,
 ) -> None:
-    """A labelled task's consensus per label; masks stored beside the overall consensus mask."""
+    """A labelled task's consensus per label; masks stored beside the overall consensus mask (PNG, or
+    on a stack NIfTI-1 volumes: the label map's voxels are label indices)."""
     found = await _computed(_label_consensus, task, image, submissions, consensus, options)
     consensus.labels = found.entries
     if found.label_map is None:
         return
+    label_map = found.label_map
+    stack = is_stack(image)
+    extension, media_type = ("nii.gz", NIFTI_MEDIA_TYPE) if stack else ("png", "image/png")
+
+    def encoded() -> tuple[bytes, dict[str, bytes]]:
+        if stack:
+            return nifti_bytes(label_map, image), {n: nifti_bytes(m, image) for n, m in found.masks.items()}
+        return label_map_to_png(label_map), {n: mask_to_png(m) for n, m in found.masks.items()}
+
+    map_data, mask_data = await _computed(encoded)
     prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
-    consensus.label_map_key = f"{prefix}/labels.png"
-    consensus.label_mask_keys = {name: f"{prefix}/label-{i}.png" for i, name in enumerate(found.masks, start=1)}
+    consensus.label_map_key = f"{prefix}/labels.{extension}"
+    consensus.label_mask_keys = {n: f"{prefix}/label-{i}.{extension}" for i, n in enumerate(found.masks, start=1)}
     await asyncio.gather(
-        blobs.put(consensus.label_map_key, label_map_to_png(found.label_map), "image/png"),
-        *(blobs.put(consensus.label_mask_keys[n], mask_to_png(m), "image/png") for n, m in found.masks.items()),
+        blobs.put(consensus.label_map_key, map_data, media_type),
+        *(blobs.put(consensus.label_mask_keys[n], data, media_type) for n, data in mask_data.items()),
     )
 
 
 def counted_submissions(submissions: list[Submission]) -> list[Submission]:
-    """The submissions a consensus is made of: all but the rejected ones, oldest first."""
-    return sorted((s for s in submissions if not s.rejected), key=lambda s: (s.created_at, s.id))
+    """The submissions a consensus is made of: all but the rejected ones and the gold answers (scored
+    against the reference when they were made), oldest first."""
+    return sorted((s for s in submissions if not s.rejected and s.gold is None), key=lambda s: (s.created_at, s.id))
 
 
 def review_revisions(submissions: list[Submission]) -> int:
@@ -230,8 +252,9 @@ def _all_qualities(task: Task, image: Image, submissions: list[Submission], radi
     """Every rater's quality among all of ``submissions`` (or against the image's reference)."""
     reference = has_reference(image)
     if task.tool.makes_masks:
-        masks = np.stack([rasterize(s.shapes, image.width, image.height) for s in submissions])
-        truth = rasterize(image.reference_shapes, image.width, image.height) if reference else None
+        # a stack's raters as its consensus sees them: volumes (filled where the task interpolates)
+        masks = np.stack([rater_mask(s.shapes, image, task) for s in submissions])
+        truth = image_mask(image.reference_shapes, image) if reference else None
         return mask_qualities(masks, truth)
     if task.tool is Tool.POLYLINE:
         lines = [_shape_points(s) for s in submissions]
@@ -240,6 +263,13 @@ def _all_qualities(task: Task, image: Image, submissions: list[Submission], radi
     points = [np.concatenate([*_shape_points(s), np.empty((0, 2))]) for s in submissions]
     radius = radius or click_radius(points, image.width, image.height)
     return point_qualities(points, radius, reference_points(image) if reference else None)
+
+
+def rater_mask(shapes: list[Shape], image: Image, task: Task) -> np.ndarray[Any, Any]:
+    """A rater's mask: a plain image's, or a stack's volume (filled between drawn frames if the task says so)."""
+    if is_stack(image):
+        return rater_volume(shapes, image, interpolate=task.interpolate_frames)[0]
+    return rasterize(shapes, image.width, image.height)
 
 
 async def set_reference(
@@ -266,7 +296,11 @@ async def set_reference(
         max_points=max_points,
         labels=task.label_names,
     )
-    stored = await store.images.set_reference(image.id, valid, by=user.id, at=utcnow())
+    referenced = ImageReferenced(
+        task_id=task.id, image_id=image.id, reference=bool(valid), tutorial=image.tutorial, frames=image.frames
+    )
+    stored = await store.images.set_reference(image.id, valid, by=user.id, at=utcnow(), event=referenced.pending())
+    notify()
     if stored is None:
         raise NotFound(f"image {image_id} not found")
     if not stored.tutorial:
@@ -337,20 +371,6 @@ async def _mask_consensus(
     return consensus
 
 
-def click_radius(points: list[np.ndarray[Any, Any]], width: int, height: int) -> float:
-    """Half the typical spacing between one rater's clicks (objects do not overlap), within bounds."""
-    spacings = []
-    for clicks in points:
-        if len(clicks) > 1:
-            gaps = np.linalg.norm(clicks[:, None, :] - clicks[None, :, :], axis=-1)
-            np.fill_diagonal(gaps, np.inf)
-            spacings.append(float(np.median(gaps.min(axis=1))))
-    ceiling = 0.05 * min(width, height)
-    if not spacings:
-        return max(3.0, 0.5 * ceiling)
-    return float(np.clip(0.5 * np.median(spacings), 3.0, max(3.0, ceiling)))
-
-
 def _with_counts(score: RaterScore, counts: Counts) -> RaterScore:
     """The score carrying this image's counts, which the running performance pools across images."""
     return score.model_copy(update={"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, "tn": counts.tn})
@@ -391,11 +411,6 @@ def _point_consensus(task: Task, image: Image, submissions: list[Submission]) ->
         for (x, y), n in zip(clustering.centres, clustering.support, strict=True)
     ]
     return consensus
-
-
-def line_radius(width: int, height: int) -> float:
-    """How far apart (mean distance along the line) two raters' lines of one object may lie."""
-    return max(3.0, 0.03 * min(width, height))
 
 
 def _shape_points(submission: Submission) -> list[np.ndarray[Any, Any]]:
@@ -798,7 +813,8 @@ def _consensus_shapes(tool: Tool, consensus: Consensus) -> list[Shape]:
 
 
 async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, Any]:
-    """The consensus and every rater against the expert references of the task's images.
+    """The consensus and every rater against the expert references of the task's images (gold
+    images, which have no consensus, count for their raters only).
 
     Masks: per image Dice, Jaccard, MHD and pixel error of the consensus mask, and Dice, Jaccard,
     sensitivity and specificity of each rater's mask, averaged over the images. Points and polylines:
@@ -814,6 +830,7 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
     for image in images:
         consensus = await store.consensus.get(image.id)
         if consensus is None:
+            await _add_gold_raters(store, task, image, rater_rows, rater_pools)
             continue
         submissions = await store.submissions.list_for_image(image.id)
         if task.tool.makes_masks:
@@ -826,7 +843,7 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
             ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
                 truth = image_mask(image.reference_shapes, image)
                 found = stored_mask(mask_png, image)
-                raters = {s.user_id: mask_figures(image_mask(s.shapes, image), truth) for s in submissions}
+                raters = {s.user_id: mask_figures(rater_mask(s.shapes, image, task), truth) for s in submissions}
                 return mask_figures(found, truth), raters
 
             figures, raters = await _computed(compute)
@@ -868,6 +885,35 @@ async def evaluation(store: Store, blobs: BlobStore, task: Task) -> dict[str, An
         ],
         "per_image": per_image,
     }
+
+
+async def _add_gold_raters(
+    store: Store,
+    task: Task,
+    image: Image,
+    rater_rows: dict[str, list[dict[str, float]]],
+    rater_pools: defaultdict[str, _Pooled],
+) -> None:
+    """A gold image has no consensus, but its gold answers still measure their raters against the reference."""
+    gold = [s for s in await store.submissions.list_for_image(image.id) if s.gold is not None]
+    if not gold:
+        return
+    if task.tool.makes_masks:
+
+        def compute() -> list[tuple[str, dict[str, float]]]:
+            truth = image_mask(image.reference_shapes, image)
+            return [(s.user_id, mask_figures(image_mask(s.shapes, image), truth)) for s in gold]
+
+        for user_id, row in await _computed(compute):
+            rater_rows[user_id].append(row)
+        return
+    radius = (
+        line_radius(image.width, image.height)
+        if task.tool is Tool.POLYLINE
+        else click_radius([reference_points(image)], image.width, image.height)
+    )
+    for s in gold:
+        rater_pools[s.user_id].add(object_matching(task.tool, s.shapes, image.reference_shapes, radius))
 
 
 MASK_CONSENSUS = ("dice", "jaccard", "mhd", "pixel_error")

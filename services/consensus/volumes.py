@@ -18,9 +18,10 @@ from crowdseg.access import managed_image
 from crowdseg.consensus import RaterPointScore, cluster_points, fuse_polylines, staple, staple_counts
 from crowdseg.consensus.points import crowd_quality
 from crowdseg.consensus.quality import line_qualities, mask_qualities, point_qualities
+from crowdseg.dicom_seg import SEG_MEDIA_TYPE, SegUnavailable, consensus_seg_bytes
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User
 from crowdseg.errors import Conflict, InvalidInput, NotFound
-from crowdseg.geometry import mask_to_png, probability_to_png
+from crowdseg.geometry import label_map_to_png, mask_to_png, probability_to_png
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.consensus import handlers
 from crowdseg.volumes import (
@@ -30,6 +31,7 @@ from crowdseg.volumes import (
     nifti_bytes,
     nifti_volume,
     rasterize_image,
+    rater_volume,
     shapes_by_frame,
 )
 
@@ -50,14 +52,22 @@ async def _volume_consensus(
     blobs: BlobStore, task: Task, image: Image, submissions: list[Submission], options: handlers.StapleOptions
 ) -> Consensus:
     def compute() -> tuple[Consensus, bytes, bytes]:
-        masks = np.stack([rasterize_image(s.shapes, image) for s in submissions])
+        drawn = [rater_volume(s.shapes, image, interpolate=task.interpolate_frames) for s in submissions]
+        masks = np.stack([volume for volume, _ in drawn])
         result = staple(masks, max_iter=options.max_iter, tol=options.tol, region=options.region)
         raters = [
             handlers._with_counts(
-                RaterScore(user_id=s.user_id, submission_id=s.id, sensitivity=float(p), specificity=float(q)), counts
+                RaterScore(
+                    user_id=s.user_id,
+                    submission_id=s.id,
+                    sensitivity=float(p),
+                    specificity=float(q),
+                    interpolated_frames=frames if task.interpolate_frames else None,
+                ),
+                counts,
             )
-            for s, p, q, counts in zip(
-                submissions, result.sensitivity, result.specificity, staple_counts(result), strict=True
+            for s, p, q, counts, (_, frames) in zip(
+                submissions, result.sensitivity, result.specificity, staple_counts(result), drawn, strict=True
             )
         ]
         reference = rasterize_image(image.reference_shapes, image) if handlers.has_reference(image) else None
@@ -183,10 +193,19 @@ def _frame_line_consensus(task: Task, image: Image, submissions: list[Submission
 
 
 async def consensus_png(
-    store: Store, blobs: BlobStore, user: User, image_id: str, *, probability: bool, frame: int | None
+    store: Store,
+    blobs: BlobStore,
+    user: User,
+    image_id: str,
+    *,
+    probability: bool,
+    frame: int | None,
+    label: str | None = None,
 ) -> bytes:
-    """The consensus mask (0/255) or probability as PNG: a plain image's as stored, one frame of a stack's."""
-    image, key = await _consensus_key(store, user, image_id, probability=probability)
+    """The consensus mask (0/255) or probability as PNG: a plain image's as stored, one frame of a stack's.
+    For a task with labels the mask is the label map (0 background, i the i-th label), or with ``label``
+    that label's mask."""
+    image, task, key = await _consensus_key(store, user, image_id, probability=probability, label=label)
     if not is_stack(image):
         if frame:
             raise InvalidInput(f"frame {frame} asked for, but the image is not a stack (no frames)")
@@ -199,28 +218,65 @@ async def consensus_png(
     if frame >= image.frames:
         raise InvalidInput(f"frame {frame} is outside the stack's {image.frames} frames (0 to {image.frames - 1})")
     data = await blobs.get(key)
+    label_map = bool(task.labels) and not probability and label is None
 
     def render() -> bytes:
         pixels = nifti_volume(data)[frame]
-        return probability_to_png(pixels / 255.0) if probability else mask_to_png(pixels > 0)
+        if probability:
+            return probability_to_png(pixels / 255.0)
+        return label_map_to_png(pixels.astype(np.uint8)) if label_map else mask_to_png(pixels > 0)
 
     return await handlers._computed(render)
 
 
-async def consensus_nifti(store: Store, blobs: BlobStore, user: User, image_id: str, *, probability: bool) -> bytes:
-    """A stack's consensus volume (voxels 0/1) or its probability (0–255) as gzipped NIfTI-1."""
-    image, key = await _consensus_key(store, user, image_id, probability=probability)
+async def consensus_nifti(
+    store: Store, blobs: BlobStore, user: User, image_id: str, *, probability: bool, label: str | None = None
+) -> bytes:
+    """A stack's consensus volume (voxels 0/1; label indices for a task with labels, or with ``label``
+    that label's 0/1) or its probability (0–255) as gzipped NIfTI-1."""
+    image, _task, key = await _consensus_key(store, user, image_id, probability=probability, label=label)
     if not is_stack(image):
         raise Conflict("the image is not a stack: its consensus is a 2-D mask, at mask.png")
     return await blobs.get(key)
 
 
-async def _consensus_key(store: Store, user: User, image_id: str, *, probability: bool) -> tuple[Image, str]:
+async def _consensus_key(
+    store: Store, user: User, image_id: str, *, probability: bool, label: str | None
+) -> tuple[Image, Task, str]:
     image, task = await managed_image(store, image_id, user)
     if not task.tool.makes_masks:
         raise Conflict(f"the task's tool is {task.tool.value}: its consensus is points or lines, not a mask")
     found = await store.consensus.get(image.id)
-    key = None if found is None else (found.probability_key if probability else found.mask_key)
+    key = None if found is None else _key(found, task, probability=probability, label=label)
     if key is None:
         raise NotFound("no consensus mask for this image yet")
-    return image, key
+    return image, task, key
+
+
+def _key(found: Consensus, task: Task, *, probability: bool, label: str | None) -> str | None:
+    if probability:
+        return found.probability_key
+    if label is not None:
+        return (found.label_mask_keys or {}).get(label)
+    return found.label_map_key if task.labels else found.mask_key
+
+
+async def consensus_seg(store: Store, blobs: BlobStore, user: User, image_id: str) -> bytes:
+    """The consensus of a DICOM image as a DICOM SEG, made on its first request and then kept beside
+    the consensus mask (its UIDs come from the consensus, so racing requests store the same bytes)."""
+    image, _ = await managed_image(store, image_id, user)
+    if image.source_format != "DICOM":
+        raise Conflict(f"the image's source is {image.source_format}, not DICOM: its consensus is at mask.nii.gz")
+    _, _, key = await _consensus_key(store, user, image_id, probability=False, label=None)
+    found = await store.consensus.get(image.id)
+    if found is None:
+        raise NotFound("no consensus mask for this image yet")
+    seg_key = f"{key.rsplit('/', 1)[0]}/seg.dcm"
+    if await blobs.size(seg_key) is not None:
+        return await blobs.get(seg_key)
+    try:
+        data = await consensus_seg_bytes(blobs, image, found)
+    except SegUnavailable as exc:
+        raise InvalidInput(exc.reason) from exc
+    await blobs.put(seg_key, data, SEG_MEDIA_TYPE)
+    return data

@@ -17,6 +17,8 @@ Layout (also described in the bundle's manifest.json):
                                      labelled task's categories are its labels (ids 1..n, in order)
   masks/<image>.nii.gz, tracks/<image>.csv            stacks: the consensus volume, the tracks of points
                                      and lines; COCO has one image per frame (crowdseg.services.export.stacks)
+  masks/<image>.seg.dcm, consensus/<image>/seg.dcm    DICOM uploads (stack, plain): the consensus as a
+                                     DICOM SEG referencing the source instances (crowdseg.dicom_seg)
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from crowdseg.dicom_seg import SegUnavailable, consensus_seg_bytes
 from crowdseg.domain import Consensus, Image, Submission, Task, Tool, User
 from crowdseg.errors import NotFound
-from crowdseg.geometry import png_to_mask
+from crowdseg.geometry import mask_to_png, png_to_mask, rasterize
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.export import stacks
 from crowdseg.spreadsheets import csv_bytes
@@ -161,6 +164,7 @@ class BundleWriter:
         self.consensus_images = 0
         self.folders: dict[str, str] = {}
         self.coco_ids: dict[str, list[int]] = {}
+        self.seg_unavailable: dict[str, str] = {}
 
     def add(self, archive: zipfile.ZipFile, name: str, data: bytes) -> str:
         """Write one entry; a name that only case tells from an earlier one (client-chosen submission
@@ -198,8 +202,9 @@ class BundleWriter:
         for submission in subs:
             base = f"submissions/{folder}/{submission.id}"
             self.add(archive, f"{base}.json", _json(submission.model_dump(mode="json", exclude={"outbox"})))
-            if submission.mask_key:
-                self.add(archive, f"{base}.png", await self.blobs.get(submission.mask_key))
+            mask = await self._rater_mask(image, submission)
+            if mask is not None:
+                self.add(archive, f"{base}.png", mask)
             for shape in submission.shapes:
                 category = self._category(shape.label)
                 coco_image = stacks.coco_id(self.coco_ids[image.id], shape.frame)
@@ -208,6 +213,15 @@ class BundleWriter:
         consensus = await self.store.consensus.get(image.id)
         if consensus is not None:
             await self._consensus(archive, image, consensus)
+
+    async def _rater_mask(self, image: Image, submission: Submission) -> bytes | None:
+        """The rater's mask as PNG (mask tools on plain images): rasterised from the stored shapes, as
+        the consensus does; a submission stored with a mask blob (by 0.2.0 and earlier) keeps that one."""
+        if submission.mask_key:
+            return await self.blobs.get(submission.mask_key)
+        if not self.task.tool.makes_masks or is_stack(image):
+            return None
+        return mask_to_png(rasterize(submission.shapes, image.width, image.height))
 
     async def _consensus(self, archive: zipfile.ZipFile, image: Image, consensus: Consensus) -> None:
         folder = f"consensus/{self.folders[image.id]}"
@@ -233,14 +247,20 @@ class BundleWriter:
                 }
             )
         ids = self.coco_ids[image.id]
+        if consensus.mask_key and image.source_format == "DICOM":
+            seg_path = f"masks/{self.folders[image.id]}.seg.dcm" if is_stack(image) else f"{folder}/seg.dcm"
+            await self._seg(archive, seg_path, image, consensus)
         if consensus.mask_key and consensus.probability_key and is_stack(image):
-            await self._volume(archive, image, consensus.mask_key, consensus.probability_key)
+            await self._volume(archive, image, consensus.mask_key, consensus.probability_key, bool(consensus.labels))
         elif consensus.mask_key and consensus.probability_key:
             mask_png = await self.blobs.get(consensus.mask_key)
             self.add(archive, f"{folder}/mask.png", mask_png)
             self.add(archive, f"{folder}/probability.png", await self.blobs.get(consensus.probability_key))
             if not consensus.labels:
                 self._coco_mask(ids[0], png_to_mask(mask_png), crowd=bool(consensus.polygons))
+        if consensus.labels and is_stack(image) and consensus.label_map_key:
+            await self._label_volumes(archive, image, folder, consensus)
+            return
         if consensus.labels and not is_stack(image):
             await self._label_consensus(archive, folder, ids[0], consensus)
             return
@@ -269,16 +289,39 @@ class BundleWriter:
         entry = _coco_mask(len(self.coco_consensus) + 1, coco_image, mask, category, 1 if crowd else 0)
         self.coco_consensus.append(entry)
 
-    async def _volume(self, archive: zipfile.ZipFile, image: Image, mask_key: str, probability_key: str) -> None:
-        """A stack's consensus: the volume, its probability, and COCO masks of the frames with foreground."""
+    async def _seg(self, archive: zipfile.ZipFile, path: str, image: Image, consensus: Consensus) -> None:
+        """The consensus as a DICOM SEG; a source it cannot reference is listed in the manifest instead."""
+        try:
+            self.add(archive, path, await consensus_seg_bytes(self.blobs, image, consensus))
+        except SegUnavailable as exc:
+            self.seg_unavailable[image.name] = exc.reason
+
+    async def _volume(
+        self, archive: zipfile.ZipFile, image: Image, mask_key: str, probability_key: str, labelled: bool
+    ) -> None:
+        """A stack's consensus: the volume, its probability, and (unless the task has labels, whose
+        volumes give them per label) COCO masks of the frames with foreground."""
         volume = await self.blobs.get(mask_key)
         self.add(archive, f"masks/{self.folders[image.id]}.nii.gz", volume)
         self.add(
             archive, f"consensus/{self.folders[image.id]}/probability.nii.gz", await self.blobs.get(probability_key)
         )
+        if not labelled:
+            self._coco_volume(image, volume)
+
+    def _coco_volume(self, image: Image, volume: bytes, category: int = 1) -> None:
         for frame, mask in enumerate(nifti_volume(volume) > 0):
             if mask.any():
-                self._coco_mask(self.coco_ids[image.id][frame], mask, crowd=False)
+                self._coco_mask(self.coco_ids[image.id][frame], mask, crowd=False, category=category)
+
+    async def _label_volumes(self, archive: zipfile.ZipFile, image: Image, folder: str, consensus: Consensus) -> None:
+        """A labelled stack's consensus: ``labels.nii.gz`` (voxels the label indices), one volume per
+        label (0/1) and the label's COCO masks frame by frame."""
+        self.add(archive, f"{folder}/labels.nii.gz", await self.blobs.get(consensus.label_map_key or ""))
+        for name, key in (consensus.label_mask_keys or {}).items():
+            volume = await self.blobs.get(key)
+            self.add(archive, f"{folder}/labels/{_safe(name)}.nii.gz", volume)
+            self._coco_volume(image, volume, self._category(name))
 
     def _category(self, label: str | None) -> int:
         """The COCO category of a shape: its label's 1-based index, or the one category of an unlabelled task."""
@@ -410,6 +453,7 @@ class BundleWriter:
                 "counts": {"images": len(images), "submissions": len(subs), "consensus": self.consensus_images},
                 "images": IMAGES_NOTE,
                 "files": sorted(self.files),
+                **({"seg_unavailable": self.seg_unavailable} if self.seg_unavailable else {}),
             }
         )
 
@@ -438,9 +482,10 @@ async def load_task(store: Store, task_id: str) -> Task:
 
 
 def _submission_row(submission: Submission) -> dict[str, Any]:
-    """A submission flat enough for CSV: its shape count, and its review as four columns."""
-    row = submission.model_dump(mode="json", exclude={"outbox", "shapes", "review"})
-    review = submission.review
+    """A submission flat enough for CSV: its shape count, its review as four columns, and whether it
+    is a gold answer (never in a consensus) with its score against the reference as three more."""
+    row = submission.model_dump(mode="json", exclude={"outbox", "shapes", "review", "gold"})
+    review, gold = submission.review, submission.gold
     return {
         **row,
         "shapes": len(submission.shapes),
@@ -448,4 +493,8 @@ def _submission_row(submission: Submission) -> dict[str, Any]:
         "review_reason": None if review is None else review.reason,
         "review_by": None if review is None else review.by,
         "review_at": None if review is None else review.at.isoformat(),
+        "gold": gold is not None,
+        "gold_metric": None if gold is None else gold.metric.value,
+        "gold_score": None if gold is None else gold.score,
+        "gold_quality": None if gold is None else gold.quality,
     }

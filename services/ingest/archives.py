@@ -86,9 +86,7 @@ def is_zip(data: bytes) -> bool:
     return data[:4] in _ZIP_MAGICS
 
 
-def read_zip(
-    data: bytes, limits: ArchiveLimits = ArchiveLimits()
-) -> tuple[list[ArchiveEntry], list[ArchiveRejection]]:
+def read_zip(data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> tuple[list[ArchiveEntry], list[ArchiveRejection]]:
     """Accepted entries and refused ones, in archive order; junk and directories are skipped."""
     if not is_zip(data):
         raise ArchiveRejected("not a valid ZIP archive")

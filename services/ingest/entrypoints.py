@@ -42,10 +42,14 @@ class TaskOut(BaseModel):
     lease_seconds: int
     labels: list[TaskLabel]
     labels_exclusive: bool
-
+    interpolate_frames: bool = False
     screening: Screening | None = None
     excluded_users: list[str] = []
     admitted_users: list[str] = []
+    gold_rate: float = 0.0
+    """The share of ``next`` answers that are reference images at an annotator's start (falls with their count)."""
+    gold_feedback: bool = False
+    """A gold answer's response shows the reference's shapes."""
     members: list[str]
     images: int | None = None
     created_at: datetime
@@ -72,6 +76,8 @@ class ImageOut(BaseModel):
     """Voxel spacing ``[z, y, x]`` in mm, where the file says so."""
     window: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
     """Default ``[center, width]`` for ``?window=``; null when the image has no raw values to window."""
+    windows: list[Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(default_factory=list)
+    """The DICOM file's own windows (every Window Center/Width pair, the default first), as presets."""
 
 
 class Rejection(BaseModel):
@@ -136,7 +142,10 @@ def router() -> APIRouter:
         "/tasks/{task_id}",
         responses={
             404: {"description": EXCLUSION_404},
-            409: {"description": "the task has submissions and the change renames, reorders or removes labels"},
+            409: {
+                "description": "the task has submissions and the change renames, reorders or removes labels, or"
+                " changes labels_exclusive or interpolate_frames"
+            },
         },
     )
     async def update_task(task_id: str, body: UpdateTask, user: CurrentUser, store: StoreDep) -> TaskOut:
@@ -336,6 +345,7 @@ def _image_out(image: Image, submissions: int) -> ImageOut:
         frames=image.frames,
         spacing=None if image.spacing is None else list(image.spacing),
         window=None if image.window is None else list(image.window),
+        windows=[list(w) for w in image.windows],
     )
 
 

@@ -67,8 +67,12 @@ class TaskFields(BaseModel):
     lease_seconds: JsonInt = Field(default=600, ge=10, le=7 * 24 * 3600)
     labels: TaskLabels | None = None
     labels_exclusive: StrictBool = True
+    interpolate_frames: StrictBool = False
+    """Stacks, contour and polygon tasks: fill each rater's volume between the frames they drew on."""
 
     screening: Screening | None = None
+    gold_rate: JsonFloat = Field(default=0.0, ge=0, le=1)
+    gold_feedback: StrictBool = False
 
 
 class CreateTask(TaskFields):
@@ -93,6 +97,7 @@ class UpdateTask(BaseModel):
     status: TaskStatus | None = None
     labels: TaskLabels | None = None
     labels_exclusive: StrictBool | None = None
+    interpolate_frames: StrictBool | None = None
 
     screening: Screening | None = None
     """``null`` switches screening off."""
@@ -107,6 +112,8 @@ class UpdateTask(BaseModel):
         if both:
             raise ValueError(f"a rater cannot be both excluded and admitted: {', '.join(sorted(both))}")
         return self
+    gold_rate: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)] | None = None
+    gold_feedback: StrictBool | None = None
 
 
 class AddMember(BaseModel):
@@ -150,6 +157,7 @@ async def create_task(store: Store, user: User, command: CreateTask) -> Task:
     if not user.has(Role.TASKMASTER):
         raise Forbidden("creating tasks needs the taskmaster role")
     task = Task(owner_id=user.id, **command.model_dump(exclude_none=True))
+    _check_interpolation(task)
     await store.tasks.add(task)
     return task
 
@@ -161,9 +169,12 @@ async def update_task(store: Store, user: User, task_id: str, command: UpdateTas
         changes["labels"] = command.labels
     if _changes_labels(task, command) and await _has_submissions(store, task):
         _check_label_change(task, command)
+    if _changes_interpolation(task, command) and await _has_submissions(store, task):
+        raise Conflict("interpolate_frames cannot change once the task has submissions")
     changes.update(screening_changes(task, command))
     changes.update(await by_hand_changes(store, task, command))
     task = task.model_copy(update={**changes, "updated_at": utcnow()})
+    _check_interpolation(task)
     await store.tasks.replace(task)
     return task
 
@@ -172,6 +183,17 @@ def _changes_labels(task: Task, command: UpdateTask) -> bool:
     return (command.labels is not None and command.labels != task.labels) or (
         command.labels_exclusive is not None and command.labels_exclusive != task.labels_exclusive
     )
+
+
+def _changes_interpolation(task: Task, command: UpdateTask) -> bool:
+    return command.interpolate_frames is not None and command.interpolate_frames != task.interpolate_frames
+
+
+def _check_interpolation(task: Task) -> None:
+    if task.interpolate_frames and not task.tool.makes_masks:
+        raise InvalidInput(
+            f"interpolate_frames fills masks between frames: it needs a contour or polygon task, not {task.tool.value}"
+        )
 
 
 async def _has_submissions(store: Store, task: Task) -> bool:
@@ -351,6 +373,7 @@ def _new_image(
         spacing=decoded.spacing,
         affine=decoded.affine,
         window=decoded.window,
+        windows=[list(w) for w in decoded.windows],
         tutorial=tutorial,
         reference_shapes=reference,
     )
@@ -448,7 +471,10 @@ async def frame_rendition(
 
 def _parse_window(image: Image, window: str) -> tuple[float, float]:
     if image.window is None:
-        raise InvalidInput("this image has no raw values to window (only greyscale DICOM and NIfTI images have)")
+        raise InvalidInput(
+            "this image has no raw values to window (greyscale DICOM, NIfTI and greyscale TIFF stacks have; colour"
+            " images are shown in colour, as uploaded)"
+        )
     parts = window.split(",")
     try:
         center, width = (float(part) for part in parts) if len(parts) == 2 else (math.nan, math.nan)

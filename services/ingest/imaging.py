@@ -96,6 +96,8 @@ class DecodedImage:
     """Each frame's raw values as a float32 ``.npy``, for rendering other windows (DICOM, NIfTI)."""
     window: tuple[float, float] | None = None
     """The default ``(center, width)`` of the raw values, when they are kept."""
+    windows: tuple[tuple[float, float], ...] = ()
+    """Every ``(center, width)`` the DICOM file offers (several Window Center/Width values), first the default."""
     spacing: tuple[float, float, float] | None = None
     affine: list[list[float]] | None = None
 
@@ -222,7 +224,8 @@ def _decode_dicom(data: bytes, limits: ImageLimits) -> DecodedImage:
         if not _windowable(ds):
             return decoded
         values = _rescale(pixel_array(ds, index=0), ds)
-        return replace(decoded, values=(_npy(values),), window=_dicom_window(ds, values[np.newaxis]))
+        window = _dicom_window(ds, values[np.newaxis])
+        return replace(decoded, values=(_npy(values),), window=window, windows=_dicom_windows(ds))
     except _DICOM_ERRORS as exc:
         raise ImageRejected(_CORRUPT) from exc
 
@@ -243,14 +246,24 @@ def _photometric(ds: Dataset) -> str:
 
 
 def _windowable(ds: Dataset) -> bool:
-    """Raw values are kept (and other windows rendered) for plain greyscale, where a window means something."""
-    return _photometric(ds) == "MONOCHROME2" and "VOILUTSequence" not in ds and "ModalityLUTSequence" not in ds
+    """Raw values are kept (and other windows rendered) for greyscale MONOCHROME2, where a window means
+    something: also under a VOI LUT (the upload's rendition applies the LUT; another window is linear
+    over the modality values, as viewers do when the user drags)."""
+    return _photometric(ds) == "MONOCHROME2"
 
 
 def _dicom_window(ds: Dataset, values: FloatArray) -> tuple[float, float]:
     if "WindowCenter" in ds and "WindowWidth" in ds and _first(ds.WindowWidth) >= 1:
         return _first(ds.WindowCenter), _first(ds.WindowWidth)
     return min_max_window(values)
+
+
+def _dicom_windows(ds: Dataset) -> tuple[tuple[float, float], ...]:
+    """Every Window Center/Width pair the file offers (the first is the default), as presets."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return ()
+    centers, widths = _all(ds.WindowCenter), _all(ds.WindowWidth)
+    return tuple((c, w) for c, w in zip(centers, widths, strict=False) if w >= 1)
 
 
 def _dicom_multiframe(ds: Dataset, frames: int, limits: ImageLimits) -> DecodedImage:
@@ -262,7 +275,12 @@ def _dicom_multiframe(ds: Dataset, frames: int, limits: ImageLimits) -> DecodedI
         return _render_stack(images, "DICOM", limits, spacing=spacing)
     values = _rescale(arr, ds)
     window = _dicom_window(ds, values)
-    return _windowed_stack(values, window, "DICOM", limits, spacing=spacing)
+    if "VOILUTSequence" in ds:
+        decoded = _render_stack([_dicom_to_image(arr[k], ds) for k in range(frames)], "DICOM", limits, spacing=spacing)
+        return replace(
+            decoded, values=tuple(_npy(frame) for frame in values), window=window, windows=_dicom_windows(ds)
+        )
+    return replace(_windowed_stack(values, window, "DICOM", limits, spacing=spacing), windows=_dicom_windows(ds))
 
 
 def _multiframe_spacing(ds: Dataset) -> tuple[float, float, float] | None:
@@ -314,7 +332,8 @@ def _series_stack(slices: Sequence[Dataset], limits: ImageLimits) -> DecodedImag
     ordered = [slices[k] for k in geometry.order]
     values = np.stack([_rescale(pixel_array(s, index=0), s) for s in ordered])
     window = _dicom_window(ordered[0], values)
-    return _windowed_stack(values, window, "DICOM", limits, spacing=geometry.spacing, affine=geometry.affine)
+    decoded = _windowed_stack(values, window, "DICOM", limits, spacing=geometry.spacing, affine=geometry.affine)
+    return replace(decoded, windows=_dicom_windows(ordered[0]))
 
 
 # --- NIfTI -----------------------------------------------------------------------------------
@@ -390,9 +409,11 @@ def _decode_tiff_stack(data: bytes, limits: ImageLimits) -> DecodedImage:
         images = _tiff_page_images(data, limits)
     except _TIFF_ERRORS as exc:
         raise ImageRejected(_CORRUPT) from exc
-    if all(im.mode.startswith("I") or im.mode == "F" for im in images):
+    if all(im.mode in ("L", "F") or im.mode.startswith("I") for im in images):
         values = np.stack([np.asarray(im, dtype=np.float32) for im in images])
-        return _windowed_stack(values, min_max_window(values), "TIFF", limits, keep_values=False)
+        eight_bit = all(im.mode == "L" for im in images)
+        window = (127.5, 255.0) if eight_bit else percentile_window(values)
+        return _windowed_stack(values, window, "TIFF", limits)
     return _render_stack([_to_display_mode(im) for im in images], "TIFF", limits)
 
 
@@ -419,6 +440,23 @@ def min_max_window(values: npt.NDArray[Any]) -> tuple[float, float]:
         return 0.0, 1.0
     low, high = float(finite.min()), float(finite.max())
     return (low + high) / 2, max(high - low, 1e-6)
+
+
+TIFF_WINDOW_PERCENTILES = (0.5, 99.5)
+_PERCENTILE_SAMPLE = 4_000_000  # values a percentile is taken over; a regular subsample beyond
+
+
+def percentile_window(values: npt.NDArray[Any]) -> tuple[float, float]:
+    """The window from the 0.5th to the 99.5th percentile of the finite values (a 16-bit or float
+    stack's default: a few hot or dead pixels do not squeeze the rest into a handful of grey levels)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    sample = finite[:: max(1, finite.size // _PERCENTILE_SAMPLE)]
+    low, high = (float(v) for v in np.percentile(sample, TIFF_WINDOW_PERCENTILES))
+    if high <= low:
+        return min_max_window(finite)
+    return (low + high) / 2, high - low
 
 
 def apply_window(values: npt.NDArray[Any], center: float, width: float) -> FloatArray:
@@ -531,6 +569,10 @@ def _window(values: FloatArray, center: float, width: float) -> FloatArray:
 
 def _clip_unit(values: npt.NDArray[Any]) -> FloatArray:
     return np.asarray(np.clip(values, 0.0, 1.0), dtype=np.float32)
+
+
+def _all(value: Any) -> list[float]:
+    return [float(v) for v in value] if isinstance(value, MultiValue) else [float(value)]
 
 
 def _first(value: Any) -> float:

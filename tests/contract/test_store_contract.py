@@ -14,7 +14,9 @@ import pytest
 from crowdseg.domain import (
     Consensus,
     Export,
+    GoldScore,
     Image,
+    Metric,
     PendingEvent,
     QualificationAttempt,
     RaterScore,
@@ -521,3 +523,31 @@ async def test_outbox_of_consensus_and_exports(store: Store) -> None:
 # ----------------------------------------------------------------------------------- lifecycle
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_a_reference_s_event_waits_in_the_image_s_outbox(store: Store) -> None:
+    """Gold in the stream (issue 10): image.referenced is published from the outbox of the change."""
+    _, img = await stored_image(store)
+    shapes = [Shape(type=Tool.POLYGON, points=[(1, 1), (5, 1), (3, 4)])]
+    referenced = event("crowdseg.image.referenced.v1", img.task_id)
+    changed = await store.images.set_reference(img.id, shapes, by="owner", at=datetime.now(UTC), event=referenced)
+    assert changed is not None and changed.outbox == [referenced]
+    (pending,) = [e for e in await store.outbox.pending() if e.document_id == img.id]
+    assert pending.event == referenced
+    await store.outbox.mark_published(pending)
+    stored = await store.images.get(img.id)
+    assert stored is not None and stored.outbox == [] and stored.reference_shapes == shapes
+
+
+async def test_a_gold_answer_s_quality_counts_in_its_rater_s_tally_on_insert(store: Store) -> None:
+    """Gold answers never enter a consensus: their quality reaches the tally with the submission."""
+    t, img = await stored_image(store)
+    gold = submission(img, "ann").model_copy(update={"gold": GoldScore(metric=Metric.DICE, score=0.8, quality=0.8)})
+    await store.submissions.add(gold)
+    await store.submissions.add(submission(img, "bob"))
+    tallies = {tally.user_id: tally for tally in await store.counters.tallies_for_task(t.id)}
+    assert (tallies["ann"].quality, tallies["ann"].quality_images, tallies["ann"].submissions) == (0.8, 1, 1)
+    assert (tallies["bob"].quality, tallies["bob"].quality_images) == (None, 0)
+    await store.counters.rebuild(t.id)
+    rebuilt = {tally.user_id: tally for tally in await store.counters.tallies_for_task(t.id)}
+    assert rebuilt["ann"].quality == pytest.approx(0.8) and rebuilt["ann"].quality_images == 1

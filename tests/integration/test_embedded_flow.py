@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pytest
 from crowdseg.consensus import dice
+from crowdseg.domain import Shape
+from crowdseg.geometry import rasterize
 from crowdseg.simulation import SyntheticImage, careful_outline, sloppy_outline, synthetic_image
 from PIL import Image as PILImage
 
@@ -212,6 +214,12 @@ def test_the_export_holds_everything_listed(world: World) -> None:
     mask_files = {n for n in names if n.startswith("submissions/") and n.endswith(".png")}
     assert {Path(n).stem for n in vertex_files} == world.accepted
     assert {Path(n).stem for n in mask_files} == world.accepted
+    for name in sorted(mask_files)[:3]:  # issue 8: rasterised at export from the shapes, as the consensus does
+        stored = json.loads(archive.read(name.removesuffix(".png") + ".json"))
+        shown = np.asarray(PILImage.open(io.BytesIO(archive.read(name)))) > 0
+        height, width = shown.shape
+        drawn = rasterize([Shape.model_validate(shape) for shape in stored["shapes"]], width, height)
+        assert np.array_equal(shown, drawn > 0), name
     everything = b"".join(archive.read(name) for name in names if name.endswith((".json", ".csv")))
     assert b"password" not in everything and b"$argon2" not in everything
     staple_rows = list(csv.DictReader(io.StringIO(archive.read("staple_parameters.csv").decode())))

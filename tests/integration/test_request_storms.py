@@ -45,27 +45,28 @@ async def test_replays_of_one_submission_store_it_once_and_never_answer_500(
 ) -> None:
     """issue 9 item 1: simultaneous identical submissions with one new id answered e.g. [200, 200, 201,
     500, 500, ...]: the file blob store wrote every key through one fixed `.partial` file, and each losing
-    request left its mask behind. Now: one 201, the rest 200 with the same record, one mask blob."""
+    request left its mask behind. Now: one 201, the rest 200 with the same record, and no mask blob at all
+    (issue 8: the shapes are the record; the consensus and the export rasterise them)."""
     task = create_task(taskmaster, replicates=3)
     (image,) = upload(taskmaster, task["id"], 1)
     api = f"{embedded.url}/api/v1"
     async with crowd_session() as session:
         (token,) = await sign_up_crowd(session, api, f"replay-{task['id']}", 1)
         await replays_of_one_submission(session, api, str(task["id"]), image["id"], token, COPIES)
-    assert len(mask_files(embedded, task["id"], image["id"])) == 1
+    assert mask_files(embedded, task["id"], image["id"]) == []
     assert taskmaster.http.get(f"/tasks/{task['id']}/stats").json()["submissions"] == 1
 
 
 async def test_fresh_ids_for_one_image_at_once_let_exactly_one_in(embedded: EmbeddedServer, taskmaster: Api) -> None:
     """issue 9 item 1: racing submissions with distinct ids for one image and user (two tabs): one 201,
-    the others 409, and the losers' masks are removed (no orphaned blobs)."""
+    the others 409, and no request leaves a mask blob behind (issue 8: none is written)."""
     task = create_task(taskmaster, replicates=3)
     (image,) = upload(taskmaster, task["id"], 1)
     api = f"{embedded.url}/api/v1"
     async with crowd_session() as session:
         (token,) = await sign_up_crowd(session, api, f"tabs-{task['id']}", 1)
         await fresh_ids_for_one_image(session, api, str(task["id"]), image["id"], token, COPIES)
-    assert len(mask_files(embedded, task["id"], image["id"])) == 1
+    assert mask_files(embedded, task["id"], image["id"]) == []
     assert taskmaster.http.get(f"/tasks/{task['id']}/stats").json()["submissions"] == 1
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.embedded import Api, EmbeddedServer
-from tests.stack_inputs import multiframe_dicom, nifti, series_zip, sphere_series, tiff_stack
+from tests.stack_inputs import colour_dicom, multiframe_dicom, nifti, series_zip, sphere_series, tiff_stack
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_multiframe_dicom_tiff_and_nifti_upload_as_stacks(embedded: EmbeddedServ
     movie = only_image(
         taskmaster, task_id, "movie.tif", tiff_stack([np.full((16, 24), k, np.uint8) for k in range(30)])
     )
-    assert (movie["frames"], movie["width"], movie["height"], movie["window"]) == (30, 24, 16, None)
+    assert (movie["frames"], movie["width"], movie["height"], movie["window"]) == (30, 24, 16, [127.5, 255.0])
     assert pixels(taskmaster, f"/images/{movie['id']}/file", frame=29).max() == 29
     affine = np.diag([1.5, 1.5, 4.0, 1.0])
     brain = only_image(
@@ -115,8 +115,10 @@ def test_bad_frame_or_window_is_a_clear_422(
 
 
 def test_window_on_an_image_without_raw_values_is_a_422(embedded: EmbeddedServer, taskmaster: Api) -> None:
+    # A colour DICOM is shown in colour, as uploaded (greyscale TIFF stacks now keep their values).
     task_id = create_task(taskmaster)
-    movie = only_image(taskmaster, task_id, "movie.tif", tiff_stack([np.zeros((4, 4), np.uint8)] * 2))
+    movie = only_image(taskmaster, task_id, "colour.dcm", colour_dicom(np.zeros((2, 4, 4, 3), np.uint8)))
+    assert movie["window"] is None
     response = taskmaster.http.get(f"/images/{movie['id']}/file", params={"window": "40,400"})
     assert response.status_code == 422 and "no raw values to window" in response.text
 

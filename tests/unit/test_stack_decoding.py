@@ -153,7 +153,8 @@ def test_multipage_tiff_becomes_a_stack() -> None:
     assert (decoded.frames, decoded.width, decoded.height, decoded.source_format) == (30, 30, 20, "TIFF")
     last = Image.open(BytesIO(decoded.more_frames[-1].display))
     assert np.asarray(last).max() == 8 * 29
-    assert decoded.values == () and decoded.window is None
+    # 8-bit greyscale: the raw values are kept for other windows; the default is the full 0-255 range.
+    assert decoded.window == (127.5, 255.0) and len(decoded.values) == 30
 
 
 def test_sixteen_bit_tiff_stack_shares_one_min_max_window() -> None:

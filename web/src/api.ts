@@ -94,6 +94,13 @@ export interface Task {
   max_shapes: number;
   labels?: TaskLabel[];
   labels_exclusive?: boolean;
+  /** starting share of `next` answers that are reference images (falls with the annotator's count) */
+  gold_rate?: number;
+  /** a gold answer's response carries the reference's shapes */
+  gold_feedback?: boolean;
+
+  /** Stacks: each rater's volume is filled between the frames they drew on. */
+  interpolate_frames?: boolean;
   status?: "draft" | "open" | "closed";
   members?: string[];
   /** `null`: off; else raters below `min_quality` (with enough images) are left out of the consensus. */

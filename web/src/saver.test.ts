@@ -109,3 +109,27 @@ describe("SubmissionQueue", () => {
     expect(JSON.parse(calls[0]!.init.body as string).click_times).toEqual([1, 2, 3]);
   });
 });
+
+describe("SubmissionQueue answers", () => {
+  it("hands the server's answer of an acknowledged submission to its listeners (a gold score)", async () => {
+    const answer = { id: "g", gold: { metric: "dice", score: 0.8 } };
+    const t: Transport = { send: async () => ({ status: 201, answer }) };
+    const q = new SubmissionQueue(t, new MemStorage());
+    const seen: Array<[string, unknown]> = [];
+    const off = q.onAccepted((id, a) => seen.push([id, a]));
+    await q.submit("task", body("g"));
+    off();
+    await q.submit("task", body("h"));
+    expect(seen).toEqual([["g", answer]]);
+  });
+
+  it("reads the JSON answer of an acknowledged POST", async () => {
+    const orig = globalThis.fetch;
+    globalThis.fetch = (async () => new Response(JSON.stringify({ gold: null }), { status: 201 })) as typeof fetch;
+    try {
+      expect((await fetchTransport("/api/v1", () => ({})).send("t", body("i"), false)).answer).toEqual({ gold: null });
+    } finally {
+      globalThis.fetch = orig;
+    }
+  });
+});

@@ -28,7 +28,8 @@ export interface Pending {
 }
 
 export interface Transport {
-  send(taskId: string, body: SubmissionBody, keepalive: boolean): Promise<{ status: number; detail?: string }>;
+  /** `answer`: the server's JSON answer to an acknowledged submission (its gold score, if any). */
+  send(taskId: string, body: SubmissionBody, keepalive: boolean): Promise<{ status: number; detail?: string; answer?: unknown }>;
 }
 
 export interface StorageLike {
@@ -47,6 +48,7 @@ export class SubmissionQueue {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private flushing: Promise<void> | null = null;
   private listeners = new Set<(q: Pending[]) => void>();
+  private accepted = new Set<(id: string, answer: unknown) => void>();
 
   constructor(
     private transport: Transport,
@@ -72,6 +74,12 @@ export class SubmissionQueue {
   onChange(fn: (q: Pending[]) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /** Called with the server's answer whenever a submission is acknowledged. */
+  onAccepted(fn: (id: string, answer: unknown) => void): () => void {
+    this.accepted.add(fn);
+    return () => this.accepted.delete(fn);
   }
 
   /** Persist a submission (replacing one with the same id). Synchronous, so it is safe in pagehide. */
@@ -113,10 +121,12 @@ export class SubmissionQueue {
       let outcome: "ok" | "retry" | "rejected";
       let detail = "";
       let status = 0;
+      let answer: unknown;
       try {
         const r = await this.transport.send(item.task_id, item.body, keepalive);
         detail = r.detail ?? `HTTP ${r.status}`;
         status = r.status;
+        answer = r.answer;
         if (r.status >= 200 && r.status < 300) outcome = "ok";
         else if (r.status === 0 || r.status >= 500 || r.status === 408 || r.status === 429 || r.status === 401 || r.status === 403)
           outcome = "retry";
@@ -130,6 +140,7 @@ export class SubmissionQueue {
       if (!cur) continue;
       if (outcome === "ok") {
         this.save(items.filter((p) => p !== cur));
+        for (const fn of this.accepted) fn(item.body.id, answer);
       } else {
         cur.attempts += 1;
         cur.last_error = detail;
@@ -167,7 +178,9 @@ export function fetchTransport(api: string, credentials: () => Record<string, st
         keepalive,
       });
       let detail: string | undefined;
-      if (!res.ok) {
+      let answer: unknown;
+      if (res.ok) answer = await res.json().catch(() => undefined);
+      else {
         try {
           const j = (await res.json()) as { detail?: unknown };
           detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail);
@@ -175,7 +188,7 @@ export function fetchTransport(api: string, credentials: () => Record<string, st
           detail = undefined;
         }
       }
-      return { status: res.status, detail };
+      return { status: res.status, detail, answer };
     },
   };
 }

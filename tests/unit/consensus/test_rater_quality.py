@@ -9,6 +9,7 @@ from crowdseg.consensus.quality import (
     FlagRule,
     f1,
     flagged,
+    leave_one_out_dices,
     line_qualities,
     majority_of_others,
     mask_qualities,
@@ -19,6 +20,8 @@ from crowdseg.consensus.quality import (
     soft_dice,
     vote_of_others,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def masks(*rows: str) -> np.ndarray:
@@ -117,3 +120,14 @@ def test_screening_leaves_out_only_the_low_raters_with_enough_images() -> None:
     assert screened_out(raters, 0.5) == {"low"}
     assert screened_out(raters, 0.3) == set()  # below, not at
     assert screened_out(raters, 1.0) == {"good", "low"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), raters=st.integers(2, 12), density=st.floats(0.0, 1.0))
+def test_leave_one_out_dices_equal_the_per_rater_majorities(seed: int, raters: int, density: float) -> None:
+    """issue 8: mask_qualities counts votes instead of building each rater's leave-one-out majority;
+    the floats are those of soft_dice against majority_of_others, bit for bit."""
+    rng = np.random.default_rng(seed)
+    stack = rng.random((raters, 9, 11)) < density
+    expected = [soft_dice(stack[r], majority_of_others(stack, r)) for r in range(raters)]
+    assert leave_one_out_dices(stack) == expected

@@ -7,6 +7,7 @@
 import { h } from "../dom";
 import type { ImageInfo } from "../api";
 import { API } from "../paths";
+import { interpolatedOutlines } from "./interpolate";
 import type { EditorModel } from "./model";
 
 export type Window = [center: number, width: number];
@@ -65,6 +66,7 @@ export function createFrameNavigator(
   show: (img: ImageBitmap) => void,
   load: (url: string) => Promise<ImageBitmap>,
   say: (text: string) => void,
+  interpolate = false,
 ): FrameNavigator {
   const n = stack.frames;
   let window = stack.window;
@@ -91,6 +93,7 @@ export function createFrameNavigator(
     "data-testid": "frame-slider",
   });
   const label = h("span", { class: "wb-frame-label", "data-testid": "frame-label", "aria-live": "polite" });
+  const between = h("span", { class: "wb-interpolated", "data-testid": "frame-interpolated", hidden: true });
   const thumbs = Array.from({ length: n }, (_, k) =>
     h(
       "button",
@@ -107,12 +110,15 @@ export function createFrameNavigator(
     WINDOW_PRESETS.map((p, i) => h("option", { value: String(i) }, `${p.name} (${p.window[0]}/${p.window[1]})`)),
   );
   const windowControls = window ? h("span", { class: "row wb-window" }, preset, readout) : null;
-  const el = h("div", { class: "wb-frames", "data-testid": "frames" }, h("div", { class: "row" }, slider, label, windowControls), strip);
+  const el = h("div", { class: "wb-frames", "data-testid": "frames" }, h("div", { class: "row" }, slider, label, between, windowControls), strip);
 
   const paint = (): void => {
     const frame = model.frame;
     slider.value = String(frame);
     label.textContent = `Frame ${frame + 1} / ${n}`;
+    const filled = interpolate ? interpolatedOutlines(model.shapes, frame) : [];
+    between.hidden = !filled.length;
+    between.textContent = filled.length ? `interpolated between frames ${filled[0]!.from + 1} and ${filled[0]!.to + 1}` : "";
     const marked = model.framesWithShapes();
     thumbs.forEach((t, k) => {
       t.classList.toggle("current", k === frame);

@@ -8,6 +8,7 @@ import { catmullRomToBezier } from "../geometry/bezier";
 import { nearestEdge, nearestVertex, pointInPolygon, segmentDistance2 } from "../geometry/hittest";
 import type { Pt } from "../geometry/types";
 import type { ShapeJson } from "../api";
+import { interpolatedOutlines } from "./interpolate";
 import { EditorModel, isClosed, minPoints } from "./model";
 
 export interface ViewOptions {
@@ -45,6 +46,8 @@ export class EditorView {
   /** Whether the view shows the fitted image (nobody zoomed or panned since): a resize refits it. */
   private fitted = true;
   reference: ShapeJson[] = [];
+  /** A stack of a task that interpolates: outlines between drawn frames are shown, dashed and labelled. */
+  interpolate = false;
   /** Optional consensus/probability overlay drawn above the image. */
   clickTimes: number[] = [];
   opts: ViewOptions;
@@ -265,6 +268,7 @@ export class EditorView {
         for (const p of s.points) this.dot(ctx, p, 1.8 * px, color);
       }
     });
+    if (this.interpolate && m.frames > 1) this.drawInterpolated(ctx, px);
     // reference (qualification feedback / tutorial), above the user's own shapes
     for (const r of this.reference) {
       ctx.save();
@@ -322,6 +326,34 @@ export class EditorView {
         ctx.setLineDash([]);
       }
       d.forEach((p, i) => this.vertex(ctx, p, px, i === 0 ? "#22c55e" : "#ffffff", false, i === 0 && d.length >= minPoints(m.tool)));
+    }
+  }
+
+  /** Outlines the server fills in between the frames drawn on: dashed, thin and marked "interpolated". */
+  private drawInterpolated(ctx: CanvasRenderingContext2D, px: number): void {
+    const m = this.model;
+    for (const o of interpolatedOutlines(m.shapes, m.frame)) {
+      const color = m.colorOf({ type: m.tool, points: o.points, ...(o.label !== undefined ? { label: o.label } : {}) }) ?? COLORS[0]!;
+      ctx.save();
+      this.pathFor(ctx, o.points, true, false);
+      ctx.setLineDash([7 * px, 5 * px]);
+      ctx.lineWidth = 3 * px;
+      ctx.strokeStyle = "rgba(0,0,0,0.55)";
+      ctx.stroke();
+      ctx.lineWidth = 1.6 * px;
+      ctx.strokeStyle = color;
+      ctx.stroke();
+      const top = o.points.reduce((a, b) => (b[1] < a[1] ? b : a));
+      ctx.setLineDash([]);
+      ctx.font = `${12 * px}px system-ui, sans-serif`;
+      ctx.textAlign = "center";
+      ctx.textBaseline = "bottom";
+      ctx.lineWidth = 3 * px;
+      ctx.strokeStyle = "rgba(0,0,0,0.75)";
+      ctx.strokeText("interpolated", top[0], top[1] - 4 * px);
+      ctx.fillStyle = color;
+      ctx.fillText("interpolated", top[0], top[1] - 4 * px);
+      ctx.restore();
     }
   }
 

@@ -2,6 +2,7 @@
  * here", skip and the previous image. */
 import { api, ApiError, bitmap, uuid, type AttemptResult, type ImageInfo, type NextImage, type ShapeJson, type Task } from "../api";
 import { fmtNum, h, toast } from "../dom";
+import { goldFeedback, goldMessage, type GoldFeedback } from "../gold";
 import { markdownInto } from "../markdown";
 import { queue } from "../queue";
 import { navigate, onLeave } from "../router";
@@ -260,6 +261,16 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
     });
   }
 
+  /** After a gold answer: its score, and the expert's outline over the image when the task shows it. */
+  function showGold(w: Workbench, gold: GoldFeedback): Promise<void> {
+    return new Promise((resolve) => {
+      if (gold.reference.length) w.view.setReference(gold.reference);
+      w.view.opts.readonly = true;
+      document.body.dataset.gold = gold.reference.length ? "reference" : "score";
+      w.ask(goldMessage(gold), [{ label: "Continue →", testid: "gold-continue", primary: true, run: () => resolve() }]);
+    });
+  }
+
   // ---- annotation loop --------------------------------------------------------
   /** Images passed over on this visit: not offered again until the user asks for them. */
   let skipped: string[] = [];
@@ -382,6 +393,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       maxShapes: task.max_shapes,
       labels: task.labels ?? [],
       stack: stackOf(img),
+      interpolate: task.interpolate_frames === true,
       width: img.width,
       height: img.height,
       instructions: task.instructions,
@@ -460,7 +472,12 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       if (w.primary) w.primary.disabled = true;
       saved = true;
       dropDraft();
+      let answer: unknown;
+      const offAnswer = queue.onAccepted((id, a) => {
+        if (id === b.id) answer = a;
+      });
       const ok = await Promise.race([queue.submit(taskId, b), new Promise<boolean>((r) => setTimeout(() => r(false), 8000))]);
+      offAnswer();
       const stuck = queue.list().find((p) => p.body.id === b.id);
       if (stuck?.rejected && stuck.last_status === 409) {
         // the image got all its annotations meanwhile (our lease had expired): nothing to fix here
@@ -477,6 +494,8 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       } else record(b);
       if (!ok) toast("Saving is taking longer than usual — your drawing is kept on this device and will be retried.", "info", 5000);
       else if (!stuck) toast("Saved", "ok", 1200);
+      const gold = goldFeedback(answer);
+      if (gold && !disposed) await showGold(w, gold);
       leaveImage();
       if (!disposed) await nextImage();
     };
@@ -575,6 +594,7 @@ export async function annotatePage(root: HTMLElement, params: Record<string, str
       maxShapes: task.max_shapes,
       labels: task.labels ?? [],
       stack: stackOf(r.image),
+      interpolate: task.interpolate_frames === true,
       width: r.image.width,
       height: r.image.height,
       instructions: task.instructions,

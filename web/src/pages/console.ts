@@ -104,7 +104,17 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     ],
     v.reveal_reference ?? "after_passing",
   );
+  const goldRate = h("input", { type: "number", name: "gold_rate", id: "f-gold_rate", step: "0.05", min: "0", max: "1", value: String(v.gold_rate ?? 0) });
+  const goldFeedback = h("input", { type: "checkbox", name: "gold_feedback", id: "f-gold_feedback", checked: !!v.gold_feedback });
   const status = sel("status", [["open", "Open"], ["draft", "Draft"], ["closed", "Closed"]], v.status ?? "open");
+  const interpolate = h("input", { type: "checkbox", name: "interpolate_frames", id: "f-interpolate_frames", checked: !!v.interpolate_frames });
+  const masks = (): boolean => tool.value === "contour" || tool.value === "polygon";
+  const syncInterpolate = (): void => {
+    interpolate.disabled = !masks();
+    if (!masks()) interpolate.checked = false;
+  };
+  tool.addEventListener("change", syncInterpolate);
+  syncInterpolate();
   if (editing) tool.disabled = true;
   const err = h("div", { class: "form-error", role: "alert" });
   const submit = h("button", { class: "btn btn-primary", type: "submit", "data-testid": "save-task" }, submitLabel);
@@ -118,7 +128,18 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
     h("div", { class: "grid grid-3" }, f("Tool", tool, editing ? "fixed once the task exists" : undefined), f("Raters per image", replicates, "replicates"), f("Max shapes per image", maxShapes)),
     h("div", { class: "grid grid-3" }, f("Image order", order), h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-unseen_first" }, unseen, "Not-yet-annotated images first")), f("Status", status)),
     h("div", { class: "grid grid-3" }, f("Qualification metric", metric), f("Pass threshold", threshold, "Dice/Jaccard ≥, MHD ≤"), f("Visibility", visibility)),
-    h("div", { class: "grid grid-3" }, f("Show the expert reference", reveal, "an annotator who sees it before passing could copy it")),
+    h(
+      "div",
+      { class: "grid grid-3" },
+      f("Show the expert reference", reveal, "an annotator who sees it before passing could copy it"),
+      h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-interpolate_frames" }, interpolate, "Stacks: fill between drawn frames (interpolate)")),
+    ),
+    h(
+      "div",
+      { class: "grid grid-3" },
+      f("Gold share", goldRate, "0–1: images with a reference mixed into each annotator's stream, fewer as they gain experience"),
+      h("div", { class: "field" }, h("label", null, "\u00a0"), h("label", { class: "check", for: "f-gold_feedback" }, goldFeedback, "Show the expert's outline after a gold answer")),
+    ),
     err,
     h("div", { class: "row" }, submit),
   );
@@ -141,9 +162,12 @@ function taskForm(initial: Partial<Task>, submitLabel: string, onSubmit: (t: Par
         metric: metric.value as Task["metric"],
         pass_threshold: Number(threshold.value),
         reveal_reference: reveal.value as Task["reveal_reference"],
+        gold_rate: Number(goldRate.value),
+        gold_feedback: goldFeedback.checked,
         visibility: visibility.value as Task["visibility"],
         max_shapes: Number(maxShapes.value),
         status: status.value as Task["status"],
+        ...(masks() ? { interpolate_frames: interpolate.checked } : {}),
       });
     } catch (ex) {
       err.textContent = ex instanceof Error ? ex.message : String(ex);
@@ -358,7 +382,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       refWb?.destroy();
       refImage = image;
       const [bmp, existing] = await Promise.all([bitmap(`/images/${enc(image.id)}/file`), image.reference ? api.reference(image.id).catch(() => null) : Promise.resolve(null)]);
-      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height, stack: stackOf(image) });
+      refWb = createWorkbench(refHolder, { title: `Reference for ${image.name ?? image.id}`, tool: task.tool, maxShapes: task.max_shapes, labels: task.labels ?? [], width: bmp.width, height: bmp.height, stack: stackOf(image), interpolate: task.interpolate_frames === true });
       refWb.el.style.height = "100%";
       refWb.setImage(bmp);
       if (existing) refWb.model.load(existing.shapes);

@@ -31,6 +31,8 @@ export interface WorkbenchOptions {
   labels?: TaskLabel[];
   /** A stack (more than one frame): a frame navigator, with window/level where the server has grey values. */
   stack?: StackInfo | null;
+  /** The task interpolates between drawn frames (`interpolate_frames`): the outlines between are shown, marked. */
+  interpolate?: boolean;
 }
 
 export interface AskAction {
@@ -254,8 +256,9 @@ export function createWorkbench(parent: HTMLElement, o: WorkbenchOptions): Workb
   view.onStatus(`${Math.round(view.scale * 100)} %`);
   model.frames = o.stack && o.stack.frames > 1 ? o.stack.frames : 1;
   const frames =
-    model.frames > 1 && o.stack ? createFrameNavigator(o.stack, model, (img) => view.swapImage(img), bitmap, (t) => status(t)) : null;
+    model.frames > 1 && o.stack ? createFrameNavigator(o.stack, model, (img) => view.swapImage(img), bitmap, (t) => status(t), o.interpolate ?? false) : null;
   if (frames) {
+    view.interpolate = o.interpolate ?? false;
     el.insertBefore(frames.el, statusBar);
     view.onFrameWheel = (d) => void frames.step(d);
     view.onWindowDrag = frames.onWindowDrag;
