@@ -65,7 +65,16 @@ def build_broker(bootstrap_servers: str, *, log_events: bool = False) -> KafkaBr
         logger=logging.getLogger("crowdseg.bus"),
         # The level of FastStream's line for every message received and processed.
         log_level=logging.INFO if log_events else logging.DEBUG,
+        # No FastDepends: it resolves a handler's `KafkaMessage` parameter in a worker thread, for every
+        # message (issue 8: a thread hop per event in the request process); handlers take the message
+        # from the broker's context instead (`_current_message`).
+        apply_types=False,
     )
+
+
+def _current_message(broker: KafkaBroker) -> KafkaMessage:
+    message: KafkaMessage = broker.context.get_local("message")
+    return message
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int) -> None:
@@ -135,7 +144,8 @@ def reliable_subscriber(
         title=f"{topic}:{group}",
         description=f"{event_type.__name__} consumed by the {group} service",
     )
-    async def consume(msg: KafkaMessage) -> None:
+    async def consume(_: Any) -> None:
+        msg = _current_message(broker)
         record: Any = msg.raw_message
         _record_lag(msg, topic, group)
         try:
@@ -185,7 +195,8 @@ def broadcast_subscriber(broker: KafkaBroker, *, event_type: type[E], name: str,
         title=f"{topic}:{name}",
         description=f"{event_type.__name__} seen by every {name} process",
     )
-    async def consume(msg: KafkaMessage) -> None:
+    async def consume(_: Any) -> None:
+        msg = _current_message(broker)
         try:
             event = event_type.model_validate_json(msg.body)
             await handle(event)

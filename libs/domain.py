@@ -129,9 +129,9 @@ class User(Document):
 # white space is listed, not `\s`: Python's, Rust's (pydantic-core) and ECMAScript's `\s` differ (on
 # U+001C–U+001F, U+0085, U+FEFF), and a name one of them calls blank the others took (schemathesis found
 # "\u0085…" refused though the document allowed it).
-_BLANK = r" \t\n\r\v\f\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+BLANK = r" \t\n\r\v\f\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 LabelName = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=rf"^[^{_BLANK}](?:[\s\S]*[^{_BLANK}])?$")
+    str, StringConstraints(min_length=1, max_length=64, pattern=rf"^[^{BLANK}](?:[\s\S]*[^{BLANK}])?$")
 ]
 MAX_LABELS = 50
 
@@ -202,8 +202,13 @@ class Task(Document):
     gold_feedback: bool = False
     """Whether the answer to a gold submission shows the reference's shapes."""
     screening: Screening | None = None
+    excluded_users: list[str] = Field(default_factory=list)
+    """Raters the task master left out by hand: out of every consensus of the task, whatever screening says."""
+    admitted_users: list[str] = Field(default_factory=list)
+    """Raters the task master re-admitted by hand: in every consensus, whatever screening says."""
     screening_revision: int = 0
-    """Bumped by every change of ``screening``: the task's consensus documents are then rescored."""
+    """Bumped by every change of ``screening``, ``excluded_users`` or ``admitted_users``: the task's
+    consensus documents are then rescored."""
     members: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

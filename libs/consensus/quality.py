@@ -3,9 +3,16 @@
 A rater's quality on one image is their agreement with what the others say, the rater left out (so a
 rater cannot agree with themselves), or with an expert's reference where the image has one:
 
-* masks: the Dice coefficient of the rater's mask against the leave-one-out majority vote of the
-  other raters (a pixel is foreground when more than half of them marked it; a tie weighs one half,
-  so Dice is the soft Dice ``2·Σ(m·t) / (Σm + Σt)``), or against the reference mask;
+* masks: the Dice coefficient of the rater's mask against the leave-one-out vote of the other raters,
+  each weighing their own first-pass score (their Dice against the plain majority of the others), or
+  against the reference mask. A pixel is foreground when the others marking it carry more than half
+  of the others' weight; a tie weighs one half, so Dice is the soft Dice ``2·Σ(m·t) / (Σm + Σt)``.
+  Weighting the vote keeps a spammer among the others from dragging a careful rater's score down:
+  with 5 raters an image and 20–30 % bad raters the plain majority ranked the raters' true Dice with
+  a Spearman correlation of 0.83–0.90, the weighted vote 0.89–0.95 (bench/quality). It is one step
+  of the reweighting that STAPLE and Dawid & Skene's EM iterate (Warfield, Zou & Wells, "Simultaneous
+  truth and performance level estimation (STAPLE)", IEEE TMI 23(7), 2004; Dawid & Skene, Applied
+  Statistics 28(1), 1979); further steps changed nothing measurable there;
 * points: the F1 score of the rater's clicks matched one to one within the task's radius against the
   consensus points of the others (``cluster_points`` of the others) or the reference points;
 * polylines: the same F1, lines matched one to one when their mean distance is within the radius.
@@ -32,8 +39,9 @@ from crowdseg.consensus.points import cluster_points
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
-SCORING = 1
-"""The version of the per-image rater scores (``Consensus.scoring``): raise it when they change."""
+SCORING = 2
+"""The version of the per-image rater scores (``Consensus.scoring``): raise it when they change
+(2: mask quality against the others' quality-weighted vote, not their plain majority)."""
 FLAG_K = 3.0
 FLAG_MIN_IMAGES = 5
 FLAG_MIN_SPREAD = 0.05
@@ -56,15 +64,31 @@ def majority_of_others(stack: NDArray[np.bool_], rater: int) -> NDArray[np.float
     return np.where(votes > n, 1.0, np.where(votes == n, 0.5, 0.0))
 
 
+def vote_of_others(stack: NDArray[np.bool_], rater: int, weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The others' vote, each weighing ``weights[i]``: 1 where those marking a pixel carry more than half
+    of the others' weight, 1/2 on a tie, else 0; the plain majority when the others weigh nothing."""
+    others = np.delete(np.arange(stack.shape[0]), rater)
+    weight = weights[others]
+    total = float(weight.sum())
+    if total <= 0:
+        return majority_of_others(stack, rater)
+    votes = np.tensordot(weight, stack[others], axes=1) * 2
+    tie = np.isclose(votes, total, rtol=1e-9, atol=0.0)
+    return np.where(tie, 0.5, np.where(votes > total, 1.0, 0.0))
+
+
 def mask_qualities(masks: NDArray[Any], reference: NDArray[Any] | None = None) -> list[float | None]:
-    """Every rater's Dice against the others' majority (None for a lone rater) or the reference."""
+    """Every rater's Dice against the others' quality-weighted vote (None for a lone rater) or the
+    reference (the module's docstring says why the vote is weighted)."""
     stack = as_binary_stack(masks)
+    raters = stack.shape[0]
     if reference is not None:
         truth = np.asarray(reference) != 0
-        return [soft_dice(stack[r], truth) for r in range(stack.shape[0])]
-    if stack.shape[0] < 2:
-        return [None] * stack.shape[0]
-    return list(leave_one_out_dices(stack))
+        return [soft_dice(stack[r], truth) for r in range(raters)]
+    if raters < 2:
+        return [None] * raters
+    first = np.array(leave_one_out_dices(stack))
+    return [soft_dice(stack[r], vote_of_others(stack, r, first)) for r in range(raters)]
 
 
 def leave_one_out_dices(stack: NDArray[np.bool_]) -> list[float]:
@@ -211,3 +235,15 @@ def flagged(raters: Mapping[str, tuple[float | None, int]], rule: FlagRule = Fla
     if threshold is None:
         return set()
     return {rater for rater, q in scored.items() if q < threshold and raters[rater][1] >= rule.min_images}
+
+
+def screened_out(
+    raters: Mapping[str, tuple[float | None, int]], min_quality: float, rule: FlagRule = FlagRule()
+) -> set[str]:
+    """Raters (``{id: (quality, images)}``) a task's screening leaves out: quality below
+    ``min_quality`` with at least ``rule.min_images`` images behind it (as much evidence as a flag)."""
+    return {
+        rater
+        for rater, (q, images) in raters.items()
+        if q is not None and q < min_quality and images >= rule.min_images
+    }

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from crowdseg.access import managed_task
 from crowdseg.domain import (
+    BLANK,
     Invitation,
     JsonFloat,
     JsonInt,
@@ -66,9 +67,11 @@ class CreateLink(BaseModel):
     kind: LinkKind
     quota: JsonInt = Field(ge=1, le=MAX_QUOTA, description="images each worker annotates before the code")
     # Only http(s): the web UI sends the worker there (never a `javascript:` URL).
-    completion_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://[^\s]+$")] | None = Field(
-        default=None,
-        description="where a worker who is done is sent, e.g. https://app.prolific.com/submissions/complete?cc=CODE",
+    completion_url: Annotated[str, StringConstraints(max_length=2000, pattern=rf"^https?://[^{BLANK}]+$")] | None = (
+        Field(
+            default=None,
+            description="where a worker who is done is sent, e.g. https://app.prolific.com/submissions/complete?cc=CODE",
+        )
     )
     completion_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = Field(
         default=None, description="the code to show (e.g. the one the panel expects); a random one if left out"
@@ -99,7 +102,10 @@ class CreateInvitation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: (
         Annotated[
-            str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+            str,
+            StringConstraints(
+                strip_whitespace=True, to_lower=True, max_length=320, pattern=rf"^[^@{BLANK}]+@[^@{BLANK}]+$"
+            ),
         ]
         | None
     ) = Field(default=None, description="only the account with this email may accept it; anyone if left out")

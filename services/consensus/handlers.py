@@ -44,6 +44,7 @@ from crowdseg.consensus.quality import (
     match_point_sets,
     point_qualities,
 )
+from crowdseg.consensus.quality import screened_out as screen
 from crowdseg.consensus.staple import Region
 from crowdseg.counters import Tally, counters_of
 from crowdseg.domain import Consensus, Image, RaterScore, Shape, Submission, Task, Tool, User, utcnow
@@ -223,16 +224,15 @@ def review_revisions(submissions: list[Submission]) -> int:
 
 
 async def screened_out(store: Store, task: Task) -> frozenset[str]:
-    """The raters the task's screening leaves out: task-wide quality below ``min_quality``, with at
-    least as many images behind it as a flag needs."""
-    if task.screening is None:
-        return frozenset()
-    tallies = await store.counters.tallies_for_task(task.id)
-    return frozenset(
-        t.user_id
-        for t in tallies
-        if t.quality is not None and t.quality < task.screening.min_quality and t.quality_images >= FLAG_RULE.min_images
-    )
+    """The raters left out of the task's consensus: those the screening leaves out (task-wide quality
+    below ``min_quality``, with at least as many images behind it as a flag needs:
+    crowdseg.consensus.quality.screened_out) and those excluded by hand, less those admitted by hand."""
+    screened: set[str] = set()
+    if task.screening is not None:
+        tallies = await store.counters.tallies_for_task(task.id)
+        qualities = {t.user_id: (t.quality, t.quality_images) for t in tallies}
+        screened = screen(qualities, task.screening.min_quality, FLAG_RULE)
+    return frozenset((screened | set(task.excluded_users)) - set(task.admitted_users))
 
 
 def fused_submissions(submissions: list[Submission], excluded: frozenset[str]) -> list[Submission]:

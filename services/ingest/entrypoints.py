@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 SHAPES = TypeAdapter(list[Shape])
+EXCLUSION_404 = "no such task visible to the caller, or no account with an id in excluded_users or admitted_users"
 
 
 class TaskOut(BaseModel):
@@ -47,6 +48,8 @@ class TaskOut(BaseModel):
     labels_exclusive: bool
     interpolate_frames: bool = False
     screening: Screening | None = None
+    excluded_users: list[str] = []
+    admitted_users: list[str] = []
     gold_rate: float = 0.0
     """The share of ``next`` answers that are reference images at an annotator's start (falls with their count)."""
     gold_feedback: bool = False
@@ -142,6 +145,7 @@ def router() -> APIRouter:
     @api.patch(
         "/tasks/{task_id}",
         responses={
+            404: {"description": EXCLUSION_404},
             409: {
                 "description": "the task has submissions and the change renames, reorders or removes labels, or"
                 " changes labels_exclusive or interpolate_frames"

@@ -46,6 +46,7 @@ from crowdseg.services.ingest.series import gather_series
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+RaterIds = Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=100)]], Field(max_length=1000)]
 MAX_INSTRUCTIONS = 50_000
 Notify = Callable[[], None]
 
@@ -107,6 +108,17 @@ class UpdateTask(BaseModel):
 
     screening: Screening | None = None
     """``null`` switches screening off."""
+    excluded_users: RaterIds | None = None
+    """Raters left out of every consensus by hand (the whole list: ``[]`` re-admits them all)."""
+    admitted_users: RaterIds | None = None
+    """Raters kept in every consensus by hand, whatever screening says (the whole list)."""
+
+    @model_validator(mode="after")
+    def _excluded_or_admitted(self) -> UpdateTask:
+        both = set(self.excluded_users or []) & set(self.admitted_users or [])
+        if both:
+            raise ValueError(f"a rater cannot be both excluded and admitted: {', '.join(sorted(both))}")
+        return self
     gold_rate: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)] | None = None
     gold_feedback: StrictBool | None = None
 
@@ -170,6 +182,7 @@ async def update_task(store: Store, user: User, task_id: str, command: UpdateTas
     changes.update(screening_changes(task, command))
     if "min_replicates" in command.model_fields_set and command.min_replicates is None:
         changes["min_replicates"] = None  # back to fixed coverage
+    changes.update(await by_hand_changes(store, task, command))
     task = task.model_copy(update={**changes, "updated_at": utcnow()})
     check_replicates(task)
     _check_interpolation(task)
@@ -214,6 +227,26 @@ def _check_label_change(task: Task, command: UpdateTask) -> None:
 def check_replicates(task: Task) -> None:
     if task.min_replicates is not None and task.min_replicates > task.replicates:
         raise InvalidInput(f"min_replicates ({task.min_replicates}) must not exceed replicates ({task.replicates})")
+async def by_hand_changes(store: Store, task: Task, command: UpdateTask) -> dict[str, object]:
+    """Raters excluded or admitted by hand: one list replaced drops its ids from the other (re-admitting
+    a rater takes them off ``excluded_users``), and any change makes the consensus service rescore."""
+    excluded = _unique(command.excluded_users) if "excluded_users" in command.model_fields_set else None
+    admitted = _unique(command.admitted_users) if "admitted_users" in command.model_fields_set else None
+    for user_id in [*(excluded or []), *(admitted or [])]:
+        if user_id not in task.excluded_users + task.admitted_users and await store.users.get(user_id) is None:
+            raise NotFound(f"no account with the id {user_id}")
+    if excluded is not None and admitted is None:
+        admitted = [u for u in task.admitted_users if u not in excluded]
+    if admitted is not None and excluded is None:
+        excluded = [u for u in task.excluded_users if u not in admitted]
+    if excluded is None or admitted is None or (excluded, admitted) == (task.excluded_users, task.admitted_users):
+        return {}
+    revision = task.screening_revision + 1
+    return {"excluded_users": excluded, "admitted_users": admitted, "screening_revision": revision}
+
+
+def _unique(ids: list[str] | None) -> list[str]:
+    return list(dict.fromkeys(ids or []))
 
 
 def screening_changes(task: Task, command: UpdateTask) -> dict[str, object]:

@@ -167,6 +167,15 @@ async def test_tasks_crud_and_members(store: Store) -> None:
     assert [x.id for x in await store.tasks.all()] == [t.id]
 
 
+async def test_tasks_keep_raters_excluded_and_admitted_by_hand(store: Store) -> None:
+    t = task()
+    await store.tasks.add(t)
+    by_hand = t.model_copy(update={"excluded_users": ["u1", "u2"], "admitted_users": ["u3"], "screening_revision": 1})
+    await store.tasks.replace(by_hand)
+    stored = await store.tasks.get(t.id)
+    assert stored == by_hand and stored is not None and stored.excluded_users == ["u1", "u2"]
+
+
 async def test_concurrent_add_member_loses_nobody(store: Store) -> None:
     t = task()
     await store.tasks.add(t)

@@ -52,13 +52,23 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float((a & b).sum() / union)
 
 
-def leave_one_out_dice(masks: list[np.ndarray], rater: int) -> float:
-    """Dice against the others' majority vote, a tie counting one half (by hand, not the library's)."""
-    others = [m for i, m in enumerate(masks) if i != rater]
-    votes = np.sum(others, axis=0) * 2
-    target = np.where(votes > len(others), 1.0, np.where(votes == len(others), 0.5, 0.0))
+def _vote_dice(masks: list[np.ndarray], rater: int, weights: list[float]) -> float:
+    """Soft Dice of one rater against the others' weighted vote, a tie counting one half."""
+    others = [i for i in range(len(masks)) if i != rater]
+    total = sum(weights[i] for i in others)
+    if total <= 0:
+        weights, total = [1.0] * len(masks), float(len(others))
+    votes = np.sum([weights[i] * masks[i].astype(float) for i in others], axis=0) * 2
+    target = np.where(np.isclose(votes, total), 0.5, np.where(votes > total, 1.0, 0.0))
     mine = masks[rater].astype(float)
     return float(2 * (mine * target).sum() / (mine.sum() + target.sum()))
+
+
+def leave_one_out_dice(masks: list[np.ndarray], rater: int) -> float:
+    """Dice against the others' vote, each weighing their Dice against the plain majority of theirs
+    (by hand, not the library's)."""
+    first = [_vote_dice(masks, r, [1.0] * len(masks)) for r in range(len(masks))]
+    return _vote_dice(masks, rater, first)
 
 
 def crowd_task(taskmaster: Api, annotator_factory: Callable[[], Api]) -> dict[str, Any]:

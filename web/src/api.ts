@@ -107,6 +107,12 @@ export interface Task {
   interpolate_frames?: boolean;
   status?: "draft" | "open" | "closed";
   members?: string[];
+  /** `null`: off; else raters below `min_quality` (with enough images) are left out of the consensus. */
+  screening?: { min_quality: number } | null;
+  /** Raters left out of every consensus by hand. */
+  excluded_users?: string[];
+  /** Raters kept in every consensus by hand, whatever the screening says. */
+  admitted_users?: string[];
   [k: string]: unknown;
 }
 
@@ -195,6 +201,8 @@ export interface UserStat {
   quality_images?: number;
   /** Quality below the crowd's median minus 3 MAD, with at least 5 images behind it. */
   flagged?: boolean;
+  /** Left out of the task's consensus (screening or by hand); still scored and exported. */
+  excluded?: boolean;
   name?: string;
   email?: string;
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from crowdseg.consensus.quality import (
+    FLAG_MIN_IMAGES,
     FlagRule,
     f1,
     flagged,
@@ -15,7 +16,9 @@ from crowdseg.consensus.quality import (
     match_line_sets,
     match_point_sets,
     point_qualities,
+    screened_out,
     soft_dice,
+    vote_of_others,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,16 +42,36 @@ def test_majority_of_others_breaks_ties_by_halves() -> None:
     assert majority_of_others(stack, 2).tolist() == [[1.0, 0.5, 0.0, 0.0]]
 
 
-def test_mask_quality_is_dice_against_the_others_majority() -> None:
+def test_mask_quality_is_dice_against_the_others_weighted_vote() -> None:
     stack = masks("11110000", "11110000", "11100000", "00001111")
+    # First pass, Dice against the others' plain majority: raters 0-2 score 6/7, the spammer 0.
+    first = [6 / 7, 6 / 7, 6 / 7, 0.0]
+    # rater 0: the others weigh 6/7, 6/7, 0; pixel 3 is marked by rater 1 alone, half the weight: a tie
+    # -> target 1,1,1,½,0,0,0,0 -> Dice 2·3.5/(4+3.5)
+    assert vote_of_others(stack, 0, np.array(first)).tolist() == [[1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0]]
     qualities = mask_qualities(stack)
-    # rater 0: the others' votes per pixel 2,2,2,1,1,1,1,1 of 3 -> majority 1,1,1,0,0,0,0,0 -> Dice 2·3/(4+3)
-    assert qualities[0] == pytest.approx(6 / 7)
-    # rater 2: others 2,2,2,2,1,1,1,1 -> 1,1,1,1,0,0,0,0 -> Dice 2·3/(3+4)
+    assert qualities[0] == pytest.approx(7 / 7.5)
+    assert qualities[1] == pytest.approx(7 / 7.5)
+    # rater 2: raters 0 and 1 carry the whole weight -> target 1,1,1,1,0,... -> Dice 2·3/(3+4)
     assert qualities[2] == pytest.approx(6 / 7)
-    # the spammer: others 3,3,3,2,0,0,0,0 -> 1,1,1,1,0,... -> no overlap
+    # the spammer: the others agree on 1,1,1,1 (and ½ nowhere it drew) -> no overlap
     assert qualities[3] == 0.0
     assert mask_qualities(masks("1100")) == [None]  # a lone rater: no one to agree with
+
+
+def test_a_spammer_among_the_others_no_longer_drags_a_careful_rater_down() -> None:
+    """Regression (bench/quality, issue 10): quality against the others' plain majority let a spammer
+    among three others halve the evidence on a careful rater's pixels, and the ranking of quality against
+    the raters' true Dice fell below 0.9 with 5 raters an image. The others' vote is weighted now."""
+    stack = masks("11110000", "11110000", "00001111")
+    # plain majority of rater 0's others (rater 1 and the spammer): a tie everywhere either drew
+    assert majority_of_others(stack, 0).tolist() == [[0.5] * 8]
+    assert mask_qualities(stack)[0] == 1.0  # the spammer's first-pass score is 0: rater 1 decides
+
+
+def test_others_who_weigh_nothing_fall_back_to_the_plain_majority() -> None:
+    stack = masks("1100", "0011", "0011")
+    assert vote_of_others(stack, 0, np.zeros(3)).tolist() == majority_of_others(stack, 0).tolist()
 
 
 def test_mask_quality_against_a_reference() -> None:
@@ -90,6 +113,13 @@ def test_flagged_below_median_minus_k_mad_with_enough_images() -> None:
     assert flagged({**crowd, "spam": (0.10, 4)}) == set()  # too little evidence yet
     assert flagged({"a": (0.9, 10), "spam": (0.1, 10)}) == set()  # no crowd to compare with
     assert flagged({**crowd, "new": (None, 0)}) == {"spam"}
+
+
+def test_screening_leaves_out_only_the_low_raters_with_enough_images() -> None:
+    raters = {"good": (0.9, 10), "low": (0.3, 10), "low-but-new": (0.3, FLAG_MIN_IMAGES - 1), "unscored": (None, 0)}
+    assert screened_out(raters, 0.5) == {"low"}
+    assert screened_out(raters, 0.3) == set()  # below, not at
+    assert screened_out(raters, 1.0) == {"good", "low"}
 
 
 @settings(max_examples=200, deadline=None)

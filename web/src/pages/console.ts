@@ -8,6 +8,7 @@ import { navigate } from "../router";
 import { isAdmin, me } from "../session";
 import { slicePage, windowLabel } from "../paging";
 import { byQuality, EVALUATION_HELP_MASKS, EVALUATION_HELP_OBJECTS, FLAGGED_HELP, QUALITY_HELP, SENSITIVITY_HELP, SPECIFICITY_HELP } from "../quality";
+import { ACTION_LABEL, actionsFor, ADMITTED_HELP, EXCLUDED_HELP, exclusionPatch, SCREENING_HELP, screeningPatch, standing, STANDING_LABEL, type ExclusionAction } from "../exclusion";
 import { chart } from "../ui/charts";
 import { pagerControls } from "../ui/pager";
 import { stackOf } from "../editor/frames";
@@ -246,6 +247,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         toast("Saved", "ok");
       }, true),
     );
+    p.append(screeningCard());
     const memberBox = h("div", { class: "card stack" }, h("h2", null, "Members"), h("p", { class: "muted small" }, "Members can see and annotate the task when it is private."));
     p.append(memberBox);
     const known = new Map<string, string>();
@@ -300,6 +302,41 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         void addOne();
       }
     });
+  }
+
+  function screeningCard(): HTMLElement {
+    const on = h("input", { type: "checkbox", id: "f-screening", "data-testid": "screening-on", checked: task.screening != null });
+    const minimum = h("input", { type: "number", id: "f-min_quality", "data-testid": "screening-min", min: "0", max: "1", step: "0.05", value: String(task.screening?.min_quality ?? 0.5), disabled: task.screening == null, style: { width: "7rem" } });
+    const state = h("p", { class: "small", "data-testid": "screening-state" });
+    const showState = (): void => {
+      state.textContent = task.screening ? `On: annotators below ${fmtPct(task.screening.min_quality)} quality are left out.` : "Off: every annotator's submissions are fused.";
+    };
+    showState();
+    on.addEventListener("change", () => (minimum.disabled = !on.checked));
+    const err = h("div", { class: "form-error", role: "alert" });
+    const save = h("button", { class: "btn", type: "button", "data-testid": "save-screening" }, "Save screening");
+    save.addEventListener("click", async () => {
+      err.textContent = "";
+      save.disabled = true;
+      try {
+        task = await api.patchTask(id, screeningPatch(on.checked, minimum.value));
+        showState();
+        toast(task.screening ? "Screening on: the consensus is being recomputed" : "Screening off", "ok");
+      } catch (e) {
+        err.textContent = e instanceof Error ? e.message : String(e);
+      } finally {
+        save.disabled = false;
+      }
+    });
+    return h(
+      "div",
+      { class: "card stack", "data-testid": "screening-card" },
+      h("h2", null, "Screening"),
+      h("p", { class: "muted small" }, SCREENING_HELP, " Exclude or re-admit one annotator by hand in the Live tab's Annotators table."),
+      h("div", { class: "row" }, h("label", { class: "check", for: "f-screening" }, on, "Leave low-quality annotators out"), h("label", { for: "f-min_quality" }, "Minimum quality (0–1) "), minimum, save),
+      state,
+      err,
+    );
   }
 
   // -- images --
@@ -655,6 +692,16 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
     const chartNote = h("p", { class: "small muted" });
     const usersTable = h("div", { class: "table-wrap", "data-testid": "annotators" });
     const usersControls = pagerControls("annotators-page", () => showUsers(usersPage - 1), () => showUsers(usersPage + 1));
+    const usersLegend = h(
+      "dl",
+      { class: "small muted legend", "data-testid": "annotators-legend", style: { marginTop: "0.6rem" } },
+      h("dt", null, "flagged"),
+      h("dd", null, FLAGGED_HELP.replace(/^Flagged: /, ""), " A warning only: a flagged annotator is still fused unless excluded."),
+      h("dt", null, "excluded"),
+      h("dd", null, EXCLUDED_HELP.replace(/^Excluded: /, "")),
+      h("dt", null, "re-admitted"),
+      h("dd", null, ADMITTED_HELP.replace(/^Re-admitted by hand: /, "")),
+    );
     const updated = h("span", { class: "small muted" });
     // Evaluation against the expert references (Images tab): loaded when the tab opens and on demand.
     const evalCanvas = h("canvas", { "aria-label": "Consensus and annotators against the expert references" });
@@ -723,13 +770,22 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
       h("div", { class: "card stack" }, h("h2", null, "Coverage: images × users"), matrixNote, matrixBox, covControls.el),
       chartNote,
       h("div", { class: "grid grid-2" }, h("div", { class: "card" }, h("h2", null, "Per-user performance"), h("div", { class: "chart-box" }, perfCanvas)), h("div", { class: "card" }, h("h2", null, "Mean time per image"), h("div", { class: "chart-box" }, timeCanvas))),
-      h("div", { class: "card stack" }, h("h2", null, "Annotators"), h("p", { class: "small muted" }, "Hover a column for what it means. Lowest quality first; flagged annotators are marked."), usersTable, usersControls.el),
+      h("div", { class: "card stack" }, h("h2", null, "Annotators"), h("p", { class: "small muted" }, "Hover a column for what it means. Lowest quality first; flagged annotators are marked."), usersTable, usersControls.el, usersLegend),
       evalCard,
       h("div", { class: "card stack" }, h("h2", null, "Consensus"), h("p", { class: "small muted" }, "Consensus (teal: mask, outlines, lines or points) over the images of the coverage page on show; updated as submissions arrive."), thumbs),
     );
     let stop = false;
     let timer: ReturnType<typeof setTimeout> | null = null;
     let stats: TaskStats | null = null;
+    const changeStanding = async (userId: string, action: ExclusionAction): Promise<void> => {
+      try {
+        task = await api.patchTask(id, exclusionPatch(task, userId, action));
+        showUsers(usersPage);
+        toast(`${label(userId)}: ${action === "exclude" ? "excluded" : action === "readmit" ? "re-admitted" : "follows the screening"}; the consensus is being recomputed`, "ok");
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), "error");
+      }
+    };
     let users: TaskStats["users"] = []; // most submissions first
     let usersPage = 0;
     const names = new Map<string, string>();
@@ -809,6 +865,16 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
         options: { animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
       });
     };
+    const standingCell = (u: TaskStats["users"][number]): HTMLElement => {
+      const st = standing(u, task);
+      const pill = st === "in" ? h("span", { class: "muted small" }, "fused") : h("span", { class: st === "admitted" ? "pill pill-ok" : "pill pill-warn", title: st === "admitted" ? ADMITTED_HELP : EXCLUDED_HELP, "data-testid": "standing" }, STANDING_LABEL[st]);
+      const buttons = actionsFor(st).map((action) => {
+        const b = h("button", { class: "btn btn-ghost", type: "button", "data-testid": `annotator-${action.replace("_", "-")}`, title: action === "exclude" ? EXCLUDED_HELP : ADMITTED_HELP }, ACTION_LABEL[action]);
+        b.addEventListener("click", () => void changeStanding(u.user_id, action));
+        return b;
+      });
+      return h("td", { "data-standing": st }, pill, ...buttons);
+    };
     const showUsers = (page: number): void => {
       const cut = slicePage(users, page, USERS_PAGE);
       usersPage = cut.page;
@@ -829,6 +895,7 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
               h("th", { title: SENSITIVITY_HELP }, "Sensitivity"),
               h("th", { title: SPECIFICITY_HELP }, "Specificity"),
               h("th", null, "Mean time"),
+              h("th", { title: `${EXCLUDED_HELP} ${ADMITTED_HELP}` }, "Consensus"),
             ),
           ),
           h(
@@ -837,13 +904,14 @@ export async function taskConsolePage(root: HTMLElement, params: Record<string, 
             cut.rows.map((u) =>
               h(
                 "tr",
-                { class: u.flagged ? "flagged" : "", "data-testid": "annotator-row", "data-flagged": u.flagged ? "true" : "false" },
+                { class: u.flagged ? "flagged" : "", "data-testid": "annotator-row", "data-flagged": u.flagged ? "true" : "false", "data-user": u.user_id },
                 h("td", { title: u.user_id }, label(u.user_id), u.flagged ? h("span", { class: "pill pill-danger", title: FLAGGED_HELP, "data-testid": "flagged" }, " flagged") : null),
                 h("td", null, String(u.submissions)),
                 h("td", { title: `over ${u.quality_images ?? 0} image(s)` }, fmtPct(u.quality)),
                 h("td", null, fmtPct(u.sensitivity)),
                 h("td", null, fmtPct(u.specificity)),
                 h("td", null, u.mean_seconds != null ? `${fmtNum(u.mean_seconds, 1)} s` : "—"),
+                standingCell(u),
               ),
             ),
           ),
