@@ -506,7 +506,7 @@ class SqliteImages(_Table[Image]):
         if len(image.submitted_by) + len(others) >= replicates:
             return False
         leases = [*others, Lease(user_id=user_id, expires_at=expires_at)]
-        self.replace_doc(image_id, image.model_copy(update={"leases": leases}))
+        self._set_fields(image.model_copy(update={"leases": leases}), "leases")
         return True
 
     async def claim_slot(self, image_id: str, user_id: str, *, replicates: int, now: datetime) -> bool:
@@ -521,19 +521,31 @@ class SqliteImages(_Table[Image]):
         if not holds_lease and (image.retired or len(image.submitted_by) + len(others) >= replicates):
             return False
         update = {"submitted_by": [*image.submitted_by, user_id], "leases": others}
-        self.replace_doc(image_id, image.model_copy(update=update))
+        self._set_fields(image.model_copy(update=update), "submitted_by", "leases")
         return True
 
     async def set_certainty(self, image_id: str, certainty: float | None, *, retired: bool) -> None:
         image = self.one("id = ?", image_id)
         if image is not None and (image.certainty, image.retired) != (certainty, retired):
-            self.replace_doc(image_id, image.model_copy(update={"certainty": certainty, "retired": retired}))
+            self._set_fields(
+                image.model_copy(update={"certainty": certainty, "retired": retired}), "certainty", "retired"
+            )
 
     async def record_submitter(self, image_id: str, user_id: str) -> None:
         image = self.one("id = ?", image_id)
         if image is not None and user_id not in image.submitted_by:
             update = {"submitted_by": [*image.submitted_by, user_id]}
-            self.replace_doc(image_id, image.model_copy(update=update))
+            self._set_fields(image.model_copy(update=update), "submitted_by")
+
+    def _set_fields(self, image: Image, *fields: str) -> None:
+        """Write only these fields of the stored document, in one statement. The consensus worker (a
+        process of its own) writes an image's certainty while this process writes its leases and
+        slots, each a read and a write; a whole document written back would undo what the other
+        process wrote in between (a lost slot lets an image past its replicates)."""
+        values = image.model_dump(mode="json", include=set(fields))
+        paths = ", ".join(f"'$.{field}', json(?)" for field in fields)
+        arguments = [json.dumps(values[field]) for field in fields]
+        self.write(f"UPDATE images SET doc = json_set(doc, {paths}) WHERE id = ?", *arguments, image.id)
 
     async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
         with self._store.transaction() as db:

@@ -133,7 +133,10 @@ async def recompute(
     if task.labels and (task.tool.makes_masks or not is_stack(image)):  # points per label per frame: not yet
         await _add_label_consensus(blobs, task, image, fused, consensus, options)
     metrics.CONSENSUS_SECONDS.labels(consensus.method).observe(time.perf_counter() - started)
-    consensus = await _computed(_with_screened_out, task, image, consensus, submissions, fused)
+    if len(fused) == len(submissions):  # nobody screened out: nothing to compute, no thread hop
+        consensus = _with_screened_out(task, image, consensus, submissions, fused)
+    else:
+        consensus = await _computed(_with_screened_out, task, image, consensus, submissions, fused)
     consensus.reviews = reviews
     _retire_if_certain(task, consensus, len(submissions))
     event = ConsensusUpdated(
