@@ -9,7 +9,7 @@ from crowdseg.http import CurrentUser, RuntimeDep, StoreDep
 from crowdseg.services.annotate import handlers
 from crowdseg.services.annotate.handlers import Attempt, ReviewCommand, SubmitShapes
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 
@@ -69,9 +69,9 @@ def router() -> APIRouter:
             notify=runtime.relay.poke,
         )
         out = SubmissionOut.of(submission, await handlers.gold_reference(runtime.store, submission))
-        if not created:
-            return JSONResponse(out.model_dump(mode="json"), status_code=200)  # type: ignore[return-value]
-        return out
+        # Serialised here, once: a returned model would be validated and serialised again (issue 8: the
+        # work path's two routes answer hundreds of times a second).
+        return Response(out.model_dump_json(), status_code=201 if created else 200, media_type="application/json")  # type: ignore[return-value]
 
     @api.post(
         "/submissions/{submission_id}/review",

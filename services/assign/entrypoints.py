@@ -131,7 +131,7 @@ def router() -> APIRouter:
         if assignment is None:
             return Response(status_code=204)
         progress = assignment.progress
-        return NextOut(
+        out = NextOut(
             image=AssignedImage(
                 id=assignment.image_id,
                 name=assignment.name,
@@ -145,5 +145,7 @@ def router() -> APIRouter:
             if progress is None
             else WorkerProgress(link_id=progress.link_id, images=progress.images, quota=progress.quota),
         )
+        # Serialised once (issue 8): a returned model would be validated against NextOut and serialised again.
+        return Response(out.model_dump_json(), media_type="application/json")
 
     return api
