@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from crowdseg import __version__
+from crowdseg.consensus.quality import SCORING
 from crowdseg.migrations import SCHEMA_VERSION
 from PIL import Image as PILImage
 
@@ -75,10 +76,10 @@ def test_a_data_directory_of_the_previous_release_is_upgraded_and_keeps_everythi
         assert {key: stats[key] for key in made["stats"]} == made["stats"]
         assert len(stats["users"]) == 2
 
-        def rescored() -> bool:  # schema 3: the first reconciliation scores every old image anew
+        def rescored() -> bool:  # the first reconciliation scores every old image anew, as of today's scoring
             for image_id in made["images"]:
                 found = master.http.get(f"/images/{image_id}/consensus").json()
-                if found.get("scoring") != 1 or any(r.get("quality") is None for r in found["raters"]):
+                if found.get("scoring") != SCORING or any(r.get("quality") is None for r in found["raters"]):
                     return False
             return True
 
