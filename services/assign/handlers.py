@@ -163,7 +163,9 @@ async def next_image(
         return None
     selection = await selections.for_task(task.id)
     await _give_back(store, selection, user, task, skip, now)
-    assignment = await _lease_gold(store, selection, user, task, now, skip)
+    # read once: the gold schedule and the progress both count the caller's submissions
+    submitted = await _submitted(store, user, task) if task.gold_rate > 0 or link_progress is None else 0
+    assignment = await _lease_gold(store, selection, user, task, now, skip, submitted)
     if assignment is None:
         assignment = await _lease_next(store, selection, user, task, now, skip)
     if assignment is None and selections.may_refresh(task.id) and await _misses_images(store, selection):
@@ -171,19 +173,24 @@ async def next_image(
         assignment = await _lease_next(store, await selections.for_task(task.id), user, task, now, skip)
     if assignment is None:
         return None
-    return replace(assignment, progress=await _progress(store, user, task, selection, link_progress))
+    return replace(assignment, progress=await _progress(store, task, selection, link_progress, submitted))
+
+
+async def _submitted(store: Store, user: User, task: Task) -> int:
+    """The caller's submissions in the task, from the store's counters (kept in the operation that
+    stores a submission, so never a step behind)."""
+    tally = next((t for t in await store.counters.tallies_for_user(user.id) if t.task_id == task.id), None)
+    return tally.submissions if tally is not None else 0
 
 
 async def _progress(
-    store: Store, user: User, task: Task, selection: TaskSelection, link_progress: LinkProgress | None
+    store: Store, task: Task, selection: TaskSelection, link_progress: LinkProgress | None, submitted: int
 ) -> Progress:
     if link_progress is not None:
         return Progress(link_progress.link.id, link_progress.images, link_progress.link.quota)
-    # the store's counters, kept in the operation that stores a submission, so never a step behind
-    tally = next((t for t in await store.counters.tallies_for_user(user.id) if t.task_id == task.id), None)
     counters = await store.counters.task(task.id)
     images = counters.images if counters is not None else len(selection)
-    return Progress(None, tally.submissions if tally is not None else 0, images)
+    return Progress(None, submitted, images)
 
 
 async def _give_back(
@@ -234,14 +241,19 @@ async def _lease_next(
 
 
 async def _lease_gold(
-    store: Store, selection: TaskSelection, user: User, task: Task, now: datetime, skip: Collection[str]
+    store: Store,
+    selection: TaskSelection,
+    user: User,
+    task: Task,
+    now: datetime,
+    skip: Collection[str],
+    submitted: int,
 ) -> Assignment | None:
     """A gold image, when the task's schedule (crowdseg.services.assign.gold) draws one for the user's
     count and one is left for them; None otherwise. Costs nothing when the task serves no gold."""
     if task.gold_rate <= 0 or not selection.gold_ids:
         return None
-    tally = next((t for t in await store.counters.tallies_for_user(user.id) if t.task_id == task.id), None)
-    if not gold.serves_gold(task.gold_rate, task.id, user.id, tally.submissions if tally is not None else 0):
+    if not gold.serves_gold(task.gold_rate, task.id, user.id, submitted):
         return None
     expires_at = now + timedelta(seconds=task.lease_seconds)
     refused: set[str] = set()
