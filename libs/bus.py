@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from crowdseg.ports import OutboxEntry, Store
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import AckStatus
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -252,10 +254,54 @@ async def _dead_letter_or_redeliver(
 
 
 async def _ack(msg: KafkaMessage) -> None:
-    try:
-        await msg.ack()
-    except KafkaError as exc:  # CommitFailedError after a rebalance: the event comes back, handlers are idempotent
-        log.warning("commit failed (%s); the event will be redelivered", exc)
+    consumer = getattr(msg, "consumer", None)
+    record: Any = msg.raw_message
+    if consumer is None or not hasattr(record, "offset"):
+        try:
+            await msg.ack()
+        except KafkaError as exc:  # CommitFailedError after a rebalance: the event comes back, handlers are idempotent
+            log.warning("commit failed (%s); the event will be redelivered", exc)
+        return
+    committer = _COMMITTERS.get(consumer)
+    if committer is None:
+        committer = _COMMITTERS[consumer] = _Committer(consumer)
+    committer.handled(TopicPartition(record.topic, record.partition), record.offset)
+    msg.committed = AckStatus.ACKED
+
+
+class _Committer:
+    """Commits one consumer's offsets in the background, coalesced: while a commit is in flight, the
+    events handled meanwhile only move the offsets, and the next commit takes them all.
+
+    Issue 8: awaiting a commit round trip after every event held each partition's next event back and
+    was a tenth of the consensus worker's CPU. Each offset is the one after an event whose handler has
+    finished (a partition's events are handled in order), so nothing unhandled is ever committed; what
+    was handled but not yet committed when a process dies or a partition moves is redelivered, as after
+    a rebalance, and handlers are idempotent.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self._offsets: dict[TopicPartition, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def handled(self, partition: TopicPartition, offset: int) -> None:
+        self._offsets[partition] = max(offset + 1, self._offsets.get(partition, 0))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._commit_all())
+
+    async def _commit_all(self) -> None:
+        while self._offsets:
+            offsets, self._offsets = self._offsets, {}
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:  # after a rebalance: those events come back, handlers are idempotent
+                log.warning("commit failed (%s); its events will be redelivered", exc)
+            except Exception:
+                log.exception("commit failed; its events will be redelivered")
+
+
+_COMMITTERS: weakref.WeakKeyDictionary[Any, _Committer] = weakref.WeakKeyDictionary()
 
 
 def _record_lag(msg: KafkaMessage, topic: str, group: str) -> None:

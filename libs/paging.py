@@ -95,9 +95,7 @@ class Paging:
         self.link_next(scope, page.next_after)
 
 
-async def paging(
-    request: Request, response: Response, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-) -> Paging:
+async def paging(request: Request, response: Response, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Paging:
     return Paging(limit=limit, cursor=cursor, request=request, response=response)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -100,6 +100,9 @@ class MinioBlobStore:
         await self._call(
             self.client.put_object, self.bucket, check_key(key), io.BytesIO(data), len(data), content_type=content_type
         )
+
+    async def put_many(self, objects: Sequence[tuple[str, bytes, str]]) -> None:
+        await asyncio.gather(*(self.put(key, data, content_type) for key, data, content_type in objects))
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
         await self._call(self.client.fput_object, self.bucket, check_key(key), str(path), content_type=content_type)

@@ -72,9 +72,7 @@ def _directed_distances(source: NDArray[np.float64], target: NDArray[np.float64]
     return np.asarray(distances, np.float64)
 
 
-def _symmetric_distances(
-    a: NDArray[Any], b: NDArray[Any]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]] | float:
+def _symmetric_distances(a: NDArray[Any], b: NDArray[Any]) -> tuple[NDArray[np.float64], NDArray[np.float64]] | float:
     """Both directed nearest-neighbour distance sets, or 0.0 / inf when a set is empty."""
     first, second = _as_point_set(a), _as_point_set(b)
     if len(first) == 0 and len(second) == 0:
@@ -125,9 +123,7 @@ def match_points(
     return rows[keep], cols[keep], distance[rows[keep], cols[keep]]
 
 
-def point_precision_recall(
-    pred: NDArray[Any], truth: NDArray[Any], radius: float
-) -> tuple[float, float, float]:
+def point_precision_recall(pred: NDArray[Any], truth: NDArray[Any], radius: float) -> tuple[float, float, float]:
     """(precision, recall, RMSE of matched distances) of a point set against a reference.
 
     Empty prediction -> precision 1.0; empty reference -> recall 1.0; no match -> RMSE nan.

@@ -129,9 +129,7 @@ def _vote_counts(decisions: NDArray[np.intp], labels: int) -> NDArray[np.float64
     return votes
 
 
-def initial_confusion(
-    decisions: NDArray[np.intp], counts: NDArray[np.float64], labels: int
-) -> NDArray[np.float64]:
+def initial_confusion(decisions: NDArray[np.intp], counts: NDArray[np.float64], labels: int) -> NDArray[np.float64]:
     """ITK's start: each rater's (own label, voted label) counts, normalised over voted labels."""
     votes = _vote_counts(decisions, labels)
     winner = votes.argmax(axis=1)
@@ -218,9 +216,7 @@ def multilabel_staple(
     undecided = labels if undecided_label is None else undecided_label
     probability = patterns.expand(posterior).reshape(*stack.shape[1:], labels)
     label_map = patterns.expand(most_probable_label(posterior, undecided)).reshape(stack.shape[1:])
-    return MultiLabelStapleResult(
-        probability, label_map, confusion, g, undecided, iterations, converged, history
-    )
+    return MultiLabelStapleResult(probability, label_map, confusion, g, undecided, iterations, converged, history)
 
 
 def _label_prior(patterns: LabelPatterns, labels: int) -> NDArray[np.float64]:

@@ -53,9 +53,7 @@ def _pool(points: Sequence[NDArray[Any]]) -> tuple[NDArray[np.float64], NDArray[
     """All clicks in one (n, 2) array, with each click's rater and its index within that rater."""
     per_rater = [np.asarray(p, np.float64).reshape(-1, 2) for p in points]
     pooled = np.concatenate(per_rater) if per_rater else np.empty((0, 2))
-    rater = np.concatenate(
-        [np.full(len(p), r, np.intp) for r, p in enumerate(per_rater)] or [np.empty(0, np.intp)]
-    )
+    rater = np.concatenate([np.full(len(p), r, np.intp) for r, p in enumerate(per_rater)] or [np.empty(0, np.intp)])
     index = np.concatenate([np.arange(len(p), dtype=np.intp) for p in per_rater] or [np.empty(0, np.intp)])
     return pooled, rater, index
 

@@ -154,7 +154,9 @@ async def recompute(
     if not await store.consensus.save_if_newer(consensus):
         return None
     # After the consensus: a crash in between leaves an image open that could have retired, never the reverse.
-    await store.images.set_certainty(image.id, consensus.certainty, retired=consensus.retired)
+    # Only recomputations write these two fields, so an unchanged pair needs no read and no write.
+    if (image.certainty, image.retired) != (consensus.certainty, consensus.retired):
+        await store.images.set_certainty(image.id, consensus.certainty, retired=consensus.retired)
     notify()
     return consensus
 
@@ -382,9 +384,8 @@ async def _mask_consensus(
     consensus, mask_png, probability_png = await _computed(compute)
     prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
     consensus.mask_key, consensus.probability_key = f"{prefix}/mask.png", f"{prefix}/probability.png"
-    await asyncio.gather(
-        blobs.put(consensus.mask_key, mask_png, "image/png"),
-        blobs.put(consensus.probability_key, probability_png, "image/png"),
+    await blobs.put_many(
+        [(consensus.mask_key, mask_png, "image/png"), (consensus.probability_key, probability_png, "image/png")]
     )
     return consensus
 

@@ -119,6 +119,7 @@ class UpdateTask(BaseModel):
         if both:
             raise ValueError(f"a rater cannot be both excluded and admitted: {', '.join(sorted(both))}")
         return self
+
     gold_rate: Annotated[float, Field(ge=0, le=1), BeforeValidator(json_number)] | None = None
     gold_feedback: StrictBool | None = None
 
@@ -227,6 +228,8 @@ def _check_label_change(task: Task, command: UpdateTask) -> None:
 def check_replicates(task: Task) -> None:
     if task.min_replicates is not None and task.min_replicates > task.replicates:
         raise InvalidInput(f"min_replicates ({task.min_replicates}) must not exceed replicates ({task.replicates})")
+
+
 async def by_hand_changes(store: Store, task: Task, command: UpdateTask) -> dict[str, object]:
     """Raters excluded or admitted by hand: one list replaced drops its ids from the other (re-admitting
     a rater takes them off ``excluded_users``), and any change makes the consensus service rescore."""

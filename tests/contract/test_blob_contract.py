@@ -28,6 +28,17 @@ async def test_put_get_size(blobs: BlobStore) -> None:
     assert await blobs.size("empty") == 0
 
 
+async def test_put_many(blobs: BlobStore) -> None:
+    await blobs.put_many(
+        [("consensus/t/i/v1/mask.png", b"mask", "image/png"), ("consensus/t/i/v1/p.png", b"p", "image/png")]
+    )
+    assert await blobs.get("consensus/t/i/v1/mask.png") == b"mask"
+    assert await blobs.get("consensus/t/i/v1/p.png") == b"p"
+    with pytest.raises(InvalidInput):
+        await blobs.put_many([("fine", b"x", "text/plain"), ("../escape", b"x", "text/plain")])
+    await blobs.put_many([])
+
+
 async def test_put_file(blobs: BlobStore, tmp_path: Path) -> None:
     data = os.urandom(300_000)
     source = tmp_path / "upload.bin"
