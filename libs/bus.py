@@ -55,6 +55,9 @@ OUTBOX_SOURCES = {
 }
 # Events the relay reads and publishes at once: a 500-image upload is one page, cleared in one store call.
 RELAY_PAGE = 500
+# How long a handled event's offset waits for others to share its commit: at most this much work is
+# redelivered after a crash, and a busy consumer commits a few times a second, not once per event.
+COMMIT_LINGER_SECONDS = 0.1
 MAX_REDELIVERIES = 20  # redeliveries of one event through an outage before it is dead-lettered after all
 
 
@@ -292,6 +295,7 @@ class _Committer:
 
     async def _commit_all(self) -> None:
         while self._offsets:
+            await asyncio.sleep(COMMIT_LINGER_SECONDS)  # the events handled meanwhile join this commit
             offsets, self._offsets = self._offsets, {}
             try:
                 await self._consumer.commit(offsets)

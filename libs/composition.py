@@ -24,6 +24,9 @@ class ServiceParts:
     subscribe: Sequence[Callable[[Runtime], None]] = ()
     on_start: Sequence[Hook] = ()
     background_on_start: Sequence[Hook] = field(default_factory=tuple)
+    hot_routes: bool = False
+    """Routes answered hundreds of times a second (the work path): matched before every other service's.
+    Starlette tries routes one by one, and ``next`` came after some thirty others (issue 8)."""
 
 
 def build_app(
@@ -43,7 +46,8 @@ def build_app(
             for hook in part.background_on_start:
                 rt.background.append(asyncio.create_task(_guarded(hook, rt, part.name)))
 
-    routers = [make() for part in parts for make in part.routers]
+    ordered = sorted(parts, key=lambda part: not part.hot_routes)  # stable: the others keep their order
+    routers = [make() for part in ordered for make in part.routers]
     return create_app(title=title, runtime=runtime, routers=routers, on_start=[start_hooks])
 
 

@@ -353,7 +353,7 @@ def create_app(*, title: str, runtime: Runtime, routers: Sequence[APIRouter], on
     app.add_middleware(SecurityHeaders)  # outermost: its headers are on every answer, 413s included
     install_error_handlers(app)
     document_errors(app)
-    app.include_router(health_router())
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health_router())
     return app

@@ -160,20 +160,26 @@ class Embedded(Profile):
 class Cluster(Profile):
     name = "cluster"
 
-    def __init__(self, tmp: Path, consensus_workers: int) -> None:
+    def __init__(self, tmp: Path, consensus_workers: int, store: str = "ferretdb-sqlite") -> None:
         from tests.cluster.stack import ClusterStack
-        from tests.servers import start_ferretdb, start_kafka, start_minio
+        from tests.servers import FerretDBPostgresServer, load_manifest, start_ferretdb, start_kafka, start_minio
 
         self.tmp = tmp
         self.kafka = start_kafka(tmp / "kafka")
-        self.mongo = start_ferretdb(tmp / "mongo")
+        if store == "ferretdb-postgresql":  # FerretDB v1 on SQLite scans a collection per _id lookup
+            self.name = "cluster-postgresql"
+            self.mongo = FerretDBPostgresServer(tmp / "mongo", load_manifest())
+            self.mongo.start()
+        else:
+            self.mongo = start_ferretdb(tmp / "mongo")
+        backend = "PostgreSQL" if store == "ferretdb-postgresql" else "SQLite"
         self.minio = start_minio(tmp / "minio")
         self.stack = ClusterStack(
             tmp / "stack", self.kafka, self.mongo, self.minio,
             consensus_workers=consensus_workers, worker_log_level="WARNING",
         )
         self.description = (
-            f"cluster: Apache Kafka {self.kafka.version}, FerretDB, MinIO; every service its own process, "
+            f"cluster: Apache Kafka {self.kafka.version}, FerretDB on {backend}, MinIO; every service its own process, "
             f"{consensus_workers} consensus worker(s)"
         )
         self._client: Any = None
@@ -188,6 +194,8 @@ class Cluster(Profile):
         self.stack.stop()
         for server in (self.kafka, self.mongo, self.minio):
             server.stop()
+        if hasattr(self.mongo, "destroy"):  # FerretDB on PostgreSQL: PostgreSQL too
+            self.mongo.destroy()
 
     def server_pids(self) -> list[int]:
         return [pid for p in self.stack.services.values() if (pid := p.pid) is not None]
@@ -603,6 +611,13 @@ def main() -> int:
     parser.add_argument("--paced-seconds", type=float, default=90)
     parser.add_argument("--offered-rate", type=float, default=200, help="submissions/s the paced users offer")
     parser.add_argument("--consensus-workers", type=int, default=1, help="cluster profile's consensus processes")
+    parser.add_argument(
+        "--cluster-store",
+        choices=("ferretdb-sqlite", "ferretdb-postgresql"),
+        default="ferretdb-sqlite",
+        help="the cluster profile's document store: FerretDB v1 on SQLite (the test servers') or on PostgreSQL"
+        " (apt-get install postgresql; its lookups by _id do not scan the collection)",
+    )
     parser.add_argument("--consensus-timeout", type=float, default=900, help="give up waiting for consensus after")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--table", action="store_true", help="print the Markdown table of --out and exit")
@@ -624,7 +639,7 @@ def main() -> int:
     settings = {
         k: getattr(args, k)
         for k in ("images", "per_zip", "upload_concurrency", "size", "replicates", "annotators", "saturation_users",
-                  "saturation_seconds", "paced_seconds", "offered_rate", "consensus_workers")
+                  "saturation_seconds", "paced_seconds", "offered_rate", "consensus_workers", "cluster_store")
     }
     groups = {"both": ["embedded", "cluster"], "all": ["embedded", "embedded-one-process", "cluster"]}
     for name in groups.get(args.profile, [args.profile]):
@@ -632,12 +647,12 @@ def main() -> int:
         print(f"[{name}] working in {tmp}", flush=True)
         profile: Profile
         if name == "cluster":
-            profile = Cluster(tmp, args.consensus_workers)
+            profile = Cluster(tmp, args.consensus_workers, args.cluster_store)
         else:
             profile = Embedded(tmp, consensus_processes=0 if name == "embedded-one-process" else 1)
         record = run_profile(profile, tmp, args)
         record["settings"] = settings
-        report["profiles"][name] = record
+        report["profiles"][profile.name] = record
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}\n")
     print(table(report))

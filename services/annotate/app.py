@@ -11,7 +11,7 @@ async def reconcile_coverage(runtime: Runtime) -> None:
     await handlers.reconcile_coverage(runtime.store)
 
 
-PARTS = ServiceParts(name="annotate", routers=[entrypoints.router], on_start=[reconcile_coverage])
+PARTS = ServiceParts(name="annotate", routers=[entrypoints.router], on_start=[reconcile_coverage], hot_routes=True)
 
 
 def create_app(settings: AnnotateSettings | None = None) -> FastAPI:

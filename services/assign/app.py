@@ -10,6 +10,7 @@ PARTS = ServiceParts(
     routers=[entrypoints.router, crowd_entrypoints.router],
     subscribe=[entrypoints.subscribe],
     background_on_start=[entrypoints.listen_on_start],
+    hot_routes=True,
 )
 
 
