@@ -210,9 +210,11 @@ async def _add_label_consensus(
     prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
     consensus.label_map_key = f"{prefix}/labels.{extension}"
     consensus.label_mask_keys = {n: f"{prefix}/label-{i}.{extension}" for i, n in enumerate(found.masks, start=1)}
-    await asyncio.gather(
-        blobs.put(consensus.label_map_key, map_data, media_type),
-        *(blobs.put(consensus.label_mask_keys[n], data, media_type) for n, data in mask_data.items()),
+    await blobs.put_many(
+        [
+            (consensus.label_map_key, map_data, media_type),
+            *((consensus.label_mask_keys[n], data, media_type) for n, data in mask_data.items()),
+        ]
     )
 
 

@@ -8,7 +8,6 @@ carries its ``frame``, and consensus points a ``track`` linking them across cons
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
@@ -80,9 +79,8 @@ async def _volume_consensus(
     consensus, mask, probability = await handlers._computed(compute)
     prefix = f"consensus/{task.id}/{image.id}/v{consensus.version}"
     consensus.mask_key, consensus.probability_key = f"{prefix}/mask.nii.gz", f"{prefix}/probability.nii.gz"
-    await asyncio.gather(
-        blobs.put(consensus.mask_key, mask, NIFTI_MEDIA_TYPE),
-        blobs.put(consensus.probability_key, probability, NIFTI_MEDIA_TYPE),
+    await blobs.put_many(
+        [(consensus.mask_key, mask, NIFTI_MEDIA_TYPE), (consensus.probability_key, probability, NIFTI_MEDIA_TYPE)]
     )
     return consensus
 
