@@ -67,7 +67,9 @@ SETTING_DESCRIPTIONS = {
     "max_points_per_shape": "most vertices in one shape of a submission, attempt or (tutorial or expert) reference",
     "staple_max_iter": "STAPLE: most EM iterations per image",
     "staple_tol": "STAPLE: convergence tolerance",
-    "consensus_workers": "partitions one consensus process works on at once (one consumer each)",
+    "consensus_workers": "images of a batch one consensus process computes at once",
+    "consensus_batch": "most events one consensus process takes at once; each image among them is recomputed "
+    "once, with all its submissions",
     "reconcile_seconds": "how often consensus looks again for images whose consensus lags (from its watermark)",
     "host": "HTTP address (`crowdseg up --host`; `crowdseg serve` reads `CROWDSEG_HOST` too)",
     "port": "HTTP port (`crowdseg up --port`; `crowdseg serve` reads `CROWDSEG_PORT` too)",

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crowdseg.bus import (
+    BatchHandler,
     E,
     Handler,
     OutboxRelay,
     broadcast_subscriber,
     build_broker,
     ensure_topics,
+    reliable_batch_subscriber,
     reliable_subscriber,
 )
 from crowdseg.ports import BlobStore, Store
@@ -93,6 +95,19 @@ class Runtime:
             max_attempts=self.settings.consumer_max_attempts,
             backoff_seconds=self.settings.consumer_backoff_seconds,
             concurrency=concurrency,
+        )
+
+    def subscribe_batch(self, event_type: type[E], group: str, handle: BatchHandler[E], *, max_records: int) -> None:
+        """Subscribe ``handle`` in consumer group ``group`` to whatever has arrived, up to ``max_records``
+        events at once; each event retried and dead-lettered as configured."""
+        reliable_batch_subscriber(
+            self.broker,
+            event_type=event_type,
+            group=group,
+            handle=handle,
+            max_attempts=self.settings.consumer_max_attempts,
+            backoff_seconds=self.settings.consumer_backoff_seconds,
+            max_records=max_records,
         )
 
     def broadcast(self, event_type: type[E], name: str, handle: Handler[E]) -> None:

@@ -119,9 +119,12 @@ class ConsensusSettings(CommonSettings):
     max_points_per_shape: int = 20_000
     staple_max_iter: int = 100
     staple_tol: float = 1e-7
-    # Partitions this process works on at once (one consumer each): compute runs in worker threads,
-    # so one image's STAPLE overlaps another's store and blob round trips.
+    # Images of a batch this process computes at once: compute runs in worker threads, so one image's
+    # STAPLE overlaps another's store reads.
     consensus_workers: int = Field(default=2, ge=1, le=64)
+    # Events one consensus process takes at once (what has arrived, up to this many): their images are
+    # recomputed together, each once, and their blobs written and synced together (issue 8).
+    consensus_batch: int = Field(default=64, ge=1, le=1000)
     # How often a worker looks again for images whose consensus lags (from its watermark; see
     # crowdseg.watermark): events already bring every submission, this only catches what they missed.
     reconcile_seconds: float = Field(default=300.0, gt=0)

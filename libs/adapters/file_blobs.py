@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from crowdseg.errors import InvalidInput, NotFound, Unavailable
 
@@ -51,15 +53,32 @@ class FileBlobStore:
         await self._run_write(self._write, self._path(key), data)
 
     async def put_many(self, objects: Sequence[tuple[str, bytes, str]]) -> None:
-        # One thread hop for all of them: a consensus writes its mask and its probability together, and
-        # a hop each was a tenth of the consensus worker's CPU (issue 8).
+        # One thread hop for all of them: a batch of consensus writes its masks and probabilities
+        # together, and a hop each was a tenth of the consensus worker's CPU (issue 8).
         paths = [(self._path(key), data) for key, data, _type in objects]
         await self._run_write(self._write_all, paths)
 
-    @classmethod
-    def _write_all(cls, paths: list[tuple[Path, bytes]]) -> None:
-        for target, data in paths:
-            cls._write(target, data)
+    def _write_all(self, paths: list[tuple[Path, bytes]]) -> None:
+        """Write every file, make them durable, then give each its name, so that no name ever shows a
+        partial file. One sync of the file system for many small files costs less than half the CPU of
+        an fsync each (issue 8: two fsyncs per consensus were a fifth of the worker's)."""
+        if len(paths) == 1 or _syncfs is None:
+            for target, data in paths:
+                self._write(target, data)
+            return
+        written: list[tuple[Path, Path]] = []
+        try:
+            for target, data in paths:
+                with _partial(target) as (handle, partial):
+                    handle.write(data)
+                written.append((partial, target))
+            _sync_file_system(self.root)
+            for partial, target in written:
+                os.replace(partial, target)
+        except BaseException:
+            for partial, _target in written:
+                partial.unlink(missing_ok=True)
+            raise
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
         target = self._path(key)
@@ -106,6 +125,34 @@ class FileBlobStore:
         writers, self._writers = self._writers, None
         if writers is not None:
             writers.shutdown(wait=True)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux's ``syncfs(2)``, which Python's ``os`` does not offer; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return cast("Callable[[int], int]", function)
+
+
+_syncfs = _load_syncfs()
+
+
+def _sync_file_system(directory: Path) -> None:
+    """Flush everything written to the file system that holds ``directory`` to its disk."""
+    assert _syncfs is not None
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        if _syncfs(descriptor) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs: {os.strerror(error)}")
+    finally:
+        os.close(descriptor)
 
 
 @contextmanager

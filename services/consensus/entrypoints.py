@@ -92,18 +92,32 @@ class CoverageOut(BaseModel):
 
 def options(runtime: Runtime) -> handlers.StapleOptions:
     settings = runtime.settings
-    return handlers.StapleOptions(max_iter=settings.staple_max_iter, tol=settings.staple_tol)
+    return handlers.StapleOptions(
+        max_iter=settings.staple_max_iter, tol=settings.staple_tol, concurrency=settings.consensus_workers
+    )
 
 
 def subscribe(runtime: Runtime) -> None:
-    """Every accepted submission recomputes its image; keyed by image id, one image stays on one worker."""
+    """Accepted submissions recompute their images, a batch of events at once: each image among them
+    once. Keyed by image id, one image stays on one worker."""
 
-    async def on_submission_accepted(event: SubmissionAccepted) -> None:
-        await handlers.recompute(
-            runtime.store, runtime.blobs, event.image_id, options=options(runtime), notify=runtime.relay.poke
+    async def on_submissions_accepted(events: list[SubmissionAccepted]) -> list[BaseException | None]:
+        outcomes = await handlers.recompute_many(
+            runtime.store,
+            runtime.blobs,
+            [event.image_id for event in events],
+            options=options(runtime),
+            notify=runtime.relay.poke,
         )
+        return [_failure(outcomes[event.image_id]) for event in events]
 
-    runtime.subscribe(SubmissionAccepted, GROUP, on_submission_accepted, concurrency=runtime.settings.consensus_workers)
+    runtime.subscribe_batch(
+        SubmissionAccepted, GROUP, on_submissions_accepted, max_records=runtime.settings.consensus_batch
+    )
+
+
+def _failure(outcome: object) -> BaseException | None:
+    return outcome if isinstance(outcome, BaseException) else None
 
 
 async def reconcile_on_start(runtime: Runtime) -> None:

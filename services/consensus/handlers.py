@@ -7,10 +7,11 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from statistics import fmean
 from typing import Any, TypeVar
 
@@ -90,6 +91,7 @@ class StapleOptions:
     # crowd of good raters gets its majority and bad raters little say (crowdseg.consensus.staple,
     # bench/consensus_accuracy). Reported sensitivity and specificity are over the whole image.
     region: Region = "band"
+    concurrency: int = 2  # images of a batch computed at once (crowdseg.services.consensus.recompute_many)
 
 
 async def recompute(
@@ -99,6 +101,58 @@ async def recompute(
 
     Returns the new consensus, or None when the stored one already includes every submission.
     """
+    outcome = (await recompute_many(store, blobs, [image_id], options=options, notify=notify))[image_id]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+async def recompute_many(
+    store: Store, blobs: BlobStore, image_ids: Iterable[str], *, options: StapleOptions, notify: Notify
+) -> dict[str, Consensus | BaseException | None]:
+    """Recompute several images' consensus, each once (a burst of events for one image is one
+    recomputation with all its submissions), as :func:`recompute` does one: the outcome per image.
+
+    Up to ``options.concurrency`` images are computed at once. Their blobs are written together, in one
+    store call (one sync of the files in the embedded profile), before any consensus that names them is
+    saved; should that write fail, every image of the batch fails with it.
+    """
+    wanted = list(dict.fromkeys(image_ids))
+    staged = _StagedBlobs(blobs)
+    limit = asyncio.Semaphore(options.concurrency)
+
+    async def draft(image_id: str) -> _Draft | None:
+        async with limit:
+            return await _draft(store, staged, image_id, options)
+
+    drafts = await asyncio.gather(*(draft(image_id) for image_id in wanted), return_exceptions=True)
+    outcomes: dict[str, Consensus | BaseException | None] = {}
+    try:
+        await staged.write()
+    except Exception as exc:
+        return {image_id: exc if isinstance(d, _Draft) else d for image_id, d in zip(wanted, drafts, strict=True)}
+    for image_id, drafted in zip(wanted, drafts, strict=True):
+        if not isinstance(drafted, _Draft):
+            outcomes[image_id] = drafted
+            continue
+        try:
+            outcomes[image_id] = await _persist(store, drafted)
+        except Exception as exc:
+            outcomes[image_id] = exc
+    if any(isinstance(outcome, Consensus) for outcome in outcomes.values()):
+        notify()
+    return outcomes
+
+
+@dataclass
+class _Draft:
+    """A consensus computed, its blobs staged, not yet saved."""
+
+    image: Image
+    consensus: Consensus
+
+
+async def _draft(store: Store, blobs: BlobStore, image_id: str, options: StapleOptions) -> _Draft | None:
     image = await store.images.get(image_id)
     if image is None:
         raise NotFound(f"image {image_id} not found")
@@ -151,14 +205,62 @@ async def recompute(
         retired=consensus.retired,
     )
     consensus.outbox = [event.pending()]
+    return _Draft(image, consensus)
+
+
+async def _persist(store: Store, draft: _Draft) -> Consensus | None:
+    image, consensus = draft.image, draft.consensus
     if not await store.consensus.save_if_newer(consensus):
         return None
     # After the consensus: a crash in between leaves an image open that could have retired, never the reverse.
     # Only recomputations write these two fields, so an unchanged pair needs no read and no write.
     if (image.certainty, image.retired) != (consensus.certainty, consensus.retired):
         await store.images.set_certainty(image.id, consensus.certainty, retired=consensus.retired)
-    notify()
     return consensus
+
+
+class _StagedBlobs:
+    """The blob store as a batch of recomputations sees it: what they put is kept back and written in
+    one call by :meth:`write`; everything else goes straight to the store."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+        self._staged: list[tuple[str, bytes, str]] = []
+
+    async def write(self) -> None:
+        staged, self._staged = self._staged, []
+        if staged:
+            await self._blobs.put_many(staged)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        self._staged.append((key, data, content_type))
+
+    async def put_many(self, objects: Sequence[tuple[str, bytes, str]]) -> None:
+        self._staged.extend(objects)
+
+    async def open(self) -> None:
+        await self._blobs.open()
+
+    async def ping(self) -> None:
+        await self._blobs.ping()
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        await self._blobs.put_file(key, path, content_type)
+
+    async def get(self, key: str) -> bytes:
+        return await self._blobs.get(key)
+
+    def stream(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        return self._blobs.stream(key, chunk_size)
+
+    async def size(self, key: str) -> int | None:
+        return await self._blobs.size(key)
+
+    async def delete(self, key: str) -> None:
+        await self._blobs.delete(key)
+
+    async def close(self) -> None:
+        await self._blobs.close()
 
 
 def _retire_if_certain(task: Task, consensus: Consensus, submissions: int) -> None:
