@@ -152,7 +152,7 @@ def reliable_subscriber(
     async def consume(_: Any) -> None:
         msg = _current_message(broker)
         record: Any = msg.raw_message
-        _record_lag(msg, topic, group)
+        _record_lag(getattr(msg, "consumer", None), record, topic, group)
         try:
             event = event_type.model_validate_json(msg.body)
         except ValidationError as exc:
@@ -226,7 +226,7 @@ def reliable_batch_subscriber(
         records: tuple[Any, ...] = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
         if not records:
             return
-        _record_batch_lag(msg.consumer, records, topic, group)
+        _record_lag(msg.consumer, records[-1], topic, group)
         events: dict[int, E] = {}  # index in records → its event
         failures: dict[int, str] = {}  # index in records → why it is given up
         for index, record in enumerate(records):
@@ -322,14 +322,6 @@ def _commit_batch(consumer: Any, records: tuple[Any, ...], waiting: dict[TopicPa
     committer = _committer(consumer)
     for partition, offset in last.items():
         committer.handled(partition, offset)
-
-
-def _record_batch_lag(consumer: Any, records: tuple[Any, ...], topic: str, group: str) -> None:
-    with contextlib.suppress(Exception):
-        record = records[-1]
-        highwater = consumer.highwater(TopicPartition(record.topic, record.partition))
-        if highwater is not None:
-            metrics.CONSUMER_LAG.labels(topic, group).set(max(0, highwater - record.offset - 1))
 
 
 def broadcast_subscriber(broker: KafkaBroker, *, event_type: type[E], name: str, handle: Handler[E]) -> None:
@@ -470,11 +462,10 @@ class _Committer:
 _COMMITTERS: weakref.WeakKeyDictionary[Any, _Committer] = weakref.WeakKeyDictionary()
 
 
-def _record_lag(msg: KafkaMessage, topic: str, group: str) -> None:
-    record: Any = msg.raw_message
-    consumer = getattr(msg, "consumer", None)
+def _record_lag(consumer: Any, record: Any, topic: str, group: str) -> None:
+    """How far the consumer is behind its partition's end, as of ``record``."""
     with contextlib.suppress(Exception):
-        highwater = consumer.highwater(TopicPartition(record.topic, record.partition))  # type: ignore[union-attr]
+        highwater = consumer.highwater(TopicPartition(record.topic, record.partition))
         if highwater is not None:
             metrics.CONSUMER_LAG.labels(topic, group).set(max(0, highwater - record.offset - 1))
 

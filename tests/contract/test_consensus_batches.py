@@ -5,9 +5,10 @@ most of its CPU)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
-from crowdseg.errors import Unavailable
+from crowdseg.adapters.file_blobs import FileBlobStore
 from crowdseg.ports import BlobStore, Store
 from crowdseg.services.consensus.handlers import StapleOptions, recompute_many
 
@@ -17,17 +18,14 @@ pytestmark = pytest.mark.contract
 
 
 class CountingBlobs:
-    """The real blob store, counting the calls that write (and failing them when told to)."""
+    """The real blob store, counting the calls that write."""
 
-    def __init__(self, blobs: BlobStore, *, fail: bool = False) -> None:
+    def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
-        self.fail = fail
         self.writes: list[int] = []
 
     async def put_many(self, objects: Sequence[tuple[str, bytes, str]]) -> None:
         self.writes.append(len(objects))
-        if self.fail:
-            raise Unavailable("the blob store is down")
         await self.blobs.put_many(objects)
 
     def __getattr__(self, name: str) -> object:
@@ -63,21 +61,22 @@ async def test_a_burst_for_one_image_is_one_recomputation_with_every_submission(
     assert counting.writes == [4]
 
 
-async def test_a_failed_blob_write_saves_no_consensus_of_the_batch(store: Store, blobs: BlobStore) -> None:
+async def test_a_failed_blob_write_saves_no_consensus_of_the_batch(store: Store, tmp_path: Path) -> None:
+    blobs = FileBlobStore(tmp_path / "objects")
+    await blobs.open()
     _, first = await stored_image(store)
     _, second = await stored_image(store)
     await store.submissions.add(submission(first, "ann"))
     await store.submissions.add(submission(second, "bob"))
-    failing = CountingBlobs(blobs, fail=True)
+    # A file where the first image's consensus directory must go: the batch's one blob write fails.
+    await blobs.put(f"consensus/{first.task_id}/{first.id}", b"in the way", "text/plain")
 
     outcomes = await recompute_many(
-        store,
-        failing,  # type: ignore[arg-type]
-        [first.id, second.id, "no-such-image"],
-        options=StapleOptions(),
-        notify=lambda: None,
+        store, blobs, [first.id, second.id, "no-such-image"], options=StapleOptions(), notify=lambda: None
     )
 
-    assert isinstance(outcomes[first.id], Unavailable) and isinstance(outcomes[second.id], Unavailable)
+    assert isinstance(outcomes[first.id], OSError) and isinstance(outcomes[second.id], OSError)
     assert type(outcomes["no-such-image"]).__name__ == "NotFound"
     assert await store.consensus.get(first.id) is None and await store.consensus.get(second.id) is None
+    assert not await blobs.size(f"consensus/{second.task_id}/{second.id}/v1/mask.png")
+    await blobs.close()
