@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 from crowdseg.embedded import EmbeddedBroker, EmbeddedWorker
 from crowdseg.errors import SchemaTooNew, Unavailable
+from crowdseg.heap import keep_full_collections_short
 from crowdseg.settings import (
     AnnotateSettings,
     AssignSettings,
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
+        if args.command in ("up", "serve"):
+            keep_full_collections_short()
         if args.command == "up":
             return run_up(args.data, args.port, args.host, args.demo)
         if args.command == "serve":

@@ -22,3 +22,9 @@ CONSENSUS_SECONDS = Histogram(
     ["method"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+FULL_COLLECTION_SECONDS = Histogram(
+    "crowdseg_full_collection_seconds",
+    "Pauses of the garbage collector's full collections (crowdseg.heap)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+FROZEN_OBJECTS = Gauge("crowdseg_frozen_objects", "Objects moved out of the collector's reach (crowdseg.heap)")
