@@ -7,13 +7,15 @@ coroutines of the process; the embedded profile is one process.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -46,6 +48,11 @@ from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+# Reads wait this long inside SQLite for a lock (rare in WAL mode); writes await theirs (SqliteStore.writing).
+BUSY_TIMEOUT_MS = 5000
+WRITE_LOCK_SECONDS = 5.0
+FIRST_LOCK_PAUSE_SECONDS = 0.0002
+LAST_LOCK_PAUSE_SECONDS = 0.005
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
@@ -300,6 +307,14 @@ def _has_outbox(model: BaseModel) -> int:
     return int(bool(getattr(model, "outbox", None)))
 
 
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the lock (SQLITE_BUSY, SQLITE_LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "locked" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class _Table(Generic[M]):
     def __init__(self, store: SqliteStore, table: str, model: type[M]) -> None:
         self._store = store
@@ -345,33 +360,24 @@ class _Table(Generic[M]):
             more=more,
         )
 
-    def write(self, sql: str, *args: Any) -> int:
-        with self._store.translate(), self.db:
-            return self.db.execute(sql, args).rowcount
+    async def write(self, sql: str, *args: Any) -> int:
+        """One statement in a transaction of its own (:meth:`SqliteStore.writing`); its row count."""
+        async with self._store.writing() as db:
+            return db.execute(sql, args).rowcount
 
-    def replace_doc(self, doc_id: str, model: BaseModel) -> None:
+    def put_doc(self, doc_id: str, model: BaseModel) -> None:
+        """Overwrite a document, inside the caller's :meth:`SqliteStore.writing`."""
         pending = f", pending = {_has_outbox(model)}" if self.table in OUTBOX_TABLES else ""
-        self.write(f"UPDATE {self.table} SET doc = ?{pending} WHERE id = ?", _dump(model), doc_id)
+        self.db.execute(f"UPDATE {self.table} SET doc = ?{pending} WHERE id = ?", (_dump(model), doc_id))
 
-
-@contextmanager
-def _one_transaction(store: SqliteStore) -> Iterator[sqlite3.Connection]:
-    """Several statements committed together (the connection autocommits each one otherwise)."""
-    db = store.connection
-    with store.translate():
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    async def replace_doc(self, doc_id: str, model: BaseModel) -> None:
+        async with self._store.writing():
+            self.put_doc(doc_id, model)
 
 
 class SqliteUsers(_Table[User]):
     async def add(self, user: User) -> User:
-        with self._store.translate(), self.db:
+        async with self._store.writing():
             if self.db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is None:
                 user = user.model_copy(update={"roles": [Role.ADMIN, Role.TASKMASTER, Role.ANNOTATOR]})
             try:
@@ -403,26 +409,27 @@ class SqliteUsers(_Table[User]):
         return found
 
     async def set_roles(self, user_id: str, roles: list[Role]) -> User | None:
-        user = self.one("id = ?", user_id)
-        if user is None:
-            return None
-        user = user.model_copy(update={"roles": roles})
-        self.replace_doc(user_id, user)
-        return user
+        async with self._store.writing():
+            user = self.one("id = ?", user_id)
+            if user is None:
+                return None
+            user = user.model_copy(update={"roles": roles})
+            self.put_doc(user_id, user)
+            return user
 
     async def end_sessions(self, user_id: str) -> User | None:
-        # No await between the read and the write: on the one connection of the loop, that is atomic.
-        user = self.one("id = ?", user_id)
-        if user is None:
-            return None
-        user = user.model_copy(update={"token_version": user.token_version + 1})
-        self.replace_doc(user_id, user)
-        return user
+        async with self._store.writing():
+            user = self.one("id = ?", user_id)
+            if user is None:
+                return None
+            user = user.model_copy(update={"token_version": user.token_version + 1})
+            self.put_doc(user_id, user)
+            return user
 
 
 class SqliteTasks(_Table[Task]):
     async def add(self, task: Task) -> None:
-        self.write("INSERT INTO tasks (id, doc) VALUES (?, ?)", task.id, _dump(task))
+        await self.write("INSERT INTO tasks (id, doc) VALUES (?, ?)", task.id, _dump(task))
 
     async def get(self, task_id: str) -> Task | None:
         return self.one("id = ?", task_id)
@@ -434,26 +441,28 @@ class SqliteTasks(_Table[Task]):
         return self.keyed_page("1", (), (CREATED, "id"), limit, after)
 
     async def replace(self, task: Task) -> None:
-        self.replace_doc(task.id, task)
+        await self.replace_doc(task.id, task)
 
     async def add_member(self, task_id: str, user_id: str) -> None:
-        task = self.one("id = ?", task_id)
-        if task is not None and user_id not in task.members:
-            self.replace_doc(task_id, task.model_copy(update={"members": [*task.members, user_id]}))
+        async with self._store.writing():
+            task = self.one("id = ?", task_id)
+            if task is not None and user_id not in task.members:
+                self.put_doc(task_id, task.model_copy(update={"members": [*task.members, user_id]}))
 
     async def remove_member(self, task_id: str, user_id: str) -> bool:
-        task = self.one("id = ?", task_id)
-        if task is None or user_id not in task.members:
-            return False
-        members = [member for member in task.members if member != user_id]
-        self.replace_doc(task_id, task.model_copy(update={"members": members}))
-        return True
+        async with self._store.writing():
+            task = self.one("id = ?", task_id)
+            if task is None or user_id not in task.members:
+                return False
+            members = [member for member in task.members if member != user_id]
+            self.put_doc(task_id, task.model_copy(update={"members": members}))
+            return True
 
 
 class SqliteImages(_Table[Image]):
     async def add(self, image: Image) -> bool:
         try:
-            self.write(
+            await self.write(
                 "INSERT INTO images (id, task_id, name, tutorial, pending, doc) VALUES (?, ?, ?, ?, ?, ?)",
                 image.id,
                 image.task_id,
@@ -469,7 +478,7 @@ class SqliteImages(_Table[Image]):
     async def add_many(self, images: Sequence[Image]) -> list[bool]:
         # One transaction, so one commit (one fsync) for the batch; each row still meets UNIQUE (task_id, name).
         added: list[bool] = []
-        with _one_transaction(self._store) as db:
+        async with self._store.writing() as db:
             for image in images:
                 cursor = db.execute(
                     "INSERT INTO images (id, task_id, name, tutorial, pending, doc) VALUES (?, ?, ?, ?, ?, ?) "
@@ -499,56 +508,59 @@ class SqliteImages(_Table[Image]):
     ) -> bool:
         from crowdseg.domain import Lease
 
-        image = self.one("id = ?", image_id)
-        if image is None or image.retired or user_id in image.submitted_by or user_id in image.rejected_by:
-            return False
-        others = [lease for lease in image.active_leases(now) if lease.user_id != user_id]
-        if len(image.submitted_by) + len(others) >= replicates:
-            return False
-        leases = [*others, Lease(user_id=user_id, expires_at=expires_at)]
-        self._set_fields(image.model_copy(update={"leases": leases}), "leases")
-        return True
+        async with self._store.writing():
+            image = self.one("id = ?", image_id)
+            if image is None or image.retired or user_id in image.submitted_by or user_id in image.rejected_by:
+                return False
+            others = [lease for lease in image.active_leases(now) if lease.user_id != user_id]
+            if len(image.submitted_by) + len(others) >= replicates:
+                return False
+            leases = [*others, Lease(user_id=user_id, expires_at=expires_at)]
+            self._set_fields(image.model_copy(update={"leases": leases}), "leases")
+            return True
 
     async def claim_slot(self, image_id: str, user_id: str, *, replicates: int, now: datetime) -> bool:
-        image = self.one("id = ?", image_id)
-        if image is None:
-            return False
-        if user_id in image.submitted_by:
+        async with self._store.writing():
+            image = self.one("id = ?", image_id)
+            if image is None:
+                return False
+            if user_id in image.submitted_by:
+                return True
+            active = image.active_leases(now)
+            holds_lease = any(lease.user_id == user_id for lease in active)
+            others = [lease for lease in active if lease.user_id != user_id]
+            if not holds_lease and (image.retired or len(image.submitted_by) + len(others) >= replicates):
+                return False
+            update = {"submitted_by": [*image.submitted_by, user_id], "leases": others}
+            self._set_fields(image.model_copy(update=update), "submitted_by", "leases")
             return True
-        active = image.active_leases(now)
-        holds_lease = any(lease.user_id == user_id for lease in active)
-        others = [lease for lease in active if lease.user_id != user_id]
-        if not holds_lease and (image.retired or len(image.submitted_by) + len(others) >= replicates):
-            return False
-        update = {"submitted_by": [*image.submitted_by, user_id], "leases": others}
-        self._set_fields(image.model_copy(update=update), "submitted_by", "leases")
-        return True
 
     async def set_certainty(self, image_id: str, certainty: float | None, *, retired: bool) -> None:
-        image = self.one("id = ?", image_id)
-        if image is not None and (image.certainty, image.retired) != (certainty, retired):
-            self._set_fields(
-                image.model_copy(update={"certainty": certainty, "retired": retired}), "certainty", "retired"
-            )
+        async with self._store.writing():
+            image = self.one("id = ?", image_id)
+            if image is not None and (image.certainty, image.retired) != (certainty, retired):
+                self._set_fields(
+                    image.model_copy(update={"certainty": certainty, "retired": retired}), "certainty", "retired"
+                )
 
     async def record_submitter(self, image_id: str, user_id: str) -> None:
-        image = self.one("id = ?", image_id)
-        if image is not None and user_id not in image.submitted_by:
-            update = {"submitted_by": [*image.submitted_by, user_id]}
-            self._set_fields(image.model_copy(update=update), "submitted_by")
+        async with self._store.writing():
+            image = self.one("id = ?", image_id)
+            if image is not None and user_id not in image.submitted_by:
+                update = {"submitted_by": [*image.submitted_by, user_id]}
+                self._set_fields(image.model_copy(update=update), "submitted_by")
 
     def _set_fields(self, image: Image, *fields: str) -> None:
-        """Write only these fields of the stored document, in one statement. The consensus worker (a
-        process of its own) writes an image's certainty while this process writes its leases and
-        slots, each a read and a write; a whole document written back would undo what the other
-        process wrote in between (a lost slot lets an image past its replicates)."""
+        """Write only these fields of the stored document, inside the caller's transaction. Each
+        read-modify-write of an image is one transaction now; writing only the fields it changed
+        still keeps a field another process wrote since an older reader's snapshot."""
         values = image.model_dump(mode="json", include=set(fields))
         paths = ", ".join(f"'$.{field}', json(?)" for field in fields)
         arguments = [json.dumps(values[field]) for field in fields]
-        self.write(f"UPDATE images SET doc = json_set(doc, {paths}) WHERE id = ?", *arguments, image.id)
+        self.db.execute(f"UPDATE images SET doc = json_set(doc, {paths}) WHERE id = ?", (*arguments, image.id))
 
     async def set_rejected(self, image_id: str, user_id: str, *, rejected: bool) -> None:
-        with self._store.transaction() as db:
+        async with self._store.writing() as db:
             image = self.load(db.execute("SELECT doc FROM images WHERE id = ?", (image_id,)).fetchone())
             changed = None if image is None else image.with_rater_moved(user_id, rejected=rejected)
             if changed is not None:
@@ -557,7 +569,7 @@ class SqliteImages(_Table[Image]):
     async def set_reference(
         self, image_id: str, shapes: list[Shape], *, by: str, at: datetime, event: PendingEvent | None = None
     ) -> Image | None:
-        with self._store.transaction() as db:  # BEGIN IMMEDIATE: the worker processes write images too
+        async with self._store.writing() as db:
             image = self.load(db.execute("SELECT doc FROM images WHERE id = ?", (image_id,)).fetchone())
             if image is None:
                 return None
@@ -579,7 +591,7 @@ class SqliteImages(_Table[Image]):
 class SqliteSubmissions(_Table[Submission]):
     async def add(self, submission: Submission) -> tuple[Submission, bool]:
         try:
-            self.write(
+            await self.write(
                 "INSERT INTO submissions (id, task_id, image_id, user_id, pending, doc) VALUES (?, ?, ?, ?, ?, ?)",
                 submission.id,
                 submission.task_id,
@@ -599,7 +611,7 @@ class SqliteSubmissions(_Table[Submission]):
         return self.one("id = ?", submission_id)
 
     async def review(self, submission_id: str, review: Review, event: PendingEvent) -> tuple[Submission | None, bool]:
-        with self._store.transaction() as db:
+        async with self._store.writing() as db:
             stored = self.load(db.execute("SELECT doc FROM submissions WHERE id = ?", (submission_id,)).fetchone())
             changed = None if stored is None else stored.with_review(review, event)
             if changed is None:
@@ -632,7 +644,7 @@ class SqliteConsensus(_Table[Consensus]):
         return self.one("id = ?", image_id)
 
     async def save_if_newer(self, consensus: Consensus) -> bool:
-        with self._store.translate(), self.db:
+        async with self._store.writing():
             cursor = self.db.execute(
                 "INSERT INTO consensus (id, task_id, submissions, pending, doc) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET submissions = excluded.submissions, pending = excluded.pending, "
@@ -654,7 +666,7 @@ class SqliteConsensus(_Table[Consensus]):
 
 class SqliteAttempts(_Table[QualificationAttempt]):
     async def add(self, attempt: QualificationAttempt) -> None:
-        self.write(
+        await self.write(
             "INSERT INTO attempts (id, task_id, user_id, doc) VALUES (?, ?, ?, ?)",
             attempt.id,
             attempt.task_id,
@@ -668,7 +680,7 @@ class SqliteAttempts(_Table[QualificationAttempt]):
 
 class SqliteExports(_Table[Export]):
     async def add(self, export: Export) -> None:
-        self.write(
+        await self.write(
             "INSERT INTO exports (id, task_id, pending, doc) VALUES (?, ?, ?, ?)",
             export.id,
             export.task_id,
@@ -680,7 +692,7 @@ class SqliteExports(_Table[Export]):
         return self.one("id = ?", export_id)
 
     async def replace(self, export: Export) -> None:
-        self.replace_doc(export.id, export)
+        await self.replace_doc(export.id, export)
 
     async def unfinished(self) -> list[Export]:
         return self.many("json_extract(doc, '$.status') IN ('queued', 'running')")
@@ -688,7 +700,9 @@ class SqliteExports(_Table[Export]):
 
 class SqliteStudyLinks(_Table[StudyLink]):
     async def add(self, link: StudyLink) -> None:
-        self.write("INSERT INTO study_links (id, task_id, doc) VALUES (?, ?, ?)", link.id, link.task_id, _dump(link))
+        await self.write(
+            "INSERT INTO study_links (id, task_id, doc) VALUES (?, ?, ?)", link.id, link.task_id, _dump(link)
+        )
 
     async def get(self, link_id: str) -> StudyLink | None:
         return self.one("id = ?", link_id)
@@ -697,18 +711,19 @@ class SqliteStudyLinks(_Table[StudyLink]):
         return self.keyed_page("task_id = ?", (task_id,), (CREATED, "id"), limit, after)
 
     async def revoke(self, link_id: str, at: datetime) -> StudyLink | None:
-        link = self.one("id = ?", link_id)
-        if link is None or link.revoked_at is not None:
+        async with self._store.writing():
+            link = self.one("id = ?", link_id)
+            if link is None or link.revoked_at is not None:
+                return link
+            link = link.model_copy(update={"revoked_at": at})
+            self.put_doc(link_id, link)
             return link
-        link = link.model_copy(update={"revoked_at": at})
-        self.replace_doc(link_id, link)
-        return link
 
 
 class SqliteLinkWorkers(_Table[LinkWorker]):
     async def add(self, worker: LinkWorker) -> tuple[LinkWorker, bool]:
         # The primary key arbitrates: of racing first visits one row is inserted, the rest read it.
-        inserted = self.write(
+        inserted = await self.write(
             "INSERT INTO link_workers (id, link_id, task_id, doc) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             worker.id,
             worker.link_id,
@@ -727,7 +742,7 @@ class SqliteLinkWorkers(_Table[LinkWorker]):
 
 class SqliteInvitations(_Table[Invitation]):
     async def add(self, invitation: Invitation) -> None:
-        self.write(
+        await self.write(
             "INSERT INTO invitations (id, task_id, doc) VALUES (?, ?, ?)",
             invitation.id,
             invitation.task_id,
@@ -741,18 +756,20 @@ class SqliteInvitations(_Table[Invitation]):
         return self.keyed_page("task_id = ?", (task_id,), (CREATED, "id"), limit, after)
 
     async def revoke(self, invitation_id: str, at: datetime) -> Invitation | None:
-        invitation = self.one("id = ?", invitation_id)
-        if invitation is None or invitation.revoked_at is not None:
+        async with self._store.writing():
+            invitation = self.one("id = ?", invitation_id)
+            if invitation is None or invitation.revoked_at is not None:
+                return invitation
+            invitation = invitation.model_copy(update={"revoked_at": at})
+            self.put_doc(invitation_id, invitation)
             return invitation
-        invitation = invitation.model_copy(update={"revoked_at": at})
-        self.replace_doc(invitation_id, invitation)
-        return invitation
 
     async def accepted(self, invitation_id: str, user_id: str) -> None:
-        invitation = self.one("id = ?", invitation_id)
-        if invitation is not None and user_id not in invitation.accepted_by:
-            update = {"accepted_by": [*invitation.accepted_by, user_id]}
-            self.replace_doc(invitation_id, invitation.model_copy(update=update))
+        async with self._store.writing():
+            invitation = self.one("id = ?", invitation_id)
+            if invitation is not None and user_id not in invitation.accepted_by:
+                update = {"accepted_by": [*invitation.accepted_by, user_id]}
+                self.put_doc(invitation_id, invitation.model_copy(update=update))
 
 
 class SqliteOutbox:
@@ -777,7 +794,7 @@ class SqliteOutbox:
         published: dict[tuple[str, str], set[object]] = {}
         for entry in entries:
             published.setdefault((entry.collection, entry.document_id), set()).add(entry.event.payload.get("event_id"))
-        with _one_transaction(self._store) as db:
+        async with self._store.writing() as db:
             for (collection, document_id), event_ids in published.items():
                 row = db.execute(f"SELECT doc FROM {collection} WHERE id = ?", (document_id,)).fetchone()
                 if row is None:
@@ -793,8 +810,7 @@ class SqliteOutbox:
                 )
 
     async def mark_published(self, entry: OutboxEntry) -> None:
-        db = self._store.connection
-        with self._store.translate(), db:
+        async with self._store.writing() as db:
             row = db.execute(f"SELECT doc FROM {entry.collection} WHERE id = ?", (entry.document_id,)).fetchone()
             if row is None:
                 return
@@ -872,10 +888,16 @@ class SqliteCounters:
         return self._tallies("user_id", user_id)
 
     async def rebuild(self, task_id: str) -> TaskCounters:
-        return self.rebuild_now(task_id)
+        async with self._store.writing() as db:
+            return self._rebuild_in(db, task_id)
 
     def rebuild_now(self, task_id: str) -> TaskCounters:
-        """Recompute from the documents in one transaction (no other coroutine runs meanwhile)."""
+        """:meth:`rebuild` while the store opens, before anything else uses it."""
+        with self._store.transaction() as db:
+            return self._rebuild_in(db, task_id)
+
+    def _rebuild_in(self, db: sqlite3.Connection, task_id: str) -> TaskCounters:
+        """Recompute from the documents, inside the caller's transaction (what it reads is what it counts)."""
         store = self._store
         images = store.images.many("task_id = ? AND tutorial = 0", task_id)
         counters, tallies = rebuild(
@@ -884,30 +906,29 @@ class SqliteCounters:
             store.submissions.many("task_id = ?", task_id),
             store.consensus.many("task_id = ?", task_id),
         )
-        with store.transaction() as db:
-            for table in ("task_counters", "task_coverage", "task_retired", "tallies", "tally_days"):
-                db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
-            db.execute(
-                "INSERT INTO task_counters (task_id, consensus_images) VALUES (?, ?)",
-                (task_id, counters.consensus_images),
-            )
-            db.executemany(
-                "INSERT INTO task_coverage (task_id, level, images) VALUES (?, ?, ?)",
-                [(task_id, level, count) for level, count in counters.coverage.items()],
-            )
-            db.executemany(
-                "INSERT INTO task_retired (task_id, level, images) VALUES (?, ?, ?)",
-                [(task_id, level, count) for level, count in counters.retired.items()],
-            )
-            db.executemany(
-                f"INSERT INTO tallies (task_id, user_id, {', '.join(TALLY_COLUMNS)}) "
-                f"VALUES (?, ?, {', '.join('?' * len(TALLY_COLUMNS))})",
-                [(task_id, t.user_id, *(getattr(t, column) for column in TALLY_COLUMNS)) for t in tallies],
-            )
-            db.executemany(
-                "INSERT INTO tally_days (task_id, user_id, day, submissions) VALUES (?, ?, ?, ?)",
-                [(task_id, t.user_id, day, count) for t in tallies for day, count in t.days.items()],
-            )
+        for table in ("task_counters", "task_coverage", "task_retired", "tallies", "tally_days"):
+            db.execute(f"DELETE FROM {table} WHERE task_id = ?", (task_id,))
+        db.execute(
+            "INSERT INTO task_counters (task_id, consensus_images) VALUES (?, ?)",
+            (task_id, counters.consensus_images),
+        )
+        db.executemany(
+            "INSERT INTO task_coverage (task_id, level, images) VALUES (?, ?, ?)",
+            [(task_id, level, count) for level, count in counters.coverage.items()],
+        )
+        db.executemany(
+            "INSERT INTO task_retired (task_id, level, images) VALUES (?, ?, ?)",
+            [(task_id, level, count) for level, count in counters.retired.items()],
+        )
+        db.executemany(
+            f"INSERT INTO tallies (task_id, user_id, {', '.join(TALLY_COLUMNS)}) "
+            f"VALUES (?, ?, {', '.join('?' * len(TALLY_COLUMNS))})",
+            [(task_id, t.user_id, *(getattr(t, column) for column in TALLY_COLUMNS)) for t in tallies],
+        )
+        db.executemany(
+            "INSERT INTO tally_days (task_id, user_id, day, submissions) VALUES (?, ?, ?, ?)",
+            [(task_id, t.user_id, day, count) for t in tallies for day, count in t.days.items()],
+        )
         return counters
 
     def rebuild_missing(self) -> int:
@@ -928,8 +949,8 @@ class SqliteMeta:
         return None if row is None else str(row[0])
 
     async def put(self, key: str, value: str) -> None:
-        with self._store.translate():
-            self._store.connection.execute(
+        async with self._store.writing() as db:
+            db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
@@ -974,7 +995,8 @@ class SqliteStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One SQLite transaction (the connection autocommits every statement otherwise)."""
+        """One transaction that waits for the write lock inside SQLite: only while the store opens,
+        before it serves (everything else writes through :meth:`writing`)."""
         db = self.connection
         with self.translate():
             db.execute("BEGIN IMMEDIATE")
@@ -985,6 +1007,47 @@ class SqliteStore:
                 raise
             db.execute("COMMIT")
 
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[sqlite3.Connection]:
+        """One write transaction whose lock is awaited, never waited for on the event loop.
+
+        SQLite lets one connection write at a time, and the embedded profile's consensus worker is
+        another process writing this file. Waiting for its lock inside SQLite (``busy_timeout``) slept
+        on the event loop, every request with it: 3–27 ms stalls, about three a second at 200
+        submissions/s (issue 8). So ``BEGIN IMMEDIATE`` is tried without waiting and, while another
+        process holds the lock, tried again after an asyncio sleep. The body must not await: the
+        connection, and so the open transaction, is every coroutine's.
+        """
+        db = self.connection
+        if db.in_transaction:
+            raise RuntimeError("a write transaction is already open on this connection: a body awaited inside one")
+        await self._begin(db)
+        try:
+            with self.translate():
+                yield db
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        with self.translate():
+            db.execute("COMMIT")
+
+    async def _begin(self, db: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + WRITE_LOCK_SECONDS
+        pause = FIRST_LOCK_PAUSE_SECONDS
+        while True:
+            db.execute("PRAGMA busy_timeout = 0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or time.monotonic() > deadline:
+                    raise Unavailable(f"document store error: {exc}") from exc
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, LAST_LOCK_PAUSE_SECONDS)
+
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -993,7 +1056,7 @@ class SqliteStore:
             # Commits do not wait for the disk; acknowledged requests do, through one shared fsync
             # (crowdseg.adapters.group_sync).
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("PRAGMA busy_timeout = 5000")
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             # Checkpoints run in a thread of their own (crowdseg.adapters.wal_checkpoint), not in a commit.
             connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             self._upgrade(connection)
@@ -1020,7 +1083,7 @@ class SqliteStore:
                 raise
             db.execute("COMMIT")
         finally:
-            db.execute("PRAGMA busy_timeout = 5000")
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def _upgrade_in_transaction(self, db: sqlite3.Connection) -> None:
         found, written_by = self._stored_schema(db)
