@@ -81,6 +81,8 @@ SETTING_DESCRIPTIONS = {
     "login_failures_per_address": "failed sign-ins allowed per client address in a moving window",
     "consensus_processes": "embedded profile: consensus worker processes beside the main one (0: consensus "
     "runs in the main process)",
+    "consensus_niceness": "embedded profile: how much lower the consensus workers' CPU priority is than the "
+    "main process's (a nice(2) increment, 0–19): on a busy machine requests go first",
 }
 
 

@@ -161,7 +161,9 @@ def _start_workers(settings: GatewaySettings) -> list[EmbeddedWorker]:
         "CROWDSEG_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
     }
     workers = [
-        EmbeddedWorker("consensus", env, settings.data_dir / "logs" / f"consensus-{n}.log")
+        EmbeddedWorker(
+            "consensus", env, settings.data_dir / "logs" / f"consensus-{n}.log", niceness=settings.consensus_niceness
+        )
         for n in range(settings.consensus_processes)
     ]
     for worker in workers:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from crowdseg.errors import Unavailable
@@ -24,6 +25,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _lower_priority(niceness: int) -> Callable[[], None]:  # pragma: no cover - runs in the child
+    def prepare() -> None:
+        _die_with_parent()
+        os.nice(niceness)
+
+    return prepare
 
 
 def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
@@ -109,8 +118,11 @@ class EmbeddedWorker:
     triggers keep, never the images' leases and slots that the main process changes in place. A
     worker that exits is started again; it dies with its parent."""
 
-    def __init__(self, service: str, env: dict[str, str], log_path: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, service: str, env: dict[str, str], log_path: Path, host: str = "127.0.0.1", niceness: int = 0
+    ) -> None:
         self.service = service
+        self.niceness = niceness
         self.env = env
         self.log_path = log_path
         self.host = host
@@ -137,7 +149,7 @@ class EmbeddedWorker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env},
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_lower_priority(self.niceness) if sys.platform == "linux" else None,
             )
         log.info("embedded %s worker started (pid %d; log %s)", self.service, self._process.pid, self.log_path)
 
