@@ -36,7 +36,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402
-from locustfile import small_polygon  # noqa: E402
+from shapes import small_polygon  # noqa: E402
 
 from tests.embedded import Api  # noqa: E402
 

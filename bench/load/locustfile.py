@@ -21,7 +21,6 @@ annotated it) is a refusal, counted but not an error; 5xx or a dropped connectio
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 import uuid
@@ -32,6 +31,7 @@ from typing import Any
 import gevent
 from locust import FastHttpUser, events, task
 from locust.env import Environment
+from shapes import small_polygon
 
 # Per request: (name, finished at in epoch seconds, latency in ms, HTTP status; 0 = no response).
 SAMPLES: list[tuple[str, float, float, int]] = []
@@ -82,21 +82,6 @@ def _write(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     assert options is not None
     Path(options.samples_out).write_text(json.dumps({"marks": MARKS, "requests": SAMPLES}))
-
-
-def small_polygon(width: int, height: int, rng: random.Random) -> list[list[float]]:
-    """A random star-shaped polygon of 6-12 vertices around a point well inside the image: one vertex
-    in each of n equal sectors, so it is simple and encloses area."""
-    radius = rng.uniform(3.0, max(4.0, min(width, height) / 8))
-    cx = rng.uniform(radius + 1, width - radius - 1)
-    cy = rng.uniform(radius + 1, height - radius - 1)
-    n = rng.randint(6, 12)
-    points = []
-    for k in range(n):
-        angle = 2 * math.pi * (k + rng.uniform(0.1, 0.9)) / n
-        r = radius * rng.uniform(0.6, 1.0)
-        points.append([round(cx + r * math.cos(angle), 2), round(cy + r * math.sin(angle), 2)])
-    return points
 
 
 class Annotator(FastHttpUser):
