@@ -27,7 +27,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _lower_priority(niceness: int) -> Callable[[], None]:  # pragma: no cover - runs in the child
+def _worker_child(niceness: int) -> Callable[[], None]:  # pragma: no cover - runs in the child
+    """The child's set-up between fork and exec: it dies with crowdseg, at ``niceness`` below it."""
+
     def prepare() -> None:
         _die_with_parent()
         os.nice(niceness)
@@ -149,7 +151,7 @@ class EmbeddedWorker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env},
-                preexec_fn=_lower_priority(self.niceness) if sys.platform == "linux" else None,
+                preexec_fn=_worker_child(self.niceness) if sys.platform == "linux" else None,
             )
         log.info("embedded %s worker started (pid %d; log %s)", self.service, self._process.pid, self.log_path)
 
