@@ -58,7 +58,6 @@ RELAY_PAGE = 500
 # How long a handled event's offset waits for others to share its commit: at most this much work is
 # redelivered after a crash, and a busy consumer commits a few times a second, not once per event.
 COMMIT_LINGER_SECONDS = 0.1
-BROADCAST_BATCH = 500  # events a broadcast subscriber takes at once
 MAX_REDELIVERIES = 20  # redeliveries of one event through an outage before it is dead-lettered after all
 
 
@@ -330,9 +329,7 @@ def broadcast_subscriber(broker: KafkaBroker, *, event_type: type[E], name: str,
 
     For structures in memory that events keep current while the store stays the state of record
     (the assign service's selection): every replica needs every event, nothing is committed, and a
-    failing handler is only logged, since the store corrects the structure when it disagrees. Events
-    come in batches of whatever has arrived (issue 8: one consumer call per event was a tenth of the
-    request process's CPU), each handled in turn.
+    failing handler is only logged, since the store corrects the structure when it disagrees.
     """
     topic = event_type.topic
 
@@ -341,25 +338,18 @@ def broadcast_subscriber(broker: KafkaBroker, *, event_type: type[E], name: str,
         group_id=None,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="latest",
-        batch=True,
-        max_records=BROADCAST_BATCH,
-        batch_timeout_ms=200,
         title=f"{topic}:{name}",
         description=f"{event_type.__name__} seen by every {name} process",
     )
     async def consume(_: Any) -> None:
         msg = _current_message(broker)
-        records: tuple[Any, ...] = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
-        followed = 0
-        for record in records:
-            try:
-                await handle(event_type.model_validate_json(record.value or b""))
-            except Exception:
-                log.exception("%s could not follow an event of %s", name, topic)
-            else:
-                followed += 1
-        if followed:
-            metrics.EVENTS_CONSUMED.labels(topic, name).inc(followed)
+        try:
+            event = event_type.model_validate_json(msg.body)
+            await handle(event)
+        except Exception:
+            log.exception("%s could not follow an event of %s", name, topic)
+        else:
+            metrics.EVENTS_CONSUMED.labels(topic, name).inc()
 
 
 class _Transient(str):
