@@ -374,6 +374,16 @@ class _Table(Generic[M]):
         async with self._store.writing():
             self.put_doc(doc_id, model)
 
+    async def revoke_doc(self, doc_id: str, at: datetime) -> M | None:
+        """Set a document's ``revoked_at`` once (a study link, an invitation); the stored one either way."""
+        async with self._store.writing():
+            found = self.one("id = ?", doc_id)
+            if found is None or getattr(found, "revoked_at", None) is not None:
+                return found
+            revoked = found.model_copy(update={"revoked_at": at})
+            self.put_doc(doc_id, revoked)
+            return revoked
+
 
 class SqliteUsers(_Table[User]):
     async def add(self, user: User) -> User:
@@ -711,13 +721,7 @@ class SqliteStudyLinks(_Table[StudyLink]):
         return self.keyed_page("task_id = ?", (task_id,), (CREATED, "id"), limit, after)
 
     async def revoke(self, link_id: str, at: datetime) -> StudyLink | None:
-        async with self._store.writing():
-            link = self.one("id = ?", link_id)
-            if link is None or link.revoked_at is not None:
-                return link
-            link = link.model_copy(update={"revoked_at": at})
-            self.put_doc(link_id, link)
-            return link
+        return await self.revoke_doc(link_id, at)
 
 
 class SqliteLinkWorkers(_Table[LinkWorker]):
@@ -756,13 +760,7 @@ class SqliteInvitations(_Table[Invitation]):
         return self.keyed_page("task_id = ?", (task_id,), (CREATED, "id"), limit, after)
 
     async def revoke(self, invitation_id: str, at: datetime) -> Invitation | None:
-        async with self._store.writing():
-            invitation = self.one("id = ?", invitation_id)
-            if invitation is None or invitation.revoked_at is not None:
-                return invitation
-            invitation = invitation.model_copy(update={"revoked_at": at})
-            self.put_doc(invitation_id, invitation)
-            return invitation
+        return await self.revoke_doc(invitation_id, at)
 
     async def accepted(self, invitation_id: str, user_id: str) -> None:
         async with self._store.writing():
